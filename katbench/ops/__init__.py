@@ -1,0 +1,129 @@
+"""The one GR-KAN op: ``katbench::group_rational``, registered with ``torch.library``.
+
+The schema is defined here once; kernels come from ``csrc/`` (C++ for CPU, CUDA for GPU, built on
+first use, see :mod:`katbench.ops.build`) or, where no toolchain exists, from the pure-PyTorch
+reference in :mod:`katbench.ops.reference`. Autograd and the fake (meta) kernel are registered
+in Python, so the op works under ``torch.compile(fullgraph=True)``, ``torch.autocast`` and
+passes ``torch.library.opcheck``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from katbench.ops import build
+from katbench.ops.reference import (
+    VARIANTS,
+    check_arguments,
+    group_rational_backward_reference,
+    group_rational_reference,
+)
+
+__all__ = ["VARIANTS", "group_rational", "group_rational_reference", "kernel_backend",
+           "load_kernels"]
+
+_LIB = torch.library.Library("katbench", "DEF")
+_LIB.define("group_rational(Tensor x, Tensor numerator, Tensor denominator, str variant) -> Tensor")
+_LIB.define(
+    "group_rational_backward(Tensor grad_output, Tensor x, Tensor numerator, "
+    "Tensor denominator, str variant) -> (Tensor, Tensor, Tensor)"
+)
+_OPS = ("katbench::group_rational", "katbench::group_rational_backward")
+_BACKENDS: dict[str, str] = {}
+
+
+def _has_kernel(device_type: str) -> bool:
+    key = "CUDA" if device_type == "cuda" else "CPU"
+    return torch._C._dispatch_has_kernel_for_dispatch_key(_OPS[0], key)
+
+
+def _register_reference(device_type: str) -> None:
+    _LIB.impl("group_rational", group_rational_reference, device_type.upper())
+    _LIB.impl("group_rational_backward", group_rational_backward_reference, device_type.upper())
+
+
+def load_kernels() -> dict[str, str]:
+    """Build/load the compiled kernels once; return ``{device_type: "compiled"|"reference"}``.
+
+    Falls back to the reference with one warning when no toolchain exists (``KATBENCH_BACKEND=
+    auto``); raises :class:`~katbench.ops.build.ExtensionBuildError` with the compiler's message
+    when a build fails, and when ``KATBENCH_BACKEND=compiled`` cannot be honoured.
+    """
+    if _BACKENDS:
+        return _BACKENDS
+    backend = build.requested_backend()
+    with_cuda = torch.cuda.is_available()
+    device_types = ["cpu", "cuda"] if with_cuda else ["cpu"]
+    if backend != "reference":
+        reason = build.missing_toolchain(with_cuda)
+        if reason and with_cuda and build.missing_toolchain(False) is None:
+            warnings.warn(f"katbench: {reason}; CUDA tensors use the pure-PyTorch reference",
+                          stacklevel=2)
+            with_cuda = False
+            reason = None
+        if reason is None:
+            build.compile_and_load(with_cuda)
+        elif backend == "compiled":
+            raise build.ExtensionBuildError(
+                f"KATBENCH_BACKEND=compiled but the kernels cannot be built: {reason}")
+        else:
+            warnings.warn(f"katbench: {reason}; group_rational falls back to the slower "
+                          "pure-PyTorch reference", stacklevel=2)
+    for device_type in device_types:
+        compiled = _has_kernel(device_type)
+        if not compiled:
+            _register_reference(device_type)
+        _BACKENDS[device_type] = "compiled" if compiled else "reference"
+    return _BACKENDS
+
+
+def kernel_backend(device_type: str = "cpu") -> str:
+    """Which implementation serves ``device_type`` tensors: ``"compiled"`` or ``"reference"``."""
+    return load_kernels()[device_type]
+
+
+def group_rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
+                   variant: str = "sum_abs") -> torch.Tensor:
+    """Group-wise safe Padé activation F(x) = P(x) / Q(x) over the last dimension of ``x``.
+
+    ``x`` is ``(..., D)``; ``numerator`` is ``(g, m+1)`` with a_0 first; ``denominator`` is
+    ``(g, n)`` with b_1 first; channel ``i`` uses group ``i // (D // g)``. ``variant`` picks
+    Q = 1 + sum_k |b_k||x|^k (``"sum_abs"``) or Q = 1 + |sum_k b_k x^k| (``"abs_sum"``). The
+    output has the dtype and shape of ``x``; gradients flow to all three tensors.
+    """
+    check_arguments(x, numerator, denominator, variant)
+    if not _BACKENDS:
+        load_kernels()
+    return torch.ops.katbench.group_rational(x, numerator, denominator, variant)
+
+
+@torch.library.register_fake("katbench::group_rational", lib=_LIB)
+def _group_rational_fake(x, numerator, denominator, variant):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("katbench::group_rational_backward", lib=_LIB)
+def _group_rational_backward_fake(grad_output, x, numerator, denominator, variant):
+    return (torch.empty_like(x, memory_format=torch.contiguous_format),
+            torch.empty_like(numerator), torch.empty_like(denominator))
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, numerator, denominator, variant = inputs
+    ctx.save_for_backward(x, numerator, denominator)
+    ctx.variant = variant
+
+
+def _backward(ctx, grad_output):
+    x, numerator, denominator = ctx.saved_tensors
+    grad_x, grad_num, grad_den = torch.ops.katbench.group_rational_backward(
+        grad_output, x, numerator, denominator, ctx.variant)
+    needs = ctx.needs_input_grad
+    return (grad_x if needs[0] else None, grad_num if needs[1] else None,
+            grad_den if needs[2] else None, None)
+
+
+torch.library.register_autograd("katbench::group_rational", _backward,
+                                setup_context=_setup_context, lib=_LIB)

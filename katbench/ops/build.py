@@ -1,0 +1,101 @@
+"""Build and load the compiled ``group_rational`` kernels in ``csrc/`` (JIT, cached).
+
+The extension is compiled on first use with ``torch.utils.cpp_extension.load`` (ninja) into a
+cache folder keyed by the torch version, the CUDA version and the Python version:
+``$KATBENCH_BUILD_DIR`` if set, else ``~/.cache/katbench/build/<key>``. ninja rebuilds only when
+a source file changes.
+
+``KATBENCH_BACKEND`` chooses what runs: ``auto`` (default: compiled kernels, falling back to the
+pure-PyTorch reference with one warning when no C++ compiler or no CUDA toolkit is found),
+``compiled`` (never fall back: CI sets this) or ``reference``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import sysconfig
+from pathlib import Path
+
+import torch
+
+CSRC = Path(__file__).resolve().parents[2] / "csrc"
+BACKENDS = ("auto", "compiled", "reference")
+
+
+class ExtensionBuildError(RuntimeError):
+    """The C++/CUDA extension failed to compile; the message carries the compiler output."""
+
+
+def requested_backend() -> str:
+    """The backend asked for by ``KATBENCH_BACKEND`` (validated)."""
+    backend = os.environ.get("KATBENCH_BACKEND", "auto").strip().lower()
+    if backend not in BACKENDS:
+        raise ValueError(f"KATBENCH_BACKEND={backend!r} is not one of {BACKENDS}")
+    return backend
+
+
+def build_directory(with_cuda: bool) -> Path:
+    """Cache folder for the compiled extension of this torch/CUDA/Python combination."""
+    override = os.environ.get("KATBENCH_BUILD_DIR")
+    if override:
+        path = Path(override)
+    else:
+        cuda = f"cu{torch.version.cuda}" if with_cuda and torch.version.cuda else "cpu"
+        key = f"torch{torch.__version__.split('+')[0]}-{cuda}-py{sys.version_info[0]}{sys.version_info[1]}"
+        path = Path.home() / ".cache" / "katbench" / "build" / key
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def missing_toolchain(with_cuda: bool) -> str | None:
+    """Why the extension cannot be built here (no compiler / no CUDA toolkit), or None."""
+    compiler = os.environ.get("CXX") or sysconfig.get_config_var("CXX") or "c++"
+    if shutil.which(compiler.split()[0]) is None:
+        return f"no C++ compiler found ({compiler!r})"
+    if shutil.which("ninja") is None and not _ninja_module_available():
+        return "ninja is not installed"
+    if with_cuda:
+        from torch.utils.cpp_extension import CUDA_HOME
+        if CUDA_HOME is None:
+            return "no CUDA toolkit (nvcc) found; set CUDA_HOME"
+    return None
+
+
+def _ninja_module_available() -> bool:
+    try:
+        import ninja  # noqa: F401
+    except ImportError:
+        return False
+    bin_dir = Path(sys.executable).parent
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    return shutil.which("ninja") is not None
+
+
+def compile_and_load(with_cuda: bool, verbose: bool = False) -> None:
+    """Compile (if needed) and load the kernels, registering them under ``katbench::``."""
+    from torch.utils.cpp_extension import load
+
+    sources = [CSRC / "group_rational_cpu.cpp"]
+    if with_cuda:
+        sources.append(CSRC / "group_rational_cuda.cu")
+    cflags = ["-O3", "-fopenmp", "-std=c++17"]
+    try:
+        load(
+            name="katbench_group_rational" + ("_cuda" if with_cuda else "_cpu"),
+            sources=[str(s) for s in sources],
+            extra_include_paths=[str(CSRC)],
+            extra_cflags=cflags,
+            extra_ldflags=["-fopenmp"],
+            extra_cuda_cflags=["-O3", "-std=c++17", "--expt-relaxed-constexpr"],
+            build_directory=str(build_directory(with_cuda)),
+            is_python_module=False,
+            verbose=verbose,
+        )
+    except (RuntimeError, OSError) as error:
+        raise ExtensionBuildError(
+            f"building the katbench group_rational kernels failed:\n{error}\n"
+            "Fix the toolchain, or set KATBENCH_BACKEND=reference to run the pure-PyTorch "
+            "reference instead."
+        ) from error

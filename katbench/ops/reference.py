@@ -1,0 +1,141 @@
+"""Pure-PyTorch reference of the group-wise rational function (GR-KAN activation).
+
+F(x) = P(x) / Q(x), P(x) = a_0 + a_1 x + ... + a_m x^m evaluated by Horner's rule, with a safe
+denominator in one of two forms:
+
+* ``sum_abs`` (the official KAT kernels): Q(x) = 1 + sum_k |b_k| |x|^k
+* ``abs_sum`` (the paper's Eq. 9):        Q(x) = 1 + |A(x)|,  A(x) = sum_k b_k x^k
+
+Channel ``i`` of width ``D`` uses coefficient row ``i // (D // g)``. Everything is vectorised over
+groups: coefficients are expanded to per-channel rows once and broadcast over the leading
+dimensions. Arithmetic runs in float64, so no power overflows for any finite float32 input
+(|x|^8 <= 1.8e307); results are cast back to the input dtypes.
+
+The gradients follow the paper's appendix E:
+dF/da_j = x^j / Q,  dF/db_k = -F/Q * dQ/db_k,  dF/dx = (P' - F Q') / Q, with sign(0) = 0.
+
+This module is the specification the compiled kernels are tested against, and the fallback
+implementation when no compiler is available.
+"""
+
+from __future__ import annotations
+
+import torch
+
+VARIANTS = ("sum_abs", "abs_sum")
+
+
+def _channel_rows(coefficients: torch.Tensor, width: int) -> torch.Tensor:
+    """Expand ``(g, k)`` group coefficients to float64 channel rows of shape ``(k, D)``."""
+    return coefficients.double().repeat_interleave(width // coefficients.shape[0], dim=0).t()
+
+
+def _horner(rows: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Evaluate sum_j rows[j] * x^j for channel rows of shape ``(k, D)`` by Horner's rule."""
+    acc = torch.zeros_like(x) + rows[-1]
+    for row in rows.flip(0)[1:]:
+        acc = acc * x + row
+    return acc
+
+
+def _derivative(rows: torch.Tensor) -> torch.Tensor:
+    """Channel rows of the derivative polynomial: (j * c_j) for j >= 1."""
+    j = torch.arange(1, rows.shape[0], dtype=rows.dtype, device=rows.device)
+    return rows[1:] * j[:, None]
+
+
+def _denominator_rows(b: torch.Tensor, variant: str) -> torch.Tensor:
+    """Coefficient rows (constant term first) of |Q|'s inner polynomial for each variant."""
+    rows = b.abs() if variant == "sum_abs" else b
+    return torch.cat([torch.zeros_like(rows[:1]), rows])
+
+
+def _evaluate(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, variant: str):
+    """Return float64 (P, Q, s, u) where Q = 1 + |inner(u)|, u = |x| or x, s = sign(inner)."""
+    u = x.abs() if variant == "sum_abs" else x
+    inner = _horner(_denominator_rows(b, variant), u)
+    return _horner(a, x), 1.0 + inner.abs(), torch.sign(inner), u
+
+
+def check_arguments(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
+                    variant: str) -> None:
+    """Validate shapes, dtypes and the variant; raise ValueError/TypeError naming the fix."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; use one of {VARIANTS}")
+    for name, t in (("x", x), ("numerator", numerator), ("denominator", denominator)):
+        if not t.is_floating_point():
+            raise TypeError(f"group_rational: {name} must be a floating-point tensor, got {t.dtype}")
+    if x.dim() < 1:
+        raise ValueError("group_rational: x must have at least one dimension (..., D)")
+    if numerator.dim() != 2 or denominator.dim() != 2:
+        raise ValueError(
+            "group_rational: numerator must be (g, m+1) and denominator (g, n); got shapes "
+            f"{tuple(numerator.shape)} and {tuple(denominator.shape)}")
+    groups = numerator.shape[0]
+    if denominator.shape[0] != groups:
+        raise ValueError(
+            f"group_rational: numerator has {groups} groups but denominator has "
+            f"{denominator.shape[0]}; both need the same first dimension g")
+    m, n = numerator.shape[1] - 1, denominator.shape[1]
+    if not (0 <= m <= 8 and 1 <= n <= 8):
+        raise ValueError(
+            f"group_rational: orders (m={m}, n={n}) are outside the kernel's range; "
+            "use 0 <= m <= 8 and 1 <= n <= 8")
+    width = x.shape[-1]
+    if groups == 0 or width % groups != 0:
+        raise ValueError(
+            f"group_rational: width D={width} is not divisible by g={groups} groups; "
+            "choose g that divides D")
+    if not (x.device == numerator.device == denominator.device):
+        raise ValueError("group_rational: x, numerator and denominator must be on one device")
+
+
+def group_rational_reference(x: torch.Tensor, numerator: torch.Tensor,
+                             denominator: torch.Tensor, variant: str = "sum_abs") -> torch.Tensor:
+    """Differentiable reference: F(x) per channel group, output in ``x.dtype``."""
+    check_arguments(x, numerator, denominator, variant)
+    width = x.shape[-1]
+    a, b = _channel_rows(numerator, width), _channel_rows(denominator, width)
+    p, q, _, _ = _evaluate(x.double(), a, b, variant)
+    return (p / q).to(x.dtype)
+
+
+def _group_sum(per_channel: torch.Tensor, groups: int) -> torch.Tensor:
+    """Sum a ``(..., D)`` tensor over leading dims and over the channels of each group -> (g,)."""
+    flat = per_channel.reshape(-1, per_channel.shape[-1]).sum(0)
+    return flat.view(groups, -1).sum(1)
+
+
+def group_rational_backward_reference(grad_output: torch.Tensor, x: torch.Tensor,
+                                      numerator: torch.Tensor, denominator: torch.Tensor,
+                                      variant: str = "sum_abs"):
+    """Explicit gradients (dx, d numerator, d denominator) in the dtypes of the inputs."""
+    groups, width = numerator.shape[0], x.shape[-1]
+    m, n = numerator.shape[1] - 1, denominator.shape[1]
+    a, b = _channel_rows(numerator, width), _channel_rows(denominator, width)
+    xd, g = x.double(), grad_output.double()
+    p, q, s, u = _evaluate(xd, a, b, variant)
+    f = p / q
+    inner_rows = _denominator_rows(b, variant)
+    dq_dx = s * _horner(_derivative(inner_rows), u)
+    if variant == "sum_abs":
+        dq_dx = dq_dx * torch.sign(xd)
+    grad_x = g * (_horner(_derivative(a), xd) - f * dq_dx) / q if m > 0 else -g * f * dq_dx / q
+
+    g_over_q = g / q
+    power = torch.ones_like(xd)
+    grad_num = []
+    for _ in range(m + 1):
+        grad_num.append(_group_sum(g_over_q * power, groups))
+        power = power * xd
+    # dQ/db_k = sign(inner) * sign(b_k) * |x|^k (sum_abs) or sign(inner) * x^k (abs_sum)
+    coefficient_sign = torch.sign(b) if variant == "sum_abs" else torch.ones_like(b)
+    scale = -g_over_q * f * s
+    power = u
+    grad_den = []
+    for k in range(n):
+        grad_den.append(_group_sum(scale * power * coefficient_sign[k], groups))
+        power = power * u
+    return (grad_x.to(x.dtype),
+            torch.stack(grad_num, 1).to(numerator.dtype),
+            torch.stack(grad_den, 1).to(denominator.dtype))
