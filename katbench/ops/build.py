@@ -80,7 +80,7 @@ def compile_and_load(with_cuda: bool, verbose: bool = False) -> None:
     sources = [CSRC / "group_rational_cpu.cpp"]
     if with_cuda:
         sources.append(CSRC / "group_rational_cuda.cu")
-    cflags = ["-O3", "-fopenmp", "-std=c++17"]
+    cflags = ["-O3", "-march=native", "-fopenmp"]
     try:
         load(
             name="katbench_group_rational" + ("_cuda" if with_cuda else "_cpu"),
@@ -88,7 +88,7 @@ def compile_and_load(with_cuda: bool, verbose: bool = False) -> None:
             extra_include_paths=[str(CSRC)],
             extra_cflags=cflags,
             extra_ldflags=["-fopenmp"],
-            extra_cuda_cflags=["-O3", "-std=c++17", "--expt-relaxed-constexpr"],
+            extra_cuda_cflags=["-O3", "--expt-relaxed-constexpr"],
             build_directory=str(build_directory(with_cuda)),
             is_python_module=False,
             verbose=verbose,

@@ -1,0 +1,78 @@
+// Host-side helpers shared by the CPU and CUDA entry points of katbench::group_rational:
+// argument checks, the (rows, D) geometry, and dispatch to the compiled order instantiations.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <tuple>
+#include <type_traits>
+
+#include "rational_math.h"
+
+namespace katbench {
+
+struct Geometry {
+  int64_t rows, width, groups, group_width;
+  int m, n;
+};
+
+inline bool is_sum_abs(c10::string_view variant) {
+  TORCH_CHECK(variant == "sum_abs" || variant == "abs_sum", "group_rational: unknown variant '",
+              std::string(variant), "' (use sum_abs or abs_sum)");
+  return variant == "sum_abs";
+}
+
+inline Geometry geometry(const at::Tensor& x, const at::Tensor& num, const at::Tensor& den) {
+  TORCH_CHECK(x.dim() >= 1, "group_rational: x must have at least one dimension (..., D)");
+  TORCH_CHECK(num.dim() == 2 && den.dim() == 2 && num.size(0) == den.size(0),
+              "group_rational: numerator must be (g, m+1) and denominator (g, n)");
+  Geometry geo;
+  geo.width = x.size(-1);
+  geo.groups = num.size(0);
+  TORCH_CHECK(geo.groups > 0 && geo.width % geo.groups == 0, "group_rational: width D=",
+              geo.width, " is not divisible by g=", geo.groups, " groups");
+  geo.rows = geo.width == 0 ? 0 : x.numel() / geo.width;
+  geo.group_width = geo.width / geo.groups;
+  geo.m = static_cast<int>(num.size(1)) - 1;
+  geo.n = static_cast<int>(den.size(1));
+  TORCH_CHECK(geo.m >= 0 && geo.m <= kMaxNumeratorOrder && geo.n >= 1 &&
+                  geo.n <= kMaxDenominatorOrder,
+              "group_rational: orders (m=", geo.m, ", n=", geo.n, ") outside 0<=m<=8, 1<=n<=8");
+  return geo;
+}
+
+// Calls body(MM, NN, SUM_ABS) with compile-time constants: the (5, 4) fast path or the
+// zero-padded (8, 8) path for every other order.
+template <typename F>
+void dispatch_orders(const Geometry& geo, bool sum_abs, F&& body) {
+  using Fast = std::pair<std::integral_constant<int, 5>, std::integral_constant<int, 4>>;
+  using Padded = std::pair<std::integral_constant<int, kMaxNumeratorOrder>,
+                           std::integral_constant<int, kMaxDenominatorOrder>>;
+  const bool fast = geo.m == 5 && geo.n == 4;
+  if (fast && sum_abs) body(Fast{}, std::true_type{});
+  else if (fast) body(Fast{}, std::false_type{});
+  else if (sum_abs) body(Padded{}, std::true_type{});
+  else body(Padded{}, std::false_type{});
+}
+
+// Zero-padded (g, MM+1) and (g, NN) copies of the coefficients in the arithmetic dtype.
+inline std::pair<at::Tensor, at::Tensor> padded_coefficients(const at::Tensor& num,
+                                                             const at::Tensor& den, int mm, int nn,
+                                                             at::ScalarType type) {
+  auto a = at::zeros({num.size(0), mm + 1}, num.options().dtype(type));
+  auto b = at::zeros({den.size(0), nn}, den.options().dtype(type));
+  a.narrow(1, 0, num.size(1)).copy_(num);
+  b.narrow(1, 0, den.size(1)).copy_(den);
+  return {a, b};
+}
+
+// Splits (g, MM+1+NN) coefficient-gradient sums into the numerator and denominator gradients.
+inline std::tuple<at::Tensor, at::Tensor> split_coefficient_grads(const at::Tensor& sums, int mm,
+                                                                  const at::Tensor& num,
+                                                                  const at::Tensor& den) {
+  return {sums.narrow(1, 0, num.size(1)).to(num.scalar_type()).contiguous(),
+          sums.narrow(1, mm + 1, den.size(1)).to(den.scalar_type()).contiguous()};
+}
+
+}  // namespace katbench

@@ -1,0 +1,140 @@
+// Element-wise math of the group-wise safe Padé activation, shared by the CPU and CUDA kernels.
+//
+//   F(x) = P(x) / Q(x),  P(x) = a_0 + a_1 x + ... + a_m x^m            (Horner)
+//   sum_abs: Q(x) = 1 + sum_k |b_k| |x|^k     abs_sum: Q(x) = 1 + |sum_k b_k x^k|
+//
+// Both forms are written as Q = 1 + |inner(u)| with inner(u) = sum_k c_k u^k, where
+// (u, c_k) = (|x|, |b_k|) for sum_abs and (x, b_k) for abs_sum. Gradients (paper, appendix E):
+//   dF/da_j = x^j / Q
+//   dF/db_k = -F / Q * sign(inner) * (sum_abs ? sign(b_k) |x|^k : x^k)
+//   dF/dx   = (P'(x) - F * dQ/dx) / Q,  dQ/dx = sign(inner) * inner'(u) * (sum_abs ? sign(x) : 1)
+// with sign(0) = 0, as in PyTorch's autograd of abs.
+//
+// MM, NN are compile-time orders. Other orders (m <= MM, n <= NN) run with zero-padded
+// coefficients: a zero leading coefficient changes neither P nor Q for finite x, and the gradient
+// slots of padded coefficients are computed but dropped by the caller. The loops carry no
+// data-dependent branches, so compilers vectorise them (CPU) and keep all state in registers (GPU).
+#pragma once
+
+#include <cmath>
+
+#if defined(__CUDACC__)
+#define KATBENCH_HD __host__ __device__ __forceinline__
+#else
+#define KATBENCH_HD inline __attribute__((always_inline))
+#endif
+// Full unrolling of the fixed-capacity coefficient loops; GCC ignores `KATBENCH_UNROLL`.
+#if defined(__CUDACC__) || defined(__clang__)
+#define KATBENCH_UNROLL _Pragma("unroll")
+#else
+#define KATBENCH_UNROLL _Pragma("GCC unroll 16")
+#endif
+
+namespace katbench {
+
+constexpr int kMaxNumeratorOrder = 8;
+constexpr int kMaxDenominatorOrder = 8;
+// Above this magnitude, float evaluation of x^8 could overflow: such elements are evaluated
+// in double (finite for every finite float input), which costs nothing when none occur.
+constexpr float kLargeInput = 4096.0f;
+
+template <typename T>
+KATBENCH_HD T sign_of(T v) {
+  return static_cast<T>(v > T(0)) - static_cast<T>(v < T(0));
+}
+
+template <typename T>
+KATBENCH_HD T abs_of(T v) {
+  return std::fabs(v);
+}
+
+// Coefficients of one group in the arithmetic type: a[0..m], c[0..n-1] (|b| for sum_abs),
+// sb[k] = sign(b_k) (used by sum_abs gradients only).
+template <typename T, int MM, int NN>
+struct GroupCoefficients {
+  T a[MM + 1];
+  T c[NN];
+  T sb[NN];
+};
+
+template <typename T, int MM, int NN, bool SUM_ABS, typename CT>
+KATBENCH_HD void load_group(GroupCoefficients<T, MM, NN>& k, const CT* num, const CT* den,
+                            int m, int n) {
+  KATBENCH_UNROLL
+  for (int j = 0; j <= MM; ++j) k.a[j] = j <= m ? static_cast<T>(num[j]) : T(0);
+  KATBENCH_UNROLL
+  for (int i = 0; i < NN; ++i) {
+    const T b = i < n ? static_cast<T>(den[i]) : T(0);
+    k.c[i] = SUM_ABS ? abs_of(b) : b;
+    k.sb[i] = sign_of(b);
+  }
+}
+
+template <typename T, int MM, int NN, bool SUM_ABS, typename CT>
+KATBENCH_HD T rational_forward(T x, const GroupCoefficients<CT, MM, NN>& k) {
+  T p = T(0);
+  KATBENCH_UNROLL
+  for (int j = MM; j >= 0; --j)
+    p = p * x + static_cast<T>(k.a[j]);
+  const T u = SUM_ABS ? abs_of(x) : x;
+  T inner = T(0);
+  KATBENCH_UNROLL
+  for (int i = NN - 1; i >= 0; --i)
+    inner = (inner + static_cast<T>(k.c[i])) * u;
+  return p / (T(1) + abs_of(inner));
+}
+
+// Per-element backward quantities: dx = dL/dx, gq = g / Q, gf = -g F sign(inner) / Q, u.
+template <typename T>
+struct BackwardTerms {
+  T dx, gq, gf, u;
+};
+
+template <typename T, int MM, int NN, bool SUM_ABS, typename CT>
+KATBENCH_HD BackwardTerms<T> rational_backward(T x, T g, const GroupCoefficients<CT, MM, NN>& k) {
+  T p = T(0), dp = T(0);
+  KATBENCH_UNROLL
+  for (int j = MM; j >= 0; --j) {
+    dp = dp * x + p;
+    p = p * x + static_cast<T>(k.a[j]);
+  }
+  const T u = SUM_ABS ? abs_of(x) : x;
+  T inner = T(0), dinner = T(0);
+  KATBENCH_UNROLL
+  for (int i = NN - 1; i >= 0; --i) {
+    dinner = dinner * u + inner;
+    inner = inner * u + static_cast<T>(k.c[i]);
+  }
+  dinner = dinner * u + inner;  // constant term of inner is 0
+  inner = inner * u;
+  const T s = sign_of(inner);
+  const T rq = T(1) / (T(1) + s * inner);
+  const T f = p * rq;
+  const T dq_dx = s * dinner * (SUM_ABS ? sign_of(x) : T(1));
+  const T gq = g * rq;
+  return {gq * (dp - f * dq_dx), gq, -gq * f * s, u};
+}
+
+// Takes scalars rather than BackwardTerms: a struct argument stays in memory inside
+// `omp simd` loops and blocks GCC's vectoriser.
+// Adds dL/da_j = gq x^j into slots[j * stride] (j = 0..MM) and dL/db_k = gf u^k (times
+// sign(b_k) for sum_abs) into slots[(MM + k) * stride] (k = 1..NN).
+template <typename T, int MM, int NN, bool SUM_ABS, typename CT>
+KATBENCH_HD void add_coefficient_grads(T x, T gq, T gf, T u,
+                                       const GroupCoefficients<CT, MM, NN>& k, T* slots,
+                                       int stride) {
+  T power = gq;
+  KATBENCH_UNROLL
+  for (int j = 0; j <= MM; ++j) {
+    slots[j * stride] += power;
+    power *= x;
+  }
+  power = gf * u;
+  KATBENCH_UNROLL
+  for (int i = 0; i < NN; ++i) {
+    slots[(MM + 1 + i) * stride] += SUM_ABS ? power * static_cast<T>(k.sb[i]) : power;
+    power *= u;
+  }
+}
+
+}  // namespace katbench
