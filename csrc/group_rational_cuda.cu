@@ -1,0 +1,256 @@
+// CUDA kernels of katbench::group_rational (schema defined in katbench/ops/__init__.py).
+//
+// x is viewed as (rows, D). A block is TX x TY threads: threadIdx.x walks column vectors of VEC
+// channels (one 16-byte load each), threadIdx.y and blockIdx.y walk rows. Every VEC-wide column
+// vector lies inside one group, so each thread loads its group's coefficients into registers once
+// and reuses them for all its rows. All arithmetic is float32 (float64 for double inputs).
+//
+// Backward: each thread accumulates its coefficient gradients in registers over all its rows; the
+// block reduces them across threadIdx.y in shared memory and writes one partial per
+// (blockIdx.y, column vector). The partials are summed with a fixed-order tensor reduction, so
+// coefficient gradients are bitwise deterministic and no global atomics are used at all.
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "group_rational.h"
+
+namespace katbench {
+namespace {
+
+constexpr int kThreadsPerBlock = 256;
+constexpr int kBlocksPerSM = 8;
+
+template <typename scalar_t>
+using acc_type = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+
+template <typename scalar_t, int VEC>
+struct alignas(sizeof(scalar_t) * VEC) Pack {
+  scalar_t v[VEC];
+};
+
+struct Launch {
+  dim3 grid, block;
+};
+
+template <typename scalar_t>
+int vector_width(const Geometry& geo, std::initializer_list<const void*> pointers) {
+  constexpr int vec = 16 / sizeof(scalar_t);
+  bool ok = geo.group_width % vec == 0;
+  for (const void* p : pointers) ok = ok && reinterpret_cast<uintptr_t>(p) % 16 == 0;
+  return ok ? vec : 1;
+}
+
+Launch launch_shape(const Geometry& geo, int vec) {
+  const int64_t columns = geo.width / vec;
+  int tx = 1;
+  while (tx < 32 && tx < columns) tx *= 2;
+  const int ty = kThreadsPerBlock / tx;
+  const int64_t grid_x = (columns + tx - 1) / tx;
+  const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const int64_t wanted_y = std::max<int64_t>(1, sms * kBlocksPerSM / grid_x);
+  const int64_t grid_y = std::min<int64_t>({(geo.rows + ty - 1) / ty, wanted_y, 65535});
+  return {dim3(static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y)), dim3(tx, ty)};
+}
+
+template <typename acc_t, int MM, int NN, bool SUM_ABS>
+__device__ __forceinline__ GroupCoefficients<acc_t, MM, NN> group_of(const acc_t* num,
+                                                                     const acc_t* den,
+                                                                     int64_t group) {
+  GroupCoefficients<acc_t, MM, NN> k;
+  load_group<acc_t, MM, NN, SUM_ABS>(k, num + group * (MM + 1), den + group * NN, MM, NN);
+  return k;
+}
+
+template <typename acc_t, int MM, int NN, bool SUM_ABS>
+__device__ __forceinline__ acc_t forward_element(acc_t x,
+                                                 const GroupCoefficients<acc_t, MM, NN>& k) {
+  if constexpr (std::is_same_v<acc_t, float>) {
+    if (fabsf(x) > kLargeInput)  // rare: keep powers of huge inputs finite
+      return static_cast<float>(rational_forward<double, MM, NN, SUM_ABS>(x, k));
+  }
+  return rational_forward<acc_t, MM, NN, SUM_ABS>(x, k);
+}
+
+template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS>
+__global__ void __launch_bounds__(kThreadsPerBlock)
+    forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
+                   const acc_type<scalar_t>* __restrict__ num,
+                   const acc_type<scalar_t>* __restrict__ den, int64_t rows, int64_t width,
+                   int64_t group_width) {
+  using acc_t = acc_type<scalar_t>;
+  using P = Pack<scalar_t, VEC>;
+  const int64_t column = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
+  if (column >= width) return;
+  const auto k = group_of<acc_t, MM, NN, SUM_ABS>(num, den, column / group_width);
+  for (int64_t r = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y; r < rows;
+       r += static_cast<int64_t>(gridDim.y) * blockDim.y) {
+    const int64_t offset = r * width + column;
+    P in = *reinterpret_cast<const P*>(x + offset), out;
+#pragma unroll
+    for (int v = 0; v < VEC; ++v)
+      out.v[v] = static_cast<scalar_t>(
+          forward_element<acc_t, MM, NN, SUM_ABS>(static_cast<acc_t>(in.v[v]), k));
+    *reinterpret_cast<P*>(y + offset) = out;
+  }
+}
+
+template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS>
+__global__ void __launch_bounds__(kThreadsPerBlock)
+    backward_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ x,
+                    scalar_t* __restrict__ dx, const acc_type<scalar_t>* __restrict__ num,
+                    const acc_type<scalar_t>* __restrict__ den,
+                    acc_type<scalar_t>* __restrict__ partial, int64_t rows, int64_t width,
+                    int64_t group_width) {
+  using acc_t = acc_type<scalar_t>;
+  using P = Pack<scalar_t, VEC>;
+  constexpr int K = MM + 1 + NN;
+  extern __shared__ unsigned char shared_bytes[];
+  acc_t* shared = reinterpret_cast<acc_t*>(shared_bytes);  // [TY][TX][K]
+
+  const int64_t column_vector = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t column = column_vector * VEC;
+  const bool active = column < width;
+  acc_t sums[K];
+#pragma unroll
+  for (int s = 0; s < K; ++s) sums[s] = acc_t(0);
+  if (active) {
+    const auto k = group_of<acc_t, MM, NN, SUM_ABS>(num, den, column / group_width);
+    for (int64_t r = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y; r < rows;
+         r += static_cast<int64_t>(gridDim.y) * blockDim.y) {
+      const int64_t offset = r * width + column;
+      const P xin = *reinterpret_cast<const P*>(x + offset);
+      const P gin = *reinterpret_cast<const P*>(grad + offset);
+      P out;
+#pragma unroll
+      for (int v = 0; v < VEC; ++v) {
+        const acc_t xv = static_cast<acc_t>(xin.v[v]), gv = static_cast<acc_t>(gin.v[v]);
+        bool large = false;
+        if constexpr (std::is_same_v<acc_t, float>) large = fabsf(xv) > kLargeInput;
+        if (large) {  // rare: evaluate huge inputs in double
+          const auto t = rational_backward<double, MM, NN, SUM_ABS>(xv, gv, k);
+          double d[K] = {};
+          add_coefficient_grads<double, MM, NN, SUM_ABS>(xv, t.gq, t.gf, t.u, k, d, 1);
+#pragma unroll
+          for (int s = 0; s < K; ++s) sums[s] += static_cast<acc_t>(d[s]);
+          out.v[v] = static_cast<scalar_t>(t.dx);
+        } else {
+          const auto t = rational_backward<acc_t, MM, NN, SUM_ABS>(xv, gv, k);
+          add_coefficient_grads<acc_t, MM, NN, SUM_ABS>(xv, t.gq, t.gf, t.u, k, sums, 1);
+          out.v[v] = static_cast<scalar_t>(t.dx);
+        }
+      }
+      *reinterpret_cast<P*>(dx + offset) = out;
+    }
+  }
+  const int tx = threadIdx.x, ty = threadIdx.y, TX = blockDim.x, TY = blockDim.y;
+#pragma unroll
+  for (int s = 0; s < K; ++s) shared[(ty * TX + tx) * K + s] = sums[s];
+  __syncthreads();
+  // Fixed-order reduction over threadIdx.y: thread (tx, ty) sums slot s = ty, ty + TY, ...
+  if (active) {
+    for (int s = ty; s < K; s += TY) {
+      acc_t total = acc_t(0);
+      for (int row = 0; row < TY; ++row) total += shared[(row * TX + tx) * K + s];
+      partial[(static_cast<int64_t>(blockIdx.y) * (width / VEC) + column_vector) * K + s] = total;
+    }
+  }
+}
+
+template <typename scalar_t, int MM, int NN, bool SUM_ABS>
+void launch_forward(const at::Tensor& x, at::Tensor& y, const at::Tensor& num,
+                    const at::Tensor& den, const Geometry& geo) {
+  using acc_t = acc_type<scalar_t>;
+  constexpr int V = 16 / sizeof(scalar_t);
+  const auto [a, b] = padded_coefficients(num, den, MM, NN, c10::CppTypeToScalarType<acc_t>::value);
+  const int vec = vector_width<scalar_t>(geo, {x.data_ptr(), y.data_ptr()});
+  const Launch l = launch_shape(geo, vec);
+  auto kernel = vec == V ? forward_kernel<scalar_t, V, MM, NN, SUM_ABS>
+                         : forward_kernel<scalar_t, 1, MM, NN, SUM_ABS>;
+  kernel<<<l.grid, l.block, 0, at::cuda::getCurrentCUDAStream()>>>(
+      x.template data_ptr<scalar_t>(), y.template data_ptr<scalar_t>(), a.template data_ptr<acc_t>(),
+      b.template data_ptr<acc_t>(), geo.rows, geo.width, geo.group_width);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// Returns the (g, MM+1+NN) coefficient-gradient sums.
+template <typename scalar_t, int MM, int NN, bool SUM_ABS>
+at::Tensor launch_backward(const at::Tensor& grad, const at::Tensor& x, at::Tensor& dx,
+                           const at::Tensor& num, const at::Tensor& den, const Geometry& geo) {
+  using acc_t = acc_type<scalar_t>;
+  constexpr int V = 16 / sizeof(scalar_t);
+  constexpr int K = MM + 1 + NN;
+  const auto acc = c10::CppTypeToScalarType<acc_t>::value;
+  const auto [a, b] = padded_coefficients(num, den, MM, NN, acc);
+  const int vec = vector_width<scalar_t>(geo, {x.data_ptr(), grad.data_ptr(), dx.data_ptr()});
+  const Launch l = launch_shape(geo, vec);
+  const int64_t column_vectors = geo.width / vec;
+  auto partial = at::empty({static_cast<int64_t>(l.grid.y), column_vectors, K},
+                           x.options().dtype(acc));
+  const size_t shared = static_cast<size_t>(l.block.x) * l.block.y * K * sizeof(acc_t);
+  auto kernel = vec == V ? backward_kernel<scalar_t, V, MM, NN, SUM_ABS>
+                         : backward_kernel<scalar_t, 1, MM, NN, SUM_ABS>;
+  kernel<<<l.grid, l.block, shared, at::cuda::getCurrentCUDAStream()>>>(
+      grad.template data_ptr<scalar_t>(), x.template data_ptr<scalar_t>(), dx.template data_ptr<scalar_t>(),
+      a.template data_ptr<acc_t>(), b.template data_ptr<acc_t>(), partial.template data_ptr<acc_t>(),
+      geo.rows, geo.width, geo.group_width);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  // (grid_y, D/vec, K) -> (g, K): fixed-order sums over blocks and over a group's columns.
+  return partial.sum(0).view({geo.groups, column_vectors / geo.groups, K}).sum(1);
+}
+
+at::Tensor group_rational_cuda(const at::Tensor& x, const at::Tensor& num, const at::Tensor& den,
+                               c10::string_view variant) {
+  const bool sum_abs = is_sum_abs(variant);
+  const Geometry geo = geometry(x, num, den);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const auto xc = x.contiguous();
+  auto y = at::empty_like(xc, at::MemoryFormat::Contiguous);
+  if (geo.rows == 0) return y;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(), "group_rational_cuda",
+                                  [&] {
+    dispatch_orders(geo, sum_abs, [&](auto orders, auto sum_abs_t) {
+      launch_forward<scalar_t, decltype(orders.first)::value, decltype(orders.second)::value,
+                     decltype(sum_abs_t)::value>(xc, y, num, den, geo);
+    });
+  });
+  return y;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> group_rational_backward_cuda(
+    const at::Tensor& grad_output, const at::Tensor& x, const at::Tensor& num,
+    const at::Tensor& den, c10::string_view variant) {
+  const bool sum_abs = is_sum_abs(variant);
+  const Geometry geo = geometry(x, num, den);
+  const c10::cuda::CUDAGuard guard(x.device());
+  const auto xc = x.contiguous();
+  const auto gc = grad_output.to(x.scalar_type()).contiguous();
+  auto dx = at::empty_like(xc, at::MemoryFormat::Contiguous);
+  at::Tensor sums = at::zeros({geo.groups, kMaxNumeratorOrder + 1 + kMaxDenominatorOrder},
+                              xc.options().dtype(at::kDouble));
+  int mm = kMaxNumeratorOrder;
+  if (geo.rows > 0) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(),
+                                    "group_rational_backward_cuda", [&] {
+      dispatch_orders(geo, sum_abs, [&](auto orders, auto sum_abs_t) {
+        mm = decltype(orders.first)::value;
+        sums = launch_backward<scalar_t, decltype(orders.first)::value,
+                               decltype(orders.second)::value, decltype(sum_abs_t)::value>(
+            gc, xc, dx, num, den, geo);
+      });
+    });
+  }
+  auto [grad_num, grad_den] = split_coefficient_grads(sums, mm, num, den);
+  return {dx, grad_num, grad_den};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(katbench, CUDA, m) {
+  m.impl("group_rational", &group_rational_cuda);
+  m.impl("group_rational_backward", &group_rational_backward_cuda);
+}
+
+}  // namespace katbench

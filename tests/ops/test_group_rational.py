@@ -1,0 +1,227 @@
+"""The compiled group_rational kernels against the pure-PyTorch reference, on CPU and CUDA."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from katbench.ops import VARIANTS, group_rational, kernel_backend, load_kernels
+from katbench.ops.reference import (
+    group_rational_backward_reference,
+    group_rational_reference,
+)
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+ORDERS = [(5, 4), (3, 2), (8, 8), (0, 1), (6, 1)]
+
+
+def skip_without(device: str) -> None:
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+
+
+def coefficients(groups: int, order: tuple[int, int], device: str = "cpu",
+                 dtype: torch.dtype = torch.float32, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    m, n = order
+    num = torch.randn(groups, m + 1, generator=gen, dtype=torch.float64) / (1 + torch.arange(m + 1))
+    den = torch.randn(groups, n, generator=gen, dtype=torch.float64) / (1 + torch.arange(n))
+    return num.to(device, dtype), den.to(device, dtype)
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    scale = expected.double().abs().max().clamp_min(1e-12)
+    return ((actual.double() - expected.double()).abs().max() / scale).item()
+
+
+def test_compiled_backend_is_used_when_required():
+    """CI sets KATBENCH_BACKEND=compiled: the C++ kernel must be built, never skipped."""
+    backends = load_kernels()
+    if os.environ.get("KATBENCH_BACKEND") == "compiled":
+        assert backends["cpu"] == "compiled"
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(
+            "katbench::group_rational", "CPU")
+    assert kernel_backend("cpu") in ("compiled", "reference")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("order", ORDERS)
+def test_forward_and_backward_match_reference_float64(device, variant, order):
+    skip_without(device)
+    num, den = coefficients(4, order, device, torch.float64)
+    x = torch.randn(5, 3, 32, dtype=torch.float64, device=device) * 2
+    grad = torch.randn_like(x)
+    expected = group_rational_reference(x, num, den, variant)
+    torch.testing.assert_close(group_rational(x, num, den, variant), expected,
+                               rtol=1e-12, atol=1e-12)
+    actual = torch.ops.katbench.group_rational_backward(grad, x, num, den, variant)
+    reference = group_rational_backward_reference(grad, x, num, den, variant)
+    for a, r in zip(actual, reference):
+        assert relative_error(a, r) < 1e-12
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 2e-5), (torch.bfloat16, 1e-2),
+                                             (torch.float16, 2e-3)])
+def test_reduced_precision_matches_reference(device, variant, dtype, tolerance):
+    skip_without(device)
+    num, den = coefficients(8, (5, 4), device)
+    x = (torch.randn(4, 33, 64, device=device) * 1.5).to(dtype).requires_grad_()
+    y = group_rational(x, num.requires_grad_(), den.requires_grad_(), variant)
+    assert y.dtype == dtype and y.shape == x.shape
+    expected = group_rational_reference(x.detach().double(), num.detach(), den.detach(), variant)
+    assert relative_error(y, expected) < tolerance
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    reference = group_rational_backward_reference(grad, x.detach().double(), num.detach(),
+                                                  den.detach(), variant)
+    assert x.grad.dtype == dtype and num.grad.dtype == torch.float32
+    for actual, r in zip((x.grad, num.grad, den.grad), reference):
+        assert relative_error(actual, r) < tolerance * 10
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("order", [(5, 4), (2, 3)])
+def test_gradcheck_float64(variant, order):
+    num, den = coefficients(2, order, dtype=torch.float64)
+    x = torch.randn(3, 8, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda x_, a_, b_: group_rational(x_, a_, b_, variant),
+        (x, num.requires_grad_(), den.requires_grad_()))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_opcheck(device, variant):
+    skip_without(device)
+    load_kernels()
+    num, den = coefficients(4, (5, 4), device)
+    x = torch.randn(6, 16, device=device, requires_grad=True)
+    torch.library.opcheck(torch.ops.katbench.group_rational.default,
+                          (x, num.requires_grad_(), den.requires_grad_(), variant))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape,groups", [
+    ((16,), 4),            # a single channel vector
+    ((2, 3, 5, 24), 8),    # 4-D channels-last
+    ((7, 12), 1),          # one group
+    ((7, 12), 12),         # a group per channel
+    ((0, 16), 4),          # empty
+    ((3, 10), 5),          # group width 2: the unvectorised path
+])
+def test_shapes(device, shape, groups):
+    skip_without(device)
+    num, den = coefficients(groups, (5, 4), device)
+    x = torch.randn(*shape, device=device, requires_grad=True)
+    y = group_rational(x, num.requires_grad_(), den.requires_grad_())
+    assert y.shape == x.shape
+    torch.testing.assert_close(y, group_rational_reference(x.detach(), num.detach(),
+                                                           den.detach()), rtol=1e-5, atol=1e-5)
+    y.sum().backward()
+    assert x.grad.shape == x.shape and num.grad.shape == num.shape
+    if x.numel() == 0:
+        assert not num.grad.any() and not den.grad.any()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_non_contiguous_input(device):
+    skip_without(device)
+    num, den = coefficients(4, (5, 4), device)
+    base = torch.randn(32, 10, device=device)
+    x = base.t()  # (10, 32), non-contiguous
+    assert not x.is_contiguous()
+    torch.testing.assert_close(group_rational(x, num, den),
+                               group_rational_reference(x, num, den), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("order", [(5, 4), (8, 8)])
+def test_huge_inputs_stay_finite(device, variant, order):
+    skip_without(device)
+    num, den = coefficients(2, order, device)
+    x = torch.tensor([[-1e30, -1e20, -5e4, 5e3, 1e10, 1e30, 0.0, 1e-30]], device=device,
+                     requires_grad=True)
+    y = group_rational(x, num.requires_grad_(), den.requires_grad_(), variant)
+    y.sum().backward()
+    assert torch.isfinite(y).all()
+    expected = group_rational_reference(x.detach().double(), num.detach(), den.detach(), variant)
+    torch.testing.assert_close(y, expected.float(), rtol=1e-5, atol=0)
+    assert torch.isfinite(x.grad).all()
+
+
+def test_deterministic_coefficient_gradients():
+    num, den = coefficients(8, (5, 4))
+    x = torch.randn(64, 97, 128)
+    grad = torch.randn_like(x)
+    first = torch.ops.katbench.group_rational_backward(grad, x, num, den, "sum_abs")
+    torch.set_num_threads(1)
+    try:
+        second = torch.ops.katbench.group_rational_backward(grad, x, num, den, "sum_abs")
+    finally:
+        torch.set_num_threads(os.cpu_count() or 1)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.cuda
+def test_cuda_coefficient_gradients_are_bitwise_stable():
+    skip_without("cuda")
+    num, den = coefficients(8, (5, 4), "cuda")
+    x = torch.randn(64, 1000, 512, device="cuda")
+    grad = torch.randn_like(x)
+    runs = [torch.ops.katbench.group_rational_backward(grad, x, num, den, "sum_abs")
+            for _ in range(3)]
+    for run in runs[1:]:
+        for a, b in zip(runs[0], run):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: (torch.randn(4, 10), *coefficients(4, (5, 4))), "D=10 is not divisible by g=4"),
+    (lambda: (torch.randn(4, 8), torch.randn(6), torch.randn(2, 4)), "numerator must be"),
+    (lambda: (torch.randn(4, 8), torch.randn(2, 6), torch.randn(4, 4)), "2 groups"),
+    (lambda: (torch.randn(4, 8), torch.randn(2, 10), torch.randn(2, 4)), "m=9"),
+    (lambda: (torch.randn(4, 8), torch.randn(2, 6), torch.randn(2, 9)), "n=9"),
+    (lambda: (torch.tensor(1.0), *coefficients(1, (5, 4))), "at least one dimension"),
+])
+def test_bad_shapes_raise_value_error(make, match):
+    x, num, den = make()
+    with pytest.raises(ValueError, match=match):
+        group_rational(x, num, den)
+
+
+def test_bad_dtype_and_variant_raise():
+    num, den = coefficients(2, (5, 4))
+    with pytest.raises(TypeError, match="x must be a floating-point tensor"):
+        group_rational(torch.ones(2, 4, dtype=torch.long), num, den)
+    with pytest.raises(ValueError, match="unknown variant 'abs'"):
+        group_rational(torch.ones(2, 4), num, den, "abs")
+
+
+def test_torch_compile_fullgraph_matches_eager():
+    num, den = coefficients(4, (5, 4))
+    x = torch.randn(8, 16)
+
+    def block(x_):
+        return group_rational(x_ * 2, num, den).sum(-1)
+
+    compiled = torch.compile(block, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x), block(x))
+
+
+def test_autocast_runs_in_input_dtype():
+    num, den = coefficients(4, (5, 4))
+    linear = torch.nn.Linear(16, 16)
+    x = torch.randn(8, 16, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = linear(x)
+        y = group_rational(h, num.requires_grad_(), den.requires_grad_())
+    assert h.dtype == torch.bfloat16 and y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    assert num.grad.dtype == torch.float32 and torch.isfinite(x.grad).all()
