@@ -12,7 +12,9 @@ pure-PyTorch reference with one warning when no C++ compiler or no CUDA toolkit 
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import shutil
 import sys
 import sysconfig
@@ -43,10 +45,21 @@ def build_directory(with_cuda: bool) -> Path:
         path = Path(override)
     else:
         cuda = f"cu{torch.version.cuda}" if with_cuda and torch.version.cuda else "cpu"
-        key = f"torch{torch.__version__.split('+')[0]}-{cuda}-py{sys.version_info[0]}{sys.version_info[1]}"
+        python = f"py{sys.version_info[0]}{sys.version_info[1]}"
+        key = f"torch{torch.__version__.split('+')[0]}-{cuda}-{python}-{_cpu_tag()}"
         path = Path.home() / ".cache" / "katbench" / "build" / key
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _cpu_tag() -> str:
+    """Short hash of the CPU model: the CPU kernel is built with -march=native."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line for line in cpuinfo if line.startswith("flags")), "")
+    except OSError:
+        model = platform.processor()
+    return hashlib.sha1(f"{platform.machine()}{model}".encode()).hexdigest()[:8]
 
 
 def missing_toolchain(with_cuda: bool) -> str | None:

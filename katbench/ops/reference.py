@@ -70,7 +70,8 @@ def check_arguments(x: torch.Tensor, numerator: torch.Tensor, denominator: torch
         raise ValueError(f"unknown variant {variant!r}; use one of {VARIANTS}")
     for name, t in (("x", x), ("numerator", numerator), ("denominator", denominator)):
         if not t.is_floating_point():
-            raise TypeError(f"group_rational: {name} must be a floating-point tensor, got {t.dtype}")
+            raise TypeError(
+                f"group_rational: {name} must be a floating-point tensor, got {t.dtype}")
     if x.dim() < 1:
         raise ValueError("group_rational: x must have at least one dimension (..., D)")
     if numerator.dim() != 2 or denominator.dim() != 2:

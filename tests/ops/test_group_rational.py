@@ -59,7 +59,7 @@ def test_forward_and_backward_match_reference_float64(device, variant, order):
                                rtol=1e-12, atol=1e-12)
     actual = torch.ops.katbench.group_rational_backward(grad, x, num, den, variant)
     reference = group_rational_backward_reference(grad, x, num, den, variant)
-    for a, r in zip(actual, reference):
+    for a, r in zip(actual, reference, strict=True):
         assert relative_error(a, r) < 1e-12
 
 
@@ -80,7 +80,7 @@ def test_reduced_precision_matches_reference(device, variant, dtype, tolerance):
     reference = group_rational_backward_reference(grad, x.detach().double(), num.detach(),
                                                   den.detach(), variant)
     assert x.grad.dtype == dtype and num.grad.dtype == torch.float32
-    for actual, r in zip((x.grad, num.grad, den.grad), reference):
+    for actual, r in zip((x.grad, num.grad, den.grad), reference, strict=True):
         assert relative_error(actual, r) < tolerance * 10
 
 
@@ -165,7 +165,7 @@ def test_deterministic_coefficient_gradients():
         second = torch.ops.katbench.group_rational_backward(grad, x, num, den, "sum_abs")
     finally:
         torch.set_num_threads(os.cpu_count() or 1)
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert torch.equal(a, b)
 
 
@@ -178,7 +178,7 @@ def test_cuda_coefficient_gradients_are_bitwise_stable():
     runs = [torch.ops.katbench.group_rational_backward(grad, x, num, den, "sum_abs")
             for _ in range(3)]
     for run in runs[1:]:
-        for a, b in zip(runs[0], run):
+        for a, b in zip(runs[0], run, strict=True):
             assert torch.equal(a, b)
 
 
