@@ -136,24 +136,26 @@ def _format_row(row: Measurement) -> str:
             f"{row.ms:9.3f} ms {row.gb_per_s:8.1f} GB/s  peak {peak} MiB")
 
 
+RATIOS = (  # (label, numerator (impl, mode), denominator (impl, mode))
+    ("forward: ours / clone", ("ours", "forward"), ("clone", "forward")),
+    ("fwd+bwd: ours / gelu", ("ours", "forward+backward"), ("gelu", "forward+backward")),
+    ("fwd+bwd: ours / torch.compile", ("ours", "forward+backward"),
+     ("compiled", "forward+backward")),
+    ("fwd+bwd: eager reference / ours", ("vectorised", "forward+backward"),
+     ("ours", "forward+backward")),
+    ("fwd+bwd: looped / ours", ("looped", "forward+backward"), ("ours", "forward+backward")),
+)
+
+
 def ratios(rows: list[Measurement], headline: tuple[int, int]) -> list[str]:
     """Headline ratios (ours vs the baselines), one line each, per dtype."""
     lines = []
     for dtype in sorted({r.dtype for r in rows}):
         at = {(r.impl, r.mode): r.ms for r in rows
               if r.dtype == dtype and (r.groups, r.width) == headline}
-
-        def ratio(a, b, _at=at):
-            return _at[a] / _at[b] if a in _at and b in _at else float("nan")
-
-        fb = "forward+backward"
-        lines += [
-            f"[{dtype}] forward: ours / clone = {ratio(('ours', 'forward'), ('clone', 'forward')):.2f}x",
-            f"[{dtype}] fwd+bwd: ours / gelu = {ratio(('ours', fb), ('gelu', fb)):.2f}x",
-            f"[{dtype}] fwd+bwd: ours / torch.compile = {ratio(('ours', fb), ('compiled', fb)):.2f}x",
-            f"[{dtype}] fwd+bwd: eager reference / ours = {ratio(('vectorised', fb), ('ours', fb)):.1f}x",
-            f"[{dtype}] fwd+bwd: looped / ours = {ratio(('looped', fb), ('ours', fb)):.1f}x",
-        ]
+        for label, top, bottom in RATIOS:
+            if top in at and bottom in at:
+                lines.append(f"[{dtype}] {label} = {at[top] / at[bottom]:.2f}x")
     return lines
 
 
