@@ -1,0 +1,1 @@
+"""Data sources, one module per domain (download + cache + checksum, or generated)."""

@@ -1,0 +1,1 @@
+"""Models built from the mixer registry (small nets, ViT/KAT, TabTransformer, graph)."""

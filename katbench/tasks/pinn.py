@@ -1,0 +1,90 @@
+r"""PINN for the damped harmonic oscillator (KAT paper appendix B, PDE solving).
+
+.. math:: m u'' + \mu u' + k u = 0,\quad m = 1,\ \mu = 2d,\ k = \omega_0^2,\quad
+          u(0) = 1,\ u'(0) = 0,
+
+under-damped (:math:`d < \omega_0`), with the exact solution
+:math:`u(t) = e^{-dt}\cos(\omega t + \phi)/\cos\phi`, :math:`\omega = \sqrt{\omega_0^2 - d^2}`,
+:math:`\phi = \arctan(-d/\omega)`.
+
+The loss is the mean squared residual at ``n_collocation`` points of ``[0, t_max]``, divided by
+:math:`\omega_0^2` so that all terms are O(1), plus :math:`(u(0)-1)^2 + (u'(0)/\omega_0)^2`.
+Derivatives are central finite differences of step ``fd_step`` in float64 (truncation
+:math:`h^2 u^{(4)}/12`, about 1e-6 relative here): the GR-KAN op has a first-order backward only,
+and finite differences treat all three mixers identically. The metric is the relative L2 error
+:math:`\|u_\theta - u\|_2 / \|u\|_2` on ``n_eval`` evenly spaced points.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from katbench.models.small import MixerNet
+from katbench.tasks import TaskSpec, register_family
+from katbench.tracking import atomic_write_bytes
+
+
+def exact_solution(t: torch.Tensor, d: float, w0: float) -> torch.Tensor:
+    """Closed-form u(t) of the under-damped oscillator with u(0) = 1, u'(0) = 0."""
+    if not 0 <= d < w0:
+        raise ValueError(f"need 0 <= d < w0 for an under-damped oscillator, got d={d}, w0={w0}")
+    w = math.sqrt(w0**2 - d**2)
+    phi = math.atan(-d / w)
+    return torch.exp(-d * t) * torch.cos(w * t + phi) / math.cos(phi)
+
+
+def pinn_loss(model: nn.Module, t: torch.Tensor, d: float, w0: float, h: float) -> torch.Tensor:
+    """Normalised ODE residual at ``t`` (shape ``(n, 1)``) plus the two initial conditions."""
+    shifted = torch.cat([t - h, t, t + h, torch.tensor([[-h], [0.0], [h]], dtype=t.dtype,
+                                                       device=t.device)])
+    u = model(shifted)
+    n = t.shape[0]
+    u_minus, u_mid, u_plus, u0 = u[:n], u[n:2 * n], u[2 * n:3 * n], u[3 * n:]
+    du = (u_plus - u_minus) / (2 * h)
+    d2u = (u_plus - 2 * u_mid + u_minus) / h**2
+    residual = (d2u + 2 * d * du) / w0**2 + u_mid
+    ic = (u0[1] - 1) ** 2 + ((u0[2] - u0[0]) / (2 * h * w0)) ** 2
+    return residual.pow(2).mean() + ic.squeeze()
+
+
+def relative_l2(model: nn.Module, loader: Any) -> float:
+    """``||u_model - u_exact|| / ||u_exact||`` over batches of ``(t, u_exact)``."""
+    err, ref = 0.0, 0.0
+    for t, u in loader:
+        err += float((model(t) - u).pow(2).sum())
+        ref += float(u.pow(2).sum())
+    return math.sqrt(err / ref)
+
+
+@register_family("pinn")
+def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
+    """Float64 :class:`MixerNet` of ``task.widths``; full-batch collocation points."""
+    t_cfg = cfg.task
+    d, w0, t_max, h = float(t_cfg.d), float(t_cfg.w0), float(t_cfg.t_max), float(t_cfg.fd_step)
+    kwargs = {k: v for k, v in mixer.items() if k != "name"}
+    model = MixerNet(list(t_cfg.widths), mixer["name"], **kwargs).double()
+    colloc = torch.linspace(0, t_max, int(t_cfg.n_collocation), dtype=torch.float64)[:, None]
+    t_eval = torch.linspace(0, t_max, int(t_cfg.n_eval), dtype=torch.float64)[:, None]
+    test = [(t_eval, exact_solution(t_eval, d, w0))]
+
+    def export(net: nn.Module, run_dir: Path) -> list[Path]:
+        device = next(net.parameters()).device
+        with torch.no_grad():
+            pred = net(t_eval.to(device)).cpu()
+        buffer = io.BytesIO()
+        np.savez(buffer, t=t_eval.squeeze(1).numpy(), pred=pred.squeeze(1).numpy(),
+                 exact=test[0][1].squeeze(1).numpy(), collocation=colloc.squeeze(1).numpy())
+        atomic_write_bytes(run_dir / "u_t.npz", buffer.getvalue())
+        return [run_dir / "u_t.npz"]
+
+    return TaskSpec(model=model, train=[colloc], val=None, test=test,
+                    loss=lambda m, batch: pinn_loss(m, batch, d, w0, h),
+                    evaluate=relative_l2, metric="rel_l2", higher_is_better=False,
+                    export=export)
