@@ -1,6 +1,6 @@
-"""Side-by-side benchmarks of the GR-KAN op (``python -m katbench.bench op``).
+"""``python -m katbench.bench op``: the GR-KAN op against its baselines, side by side.
 
-Every number comes from one run on one device, so ratios compare like with like. ``op`` times
+``op`` times
 forward and forward+backward of ``group_rational`` against the eager PyTorch reference, the
 reference under ``torch.compile``, a loop over groups (one slice per group, as per-group PAU
 layers would run), GELU and ``x.clone()`` (the memory-traffic floor), over groups and widths.
@@ -9,17 +9,15 @@ It prints a table (ms, GB/s, peak MiB), ratios, and writes CSV and PNG under ``r
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.benchmark import Timer
 
-from katbench.ops import group_rational, kernel_backend
+from katbench.bench.timing import peak_mib, time_ms
+from katbench.ops import group_rational
 from katbench.ops.reference import group_rational_reference
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -61,24 +59,6 @@ def _activations(variant: str) -> dict[str, Callable]:
     }
 
 
-def _time_ms(fn: Callable[[], object], device: torch.device, min_run_time: float) -> float:
-    fn()  # warm-up (and compilation)
-    timer = Timer(stmt="fn()", globals={"fn": fn})
-    measurement = timer.blocked_autorange(min_run_time=min_run_time)
-    return measurement.median * 1e3
-
-
-def _peak_mib(fn: Callable[[], object], device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    fn()
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - base) / 2**20
-
-
 def measure(impl: str, activation: Callable, mode: str, shape: tuple[int, ...], groups: int,
             dtype: torch.dtype, device: torch.device, min_run_time: float) -> Measurement:
     """Time ``impl`` for ``mode`` in {forward, forward+backward} on a fresh random tensor."""
@@ -101,9 +81,9 @@ def measure(impl: str, activation: Callable, mode: str, shape: tuple[int, ...], 
             if y.requires_grad:
                 y.backward(grad)
         traffic = 5 * x.numel() * x.element_size()  # read x, write y; read x, grad; write dx
-    ms = _time_ms(step, device, min_run_time)
+    ms = time_ms(step, min_run_time)
     return Measurement(impl, mode, str(dtype).removeprefix("torch."), "x".join(map(str, shape)),
-                       groups, shape[-1], ms, traffic / ms / 1e6, _peak_mib(step, device))
+                       groups, shape[-1], ms, traffic / ms / 1e6, peak_mib(step, device))
 
 
 def run_op_benchmark(device: torch.device, dtypes: list[str], impls: list[str],
@@ -195,53 +175,3 @@ def write_outputs(rows: list[Measurement], out_dir: Path, name: str,
     fig.savefig(png_path, dpi=120)
     plt.close(fig)
     return csv_path, png_path
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m katbench.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    op = sub.add_parser("op", help="time the group_rational op against baselines")
-    op.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    op.add_argument("--dtypes", nargs="+", default=None, choices=sorted(DTYPES),
-                    help="default: float32 on CPU; float32 bfloat16 float16 on CUDA")
-    op.add_argument("--shape", type=int, nargs="+", default=None,
-                    help="leading dims of x (default 16 256 on CPU, 64 1000 on CUDA)")
-    op.add_argument("--groups", type=int, nargs="+", default=[1, 2, 4, 8, 16])
-    op.add_argument("--widths", type=int, nargs="+", default=[128, 256, 512, 1024, 2048])
-    op.add_argument("--headline", type=int, nargs=2, default=[8, 512], metavar=("G", "D"))
-    op.add_argument("--sweep-compiled", action="store_true",
-                    help="also torch.compile every sweep shape (default on CUDA only)")
-    op.add_argument("--no-sweep", action="store_true", help="time the headline shape only")
-    op.add_argument("--min-run-time", type=float, default=0.3, help="seconds per measurement")
-    op.add_argument("--variant", default="sum_abs", choices=["sum_abs", "abs_sum"])
-    op.add_argument("--out", type=Path, default=Path("results/bench"))
-    args = parser.parse_args(argv)
-
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda asked for, but no CUDA device is available")
-    on_cuda = device.type == "cuda"
-    dtypes = args.dtypes or (["float32", "bfloat16", "float16"] if on_cuda else ["float32"])
-    leading = tuple(args.shape or ((64, 1000) if on_cuda else (16, 256)))
-    headline = (args.headline[0], args.headline[1])
-    sweep = ["ours", "vectorised", "looped", "gelu"]
-    if on_cuda or args.sweep_compiled:
-        sweep.insert(2, "compiled")
-    impls = ["ours", "vectorised", "compiled", "looped", "gelu", "clone"]
-    name = f"op_{torch.cuda.get_device_name().replace(' ', '_') if on_cuda else 'cpu'}"
-    print(f"device: {torch.cuda.get_device_name() if on_cuda else 'cpu'} "
-          f"(kernel backend: {kernel_backend(device.type)}), torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, x = {leading} + (D,), variant {args.variant}")
-    rows = run_op_benchmark(device, dtypes, impls, sweep, leading,
-                            [] if args.no_sweep else args.groups,
-                            [] if args.no_sweep else args.widths, headline, args.min_run_time,
-                            args.variant)
-    print("\n".join(ratios(rows, headline)))
-    csv_path, png_path = write_outputs(rows, args.out, name, headline)
-    print(f"wrote {csv_path} and {png_path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Command line of the benchmarks: ``python -m katbench.bench op|block``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from katbench.bench.block import WIDTHS, run_block_benchmark
+from katbench.bench.op import DTYPES, ratios, run_op_benchmark, write_outputs
+from katbench.bench.timing import device_name
+from katbench.ops import kernel_backend
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m katbench.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    op = sub.add_parser("op", help="time the group_rational op against baselines")
+    op.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    op.add_argument("--dtypes", nargs="+", default=None, choices=sorted(DTYPES),
+                    help="default: float32 on CPU; float32 bfloat16 float16 on CUDA")
+    op.add_argument("--shape", type=int, nargs="+", default=None,
+                    help="leading dims of x (default 16 256 on CPU, 64 1000 on CUDA)")
+    op.add_argument("--groups", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    op.add_argument("--widths", type=int, nargs="+", default=[128, 256, 512, 1024, 2048])
+    op.add_argument("--headline", type=int, nargs=2, default=[8, 512], metavar=("G", "D"))
+    op.add_argument("--sweep-compiled", action="store_true",
+                    help="also torch.compile every sweep shape (default on CUDA only)")
+    op.add_argument("--no-sweep", action="store_true", help="time the headline shape only")
+    op.add_argument("--min-run-time", type=float, default=0.3, help="seconds per measurement")
+    op.add_argument("--variant", default="sum_abs", choices=["sum_abs", "abs_sum"])
+    op.add_argument("--out", type=Path, default=Path("results/bench"))
+    block = sub.add_parser("block", help="KAT block vs GELU MLP block at ViT-T/S/B widths")
+    block.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    block.add_argument("--sizes", nargs="+", default=list(WIDTHS), choices=list(WIDTHS))
+    block.add_argument("--tokens", type=int, nargs=2, default=None,
+                       help="batch and sequence length (default 128 197 on CUDA, 8 197 on CPU)")
+    block.add_argument("--min-run-time", type=float, default=0.5)
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda asked for, but no CUDA device is available")
+    on_cuda = device.type == "cuda"
+    if args.command == "block":
+        tokens = tuple(args.tokens or ((128, 197) if on_cuda else (8, 197)))
+        print(f"device: {device_name(device)}, tokens {tokens}, "
+              f"{'bf16 autocast' if on_cuda else 'float32'}, forward+backward")
+        run_block_benchmark(device, args.sizes, tokens, args.min_run_time)
+        return 0
+    dtypes = args.dtypes or (["float32", "bfloat16", "float16"] if on_cuda else ["float32"])
+    leading = tuple(args.shape or ((64, 1000) if on_cuda else (16, 256)))
+    headline = (args.headline[0], args.headline[1])
+    sweep = ["ours", "vectorised", "looped", "gelu"]
+    if on_cuda or args.sweep_compiled:
+        sweep.insert(2, "compiled")
+    impls = ["ours", "vectorised", "compiled", "looped", "gelu", "clone"]
+    name = f"op_{device_name(device).replace(' ', '_')}"
+    print(f"device: {device_name(device)} "
+          f"(kernel backend: {kernel_backend(device.type)}), torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}, x = {leading} + (D,), variant {args.variant}")
+    rows = run_op_benchmark(device, dtypes, impls, sweep, leading,
+                            [] if args.no_sweep else args.groups,
+                            [] if args.no_sweep else args.widths, headline, args.min_run_time,
+                            args.variant)
+    print("\n".join(ratios(rows, headline)))
+    csv_path, png_path = write_outputs(rows, args.out, name, headline)
+    print(f"wrote {csv_path} and {png_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

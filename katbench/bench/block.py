@@ -1,0 +1,60 @@
+"""``python -m katbench.bench block``: a KAT block against a GELU MLP block, side by side.
+
+Both blocks come from :func:`katbench.mixers.build_mixer` (``grkan``: rational -> fc1 ->
+rational -> fc2; ``mlp``: fc1 -> GELU -> fc2) at the ViT-T/S/B widths. One forward+backward
+on ``tokens`` rows runs under bf16 autocast on CUDA (float32 on CPU); the table gives ms, peak
+memory and KAT/MLP ratios.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from katbench.bench.timing import peak_mib, time_ms
+from katbench.mixers import build_mixer
+
+WIDTHS = {"T": (192, 768), "S": (384, 1536), "B": (768, 3072)}
+
+
+@dataclass
+class BlockMeasurement:
+    """Forward+backward of one mixer block at one ViT size."""
+
+    size: str
+    mixer: str
+    ms: float
+    peak_mib: float | None
+
+
+def measure_block(mixer: str, size: str, tokens: tuple[int, int], device: torch.device,
+                  min_run_time: float) -> BlockMeasurement:
+    """Time forward+backward of ``build_mixer(mixer, D, 4D)`` on ``tokens + (D,)`` inputs."""
+    width, hidden = WIDTHS[size]
+    block = build_mixer(mixer, width, hidden).to(device)
+    x = torch.randn(*tokens, width, device=device, requires_grad=True)
+    grad = torch.randn_like(x)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def step():
+        with autocast:
+            y = block(x)
+        y.backward(grad.to(y.dtype))
+
+    return BlockMeasurement(size, mixer, time_ms(step, min_run_time), peak_mib(step, device))
+
+
+def run_block_benchmark(device: torch.device, sizes: list[str], tokens: tuple[int, int],
+                        min_run_time: float) -> list[str]:
+    """Measure mlp and grkan at each size; return printable lines with the ratios."""
+    lines = [f"{'size':>4} {'mlp ms':>9} {'grkan ms':>9} {'time ratio':>10} "
+             f"{'mlp MiB':>9} {'grkan MiB':>9} {'mem ratio':>9}"]
+    for size in sizes:
+        mlp = measure_block("mlp", size, tokens, device, min_run_time)
+        kat = measure_block("grkan", size, tokens, device, min_run_time)
+        mem = (f"{mlp.peak_mib:9.1f} {kat.peak_mib:9.1f} {kat.peak_mib / mlp.peak_mib:9.2f}"
+               if mlp.peak_mib else f"{'-':>9} {'-':>9} {'-':>9}")
+        lines.append(f"{size:>4} {mlp.ms:9.3f} {kat.ms:9.3f} {kat.ms / mlp.ms:10.2f} {mem}")
+        print(lines[-1], flush=True)
+    return lines

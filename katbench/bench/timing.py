@@ -1,0 +1,32 @@
+"""Timing and memory helpers shared by every benchmark (one way to time things)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.utils.benchmark import Timer
+
+
+def time_ms(fn: Callable[[], object], min_run_time: float) -> float:
+    """Median milliseconds of ``fn()`` after one warm-up call (CUDA work is synchronised)."""
+    fn()  # warm-up: kernel build, autotuning, torch.compile
+    return Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(
+        min_run_time=min_run_time).median * 1e3
+
+
+def peak_mib(fn: Callable[[], object], device: torch.device) -> float | None:
+    """Peak CUDA memory of one ``fn()`` call above what was allocated before (None on CPU)."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+
+
+def device_name(device: torch.device) -> str:
+    """Human-readable device name for tables and file names."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
