@@ -1,0 +1,156 @@
+"""THE channel-mixer registry: ``build_mixer(name, in_features, hidden_features, out_features)``.
+
+Every mixer maps ``(..., in_features) -> (..., out_features)`` through ``hidden_features`` and
+takes timm's ``Mlp`` constructor signature (``in_features, hidden_features=None,
+out_features=None, act_layer, norm_layer=None, bias=True, drop=0.0``, plus timm's ``device`` and
+``dtype``), so each class can be passed to timm models as ``mlp_layer``. ``hidden_features`` and
+``out_features`` default to ``in_features``; ``norm_layer`` normalises the hidden features;
+``drop`` is applied after the hidden nonlinearity and after the output, as in timm.
+
+* ``mlp``: fc1 -> act -> drop -> norm -> fc2 -> drop (timm's ``Mlp``; ``act_layer`` may be a
+  timm activation name such as ``"gelu"``).
+* ``kan``: KANLinear -> drop -> norm -> KANLinear -> drop (B-spline KAN; ``act_layer`` is
+  accepted for the signature only: the spline layers carry their own ``base_activation``).
+* ``grkan``: the KAT block, GroupRational(identity) -> fc1 -> GroupRational(``act_init``) ->
+  drop -> norm -> fc2 -> drop, fc1/fc2 drawn variance-preserving from the rationals' gains.
+  ``num_groups`` (default 8) must divide both ``in_features`` and ``hidden_features``: use
+  ``num_groups=1`` for small widths such as the ``[2, 5, 1]`` fitting nets. ``act_layer`` is
+  accepted for the signature only: the rationals are the nonlinearity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from timm.layers import Mlp, get_act_layer
+from torch import nn
+
+from katbench.layers import GroupRational, KANLinear, variance_preserving_
+
+__all__ = ["MIXERS", "GRKANMixer", "KANMixer", "MLPMixer", "build_mixer", "register_mixer"]
+
+_REGISTRY: dict[str, type[nn.Module]] = {}
+MIXERS: tuple[str, ...] = ()
+
+ActLayer = type[nn.Module] | str | Callable[[], nn.Module]
+NormLayer = Callable[[int], nn.Module] | None
+
+
+def register_mixer(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator adding a mixer to the registry under ``name``."""
+    def add(cls: type[nn.Module]) -> type[nn.Module]:
+        global MIXERS
+        if name in _REGISTRY:
+            raise ValueError(f"mixer {name!r} is already registered ({_REGISTRY[name]})")
+        _REGISTRY[name] = cls
+        MIXERS = tuple(_REGISTRY)
+        return cls
+    return add
+
+
+def build_mixer(name: str, in_features: int, hidden_features: int | None = None,
+                out_features: int | None = None, **kwargs: Any) -> nn.Module:
+    """Instantiate the mixer registered as ``name``; ``kwargs`` go to its constructor."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown mixer {name!r}; known mixers: {', '.join(MIXERS)}")
+    return _REGISTRY[name](in_features, hidden_features, out_features, **kwargs)
+
+
+def _hidden_tail(hidden: int, norm_layer: NormLayer, drop: float) -> tuple[nn.Module, ...]:
+    """(drop1, norm, drop2) as in timm's Mlp."""
+    norm = norm_layer(hidden) if norm_layer is not None else nn.Identity()
+    return nn.Dropout(drop), norm, nn.Dropout(drop)
+
+
+def _place(module: nn.Module, device: Any, dtype: torch.dtype | None) -> None:
+    if device is not None or dtype is not None:
+        module.to(device=device, dtype=dtype)
+
+
+@register_mixer("mlp")
+class MLPMixer(Mlp):
+    """timm's two-layer ``Mlp``; ``act_layer`` may also be a timm activation name."""
+
+    def __init__(self, in_features: int, hidden_features: int | None = None,
+                 out_features: int | None = None, act_layer: ActLayer = nn.GELU,
+                 norm_layer: NormLayer = None, bias: bool = True, drop: float = 0.0,
+                 device: Any = None, dtype: torch.dtype | None = None) -> None:
+        act = get_act_layer(act_layer) if isinstance(act_layer, str) else act_layer
+        super().__init__(in_features, hidden_features, out_features, act_layer=act,
+                         norm_layer=norm_layer, bias=bias, drop=drop, device=device,
+                         dtype=dtype)
+
+
+@register_mixer("kan")
+class KANMixer(nn.Module):
+    """Two B-spline KAN layers; ``kan_kwargs`` (grid_size, spline_order, ...) go to both."""
+
+    def __init__(self, in_features: int, hidden_features: int | None = None,
+                 out_features: int | None = None, act_layer: ActLayer = nn.GELU,
+                 norm_layer: NormLayer = None, bias: bool = True, drop: float = 0.0,
+                 device: Any = None, dtype: torch.dtype | None = None,
+                 **kan_kwargs: Any) -> None:
+        super().__init__()
+        hidden_features = hidden_features or in_features
+        out_features = out_features or in_features
+        self.fc1 = KANLinear(in_features, hidden_features, **kan_kwargs)
+        self.drop1, self.norm, self.drop2 = _hidden_tail(hidden_features, norm_layer, drop)
+        self.fc2 = KANLinear(hidden_features, out_features, **kan_kwargs)
+        _place(self, device, dtype)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise both spline layers."""
+        self.fc1.reset_parameters()
+        self.fc2.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.drop1(self.fc1(x))
+        return self.drop2(self.fc2(self.norm(x)))
+
+
+@register_mixer("grkan")
+class GRKANMixer(nn.Module):
+    r"""KAT block (paper Eq. 7, Fig. 4): :math:`W_2 F_2(W_1 F_1(x) + c_1) + c_2`.
+
+    ``F_1`` starts as the identity and ``F_2`` as ``act_init`` (``"gelu"`` replaces a ViT MLP;
+    any function of :mod:`katbench.init`); ``W_k`` is drawn from
+    :math:`\mathcal N(0, 1/(\alpha_k d_{in}))` with the gain of ``F_k`` so that a LayerNorm'd
+    input keeps its variance.
+    """
+
+    def __init__(self, in_features: int, hidden_features: int | None = None,
+                 out_features: int | None = None, act_layer: ActLayer = nn.GELU,
+                 norm_layer: NormLayer = None, bias: bool = True, drop: float = 0.0,
+                 device: Any = None, dtype: torch.dtype | None = None, num_groups: int = 8,
+                 act_init: str = "gelu", order: tuple[int, int] = (5, 4),
+                 variant: str = "sum_abs", shared_numerator: bool = True) -> None:
+        super().__init__()
+        hidden_features = hidden_features or in_features
+        out_features = out_features or in_features
+        for label, width in (("in_features", in_features), ("hidden_features", hidden_features)):
+            if width % num_groups != 0:
+                raise ValueError(
+                    f"grkan: {label}={width} is not divisible by num_groups={num_groups}; "
+                    "pass a divisor of both widths (num_groups=1 works for any width)")
+        rational = {"num_groups": num_groups, "order": tuple(order), "variant": variant,
+                    "shared_numerator": shared_numerator}
+        self.act1 = GroupRational(init="identity", **rational)
+        self.fc1 = nn.Linear(in_features, hidden_features, bias=bias)
+        self.act2 = GroupRational(init=act_init, **rational)
+        self.drop1, self.norm, self.drop2 = _hidden_tail(hidden_features, norm_layer, drop)
+        self.fc2 = nn.Linear(hidden_features, out_features, bias=bias)
+        self.reset_parameters()
+        _place(self, device, dtype)
+
+    def reset_parameters(self) -> None:
+        """Fitted rationals, variance-preserving linear weights, zero biases."""
+        self.act1.reset_parameters()
+        self.act2.reset_parameters()
+        variance_preserving_(self.fc1, self.act1.gain)
+        variance_preserving_(self.fc2, self.act2.gain)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act2(self.fc1(self.act1(x)))
+        return self.drop2(self.fc2(self.norm(self.drop1(x))))
