@@ -1,0 +1,105 @@
+"""KANLinear against a plain loop implementation of B-spline bases and of the layer."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from katbench.layers import KANLinear
+
+
+def bspline_loop(knots: list[float], k: int, p: int, x: float) -> float:
+    """B_{k,p}(x) by the textbook Cox–de Boor recursion, one scalar at a time."""
+    if p == 0:
+        return 1.0 if knots[k] <= x < knots[k + 1] else 0.0
+    left = (x - knots[k]) / (knots[k + p] - knots[k]) * bspline_loop(knots, k, p - 1, x)
+    right = (knots[k + p + 1] - x) / (knots[k + p + 1] - knots[k + 1]) \
+        * bspline_loop(knots, k + 1, p - 1, x)
+    return left + right
+
+
+@pytest.mark.parametrize(("grid_size", "spline_order"), [(5, 3), (3, 1), (4, 0), (7, 2)])
+def test_bases_match_the_loop_implementation(grid_size, spline_order):
+    torch.manual_seed(0)
+    layer = KANLinear(3, 2, grid_size=grid_size, spline_order=spline_order,
+                      grid_range=(-1.5, 1.0))
+    x = torch.rand(20, 3, dtype=torch.float64) * 4 - 2   # inside and outside the grid
+    bases = layer.b_splines(x)
+    assert bases.shape == (20, 3, grid_size + spline_order)
+    for b in range(20):
+        for i in range(3):
+            knots = layer.grid[i].double().tolist()
+            expected = [bspline_loop(knots, k, spline_order, x[b, i].item())
+                        for k in range(grid_size + spline_order)]
+            torch.testing.assert_close(bases[b, i], torch.tensor(expected, dtype=torch.float64))
+
+
+def test_bases_sum_to_one_inside_the_grid():
+    layer = KANLinear(4, 1, grid_size=6, spline_order=3)
+    x = torch.rand(100, 4) * 2 - 1
+    torch.testing.assert_close(layer.b_splines(x).sum(-1), torch.ones(100, 4))
+
+
+def test_forward_matches_the_loop_over_edges():
+    torch.manual_seed(0)
+    layer = KANLinear(3, 2, grid_size=4, spline_order=2).double()
+    x = torch.rand(5, 3, dtype=torch.float64) * 2 - 1
+    y = layer(x)
+    for b in range(5):
+        for j in range(2):
+            total = 0.0
+            for i in range(3):
+                xi = x[b, i].item()
+                knots = layer.grid[i].tolist()
+                spline = sum(layer.spline_weight[j, i, k].item()
+                             * bspline_loop(knots, k, 2, xi) for k in range(6))
+                silu = xi / (1 + math.exp(-xi))
+                total += layer.base_weight[j, i].item() * silu \
+                    + layer.spline_scaler[j, i].item() * spline
+            assert y[b, j].item() == pytest.approx(total, rel=1e-10, abs=1e-12)
+
+
+def test_any_leading_shape_and_backward():
+    layer = KANLinear(6, 4)
+    x = torch.randn(2, 3, 5, 6, requires_grad=True)
+    y = layer(x)
+    assert y.shape == (2, 3, 5, 4)
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+    assert layer.spline_weight.grad.abs().sum() > 0
+
+
+def test_update_grid_keeps_the_function_and_covers_the_data():
+    torch.manual_seed(0)
+    layer = KANLinear(3, 2, grid_size=5).double()
+    x = torch.rand(256, 3, dtype=torch.float64) * 1.6 - 0.8   # inside the old grid
+    before = layer(x)
+    layer.update_grid(x)
+    torch.testing.assert_close(layer(x), before, atol=1e-3, rtol=1e-3)
+    inner = layer.grid[:, layer.spline_order:-layer.spline_order]
+    shift = layer.grid_eps * 0.01   # the uniform grid is widened by margin=0.01
+    torch.testing.assert_close(inner[:, 0], x.min(0).values - shift)
+    torch.testing.assert_close(inner[:, -1], x.max(0).values + shift)
+
+
+def test_init_is_small_splines_and_kaiming_base():
+    torch.manual_seed(0)
+    layer = KANLinear(64, 32, grid_size=5, scale_noise=0.1)
+    bases = layer.b_splines(torch.rand(50, 64) * 2 - 1)
+    spline = torch.einsum("bik,jik->bij", bases, layer.spline_weight.detach())
+    assert spline.abs().max() < 0.1 / 5
+    assert layer.base_weight.abs().max() <= 1 / 64 ** 0.5 + 1e-6   # kaiming_uniform a=sqrt(5)
+    before = layer.base_weight.clone()
+    layer.reset_parameters()
+    assert not torch.equal(before, layer.base_weight)
+
+
+def test_base_activation_is_configurable():
+    layer = KANLinear(2, 1, base_activation=nn.Identity)
+    with torch.no_grad():
+        layer.spline_weight.zero_()
+    x = torch.randn(4, 2)
+    torch.testing.assert_close(layer(x), x @ layer.base_weight.T)
