@@ -1,0 +1,129 @@
+"""Mixer registry: names, errors, timm drop-in, the KAT block's variance preservation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+from katbench.layers import GroupRational, KANLinear
+from katbench.mixers import MIXERS, GRKANMixer, KANMixer, MLPMixer, build_mixer
+
+
+def test_registry_names():
+    assert MIXERS == ("mlp", "kan", "grkan")
+    assert type(build_mixer("mlp", 8)) is MLPMixer
+    assert type(build_mixer("kan", 8)) is KANMixer
+    assert type(build_mixer("grkan", 8)) is GRKANMixer
+
+
+def test_unknown_mixer_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown mixer 'moe'; known mixers: mlp, kan, grkan"):
+        build_mixer("moe", 8)
+
+
+@pytest.mark.parametrize("name", ["mlp", "kan", "grkan"])
+def test_shapes_and_defaults(name):
+    mixer = build_mixer(name, 16, 32, 8)
+    assert mixer(torch.randn(2, 3, 16)).shape == (2, 3, 8)
+    assert build_mixer(name, 16)(torch.randn(4, 16)).shape == (4, 16)   # hidden = out = in
+
+
+@pytest.mark.parametrize("cls", [MLPMixer, KANMixer, GRKANMixer])
+def test_timm_vision_transformer_takes_each_mixer(cls):
+    torch.manual_seed(0)
+    model = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2,
+                              num_classes=10, mlp_layer=cls)
+    assert isinstance(model.blocks[0].mlp, cls)
+    logits = model(torch.randn(2, 3, 32, 32))
+    assert logits.shape == (2, 10) and torch.isfinite(logits).all()
+    logits.sum().backward()
+    grads = [p.grad for p in model.blocks[0].mlp.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_grkan_block_structure_and_tiny_fitting_net():
+    block = build_mixer("grkan", 2, hidden_features=5, out_features=1, num_groups=1)
+    assert block.act1.init == "identity" and block.act2.init == "gelu"
+    assert block(torch.randn(7, 2)).shape == (7, 1)
+    swish = build_mixer("grkan", 8, 16, act_init="swish", num_groups=4, order=(3, 2),
+                        variant="abs_sum")
+    assert swish.act2.init == "swish" and swish.act2.denominator.shape == (4, 2)
+    assert swish.act1.variant == "abs_sum"
+
+
+def test_grkan_widths_not_divisible_by_groups_raise_naming_the_fix():
+    with pytest.raises(ValueError, match=r"in_features=2 is not divisible by num_groups=8.*"
+                                         r"num_groups=1 works for any width"):
+        build_mixer("grkan", 2, 5, 1)
+    with pytest.raises(ValueError, match=r"hidden_features=20 is not divisible by num_groups=8"):
+        build_mixer("grkan", 16, 20)
+
+
+def test_grkan_block_preserves_layernormed_variance():
+    ratios = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        block = build_mixer("grkan", 192, 768)
+        x = nn.functional.layer_norm(torch.randn(2048, 192), (192,))
+        with torch.no_grad():
+            ratios.append(block(x).var().item() / x.var().item())
+    assert sum(ratios) / len(ratios) == pytest.approx(1.0, rel=0.1), ratios
+
+
+def test_grkan_weights_follow_the_gains():
+    torch.manual_seed(0)
+    block = build_mixer("grkan", 256, 1024)
+    assert block.fc1.weight.std().item() == pytest.approx((1 / 256) ** 0.5, rel=0.02)
+    expected = (1 / (block.act2.gain * 1024)) ** 0.5
+    assert block.fc2.weight.std().item() == pytest.approx(expected, rel=0.02)
+    assert torch.count_nonzero(block.fc1.bias) == torch.count_nonzero(block.fc2.bias) == 0
+
+
+def test_per_group_numerator_parameter_counts():
+    shared = build_mixer("grkan", 64, 128, num_groups=8)
+    per_group = build_mixer("grkan", 64, 128, num_groups=8, shared_numerator=False)
+    linear = 64 * 128 + 128 + 128 * 64 + 64
+    def count(module: nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    assert count(shared) == linear + 2 * (6 + 8 * 4)
+    assert count(per_group) == linear + 2 * (8 * 6 + 8 * 4)
+
+
+def test_kan_mixer_passes_spline_settings_and_norm():
+    mixer = build_mixer("kan", 4, 6, 2, grid_size=3, spline_order=2, norm_layer=nn.LayerNorm)
+    assert isinstance(mixer.fc1, KANLinear) and mixer.fc1.grid_size == 3
+    assert mixer.fc2.spline_weight.shape == (2, 6, 5)
+    assert isinstance(mixer.norm, nn.LayerNorm) and mixer.norm.normalized_shape == (6,)
+
+
+def test_mlp_accepts_an_activation_name_and_dropout_acts_in_training_only():
+    mixer = build_mixer("mlp", 8, 32, act_layer="relu", drop=0.5)
+    assert isinstance(mixer.act, nn.ReLU)
+    x = torch.randn(64, 8)
+    mixer.eval()
+    torch.testing.assert_close(mixer(x), mixer(x))
+    mixer.train()
+    assert not torch.allclose(mixer(x), mixer(x))
+
+
+def test_grkan_dropout_and_norm_sit_on_the_hidden_features():
+    block = build_mixer("grkan", 8, 16, num_groups=4, drop=0.5, norm_layer=nn.LayerNorm)
+    assert isinstance(block.act2, GroupRational)
+    assert block.norm.normalized_shape == (16,) and block.drop1.p == block.drop2.p == 0.5
+
+
+def test_reset_parameters_reinitialises():
+    for name in ("kan", "grkan"):
+        mixer = build_mixer(name, 8, 8, **({"num_groups": 4} if name == "grkan" else {}))
+        before = [p.clone() for p in mixer.parameters()]
+        mixer.reset_parameters()
+        assert any(not torch.equal(a, b) for a, b in zip(before, mixer.parameters(),
+                                                          strict=True))
+
+
+def test_unknown_keyword_is_rejected():
+    with pytest.raises(TypeError, match="num_groups"):
+        build_mixer("mlp", 8, num_groups=2)
