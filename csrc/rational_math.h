@@ -8,7 +8,10 @@
 //   dF/da_j = x^j / Q
 //   dF/db_k = -F / Q * sign(inner) * (sum_abs ? sign(b_k) |x|^k : x^k)
 //   dF/dx   = (P'(x) - F * dQ/dx) / Q,  dQ/dx = sign(inner) * inner'(u) * (sum_abs ? sign(x) : 1)
-// with sign(0) = 0, as in PyTorch's autograd of abs.
+// with sign(0) = 0 for sign(x) and, in abs_sum, sign(inner), as in PyTorch's autograd of abs
+// (sum_abs has inner >= 0: its sign factor is 1). For d|b_k|/db_k
+// the subgradient +1 is used at b_k = 0 (as the official kernels' copysign does), so a
+// coefficient initialised to exactly zero, as in the identity and GELU fits, still learns.
 //
 // MM, NN are compile-time orders. Other orders (m <= MM, n <= NN) run with zero-padded
 // coefficients: a zero leading coefficient changes neither P nor Q for finite x, and the gradient
@@ -66,7 +69,7 @@ KATBENCH_HD void load_group(GroupCoefficients<T, MM, NN>& k, const CT* num, cons
   for (int i = 0; i < NN; ++i) {
     const T b = i < n ? static_cast<T>(den[i]) : T(0);
     k.c[i] = SUM_ABS ? abs_of(b) : b;
-    k.sb[i] = sign_of(b);
+    k.sb[i] = b < T(0) ? T(-1) : T(1);  // d|b|/db, taken as +1 at b = 0 (see header)
   }
 }
 
@@ -107,7 +110,7 @@ KATBENCH_HD BackwardTerms<T> rational_backward(T x, T g, const GroupCoefficients
   }
   dinner = dinner * u + inner;  // constant term of inner is 0
   inner = inner * u;
-  const T s = sign_of(inner);
+  const T s = SUM_ABS ? T(1) : sign_of(inner);  // sum_abs: inner >= 0, Q = 1 + inner
   const T rq = T(1) / (T(1) + s * inner);
   const T f = p * rq;
   const T dq_dx = s * dinner * (SUM_ABS ? sign_of(x) : T(1));

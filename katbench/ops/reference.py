@@ -13,7 +13,10 @@ the input dtypes. Evaluate a float64 copy of ``x`` to get a reference that never
 finite float32 inputs (|x|^8 <= 1.8e307): the tests do.
 
 The gradients follow the paper's appendix E:
-dF/da_j = x^j / Q,  dF/db_k = -F/Q * dQ/db_k,  dF/dx = (P' - F Q') / Q, with sign(0) = 0.
+dF/da_j = x^j / Q,  dF/db_k = -F/Q * dQ/db_k,  dF/dx = (P' - F Q') / Q, with sign(0) = 0,
+except d|b_k|/db_k, taken as +1 at b_k = 0 so that coefficients initialised to exactly zero
+(identity and GELU fits) still receive gradients. Autograd of the differentiable reference uses
+PyTorch's abs, whose gradient at 0 is 0: the two differ only at b_k == 0.
 
 This module is the specification the compiled kernels are tested against, and the fallback
 implementation when no compiler is available.
@@ -60,7 +63,9 @@ def _evaluate(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, variant: str):
     """Return (P, Q, s, u) where Q = 1 + |inner(u)|, u = |x| or x, s = sign(inner)."""
     u = x.abs() if variant == "sum_abs" else x
     inner = _horner(_denominator_rows(b, variant), u)
-    return _horner(a, x), 1.0 + inner.abs(), torch.sign(inner), u
+    # sum_abs: inner >= 0, so Q = 1 + inner and its sign factor is 1 (also where inner == 0)
+    sign = torch.ones_like(inner) if variant == "sum_abs" else torch.sign(inner)
+    return _horner(a, x), 1.0 + inner.abs(), sign, u
 
 
 def check_arguments(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
@@ -137,7 +142,8 @@ def group_rational_backward_reference(grad_output: torch.Tensor, x: torch.Tensor
         grad_num.append(_group_sum(g_over_q * power, groups))
         power = power * xd
     # dQ/db_k = sign(inner) * sign(b_k) * |x|^k (sum_abs) or sign(inner) * x^k (abs_sum)
-    coefficient_sign = torch.sign(b) if variant == "sum_abs" else torch.ones_like(b)
+    coefficient_sign = (torch.where(b < 0, -1.0, 1.0).to(b.dtype) if variant == "sum_abs"
+                        else torch.ones_like(b))
     scale = -g_over_q * f * s
     power = u
     grad_den = []

@@ -225,3 +225,19 @@ def test_autocast_runs_in_input_dtype():
     assert h.dtype == torch.bfloat16 and y.dtype == torch.bfloat16
     y.float().sum().backward()
     assert num.grad.dtype == torch.float32 and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_zero_denominator_coefficients_still_get_gradients(device):
+    """d|b|/db is +1 at b = 0 (sum_abs), so exact-zero initialisations can learn."""
+    skip_without(device)
+    num = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0, 0.0]], device=device, requires_grad=True)
+    den = torch.zeros(1, 4, device=device, requires_grad=True)
+    x = torch.randn(32, 8, device=device)
+    y = group_rational(x, num, den, "sum_abs")
+    torch.testing.assert_close(y, x)  # identity
+    (y * x).sum().backward()
+    assert (den.grad != 0).all()
+    expected = group_rational_backward_reference(torch.ones_like(x) * x, x, num.detach(),
+                                                 den.detach(), "sum_abs")[2]
+    torch.testing.assert_close(den.grad, expected)
