@@ -346,10 +346,18 @@ def run_experiment(cfg: Any) -> dict[str, Any]:
     logger.log_params({**tracking.flatten(OmegaConf.to_container(cfg, resolve=True)),
                        "params": n_params, "git_commit": tracking.git_commit(),
                        "torch_version": torch.__version__, "device": str(device)})
+    every = int(tc.log_every)
+    if every < 1:
+        raise ValueError(f"tracking.log_every={every} is invalid; set it to an integer >= 1")
+
+    def log(epoch: int, values: dict[str, float]) -> None:
+        if epoch % every == 0 or epoch == settings.epochs:
+            logger.log_metrics(epoch, values)
+
     wall = time.perf_counter()
     try:
-        result = fit(spec, settings, out / "checkpoint.pt", resume=bool(cfg.resume),
-                     log=logger.log_metrics, desc=f"{task}/{mixer}/s{seed}")
+        result = fit(spec, settings, out / "checkpoint.pt", resume=bool(cfg.resume), log=log,
+                     desc=f"{task}/{mixer}/s{seed}")
         spec.model.eval()
         exported = list(spec.export(spec.model, out)) if spec.export else []
         rationals = export_rationals(spec.model, out / "rationals.npz")

@@ -1,0 +1,98 @@
+"""The one trainer: resume equals an uninterrupted run, NaN stops, schedules, best epoch."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from katbench.tasks import TaskSpec
+from katbench.train import NonFiniteLossError, TrainerSettings, fit, seed_everything
+
+
+def _mse(model, loader):
+    return sum(float(F.mse_loss(model(x), y)) for x, y in loader)
+
+
+def _spec(loss=None) -> TaskSpec:
+    seed_everything(0)
+    x = torch.randn(256, 3)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]])
+    batches = [(x[i:i + 64], y[i:i + 64]) for i in range(0, 256, 64)]
+    return TaskSpec(model=nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1)),
+                    train=batches, val=batches[:1], test=batches[1:2],
+                    loss=loss or (lambda m, b: F.mse_loss(m(b[0]), b[1])), evaluate=_mse,
+                    metric="mse", higher_is_better=False)
+
+
+def _settings(**kw) -> TrainerSettings:
+    base = {"epochs": 6, "lr": 5e-2, "progress": "none", "schedule": "cosine",
+            "warmup_epochs": 1, "clip_grad_norm": 1.0}
+    return TrainerSettings.from_config({**base, **kw})
+
+
+def test_fit_learns_and_tracks_the_best_validation_epoch(tmp_path):
+    logged = []
+    result = fit(_spec(), _settings(warmup_epochs=2), tmp_path / "c.pt",
+                 log=lambda e, m: logged.append(m))
+    history = [m["val_mse"] for m in logged]
+    assert history[-1] < history[0] / 2
+    assert result["best"]["val_mse"] == min(history)
+    assert result["best"]["epoch"] == 1 + history.index(min(history))
+    assert logged[-1]["lr"] == pytest.approx(0.0, abs=1e-12)   # cosine ends at min_lr
+    assert logged[0]["lr"] == pytest.approx(5e-2 * 5 / 8)        # warmup: step 4 of 8
+    assert (tmp_path / "c.pt").exists()
+
+
+def test_resume_continues_to_the_same_final_metrics(tmp_path):
+    full = fit(_spec(), _settings(), tmp_path / "full.pt")
+
+    def interrupt_at_epoch_3(epoch, metrics):
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_spec(), _settings(checkpoint_every_s=0), tmp_path / "cut.pt",
+            log=interrupt_at_epoch_3)
+    assert torch.load(tmp_path / "cut.pt", weights_only=True)["state"]["epoch"] == 2
+    resumed = fit(_spec(), _settings(), tmp_path / "cut.pt", resume=True)
+    assert resumed["epochs_done"] == 6
+    assert resumed["final"]["test_mse"] == full["final"]["test_mse"]
+    assert resumed["best"] == full["best"]
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    calls = []
+
+    def loss(model, batch):
+        calls.append(1)
+        value = F.mse_loss(model(batch[0]), batch[1])
+        return value * math.nan if len(calls) == 6 else value   # epoch 2, second batch
+
+    with pytest.raises(NonFiniteLossError, match=r"toy: training loss became nan at epoch 2, "
+                                                 r"step 1; the last good checkpoint is kept"):
+        fit(_spec(loss), _settings(checkpoint_every_s=0), tmp_path / "c.pt", desc="toy")
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["state"]["epoch"] == 1
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("optimizer", "sgd", "trainer.optimizer='sgd' is invalid; set it to one of"),
+    ("epochs", 0, "trainer.epochs=0 is invalid"),
+    ("warmup_epochs", 100, "trainer.warmup_epochs=100 is invalid; set it to in [0, epochs)"),
+    ("lrr", 1.0, "unknown trainer key(s) ['lrr']"),
+])
+def test_settings_reject_bad_values(key, value, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")
+                       .replace(")", r"\)").replace("]", r"\]")):
+        TrainerSettings.from_config({key: value})
+
+
+def test_plateau_schedule_lowers_the_rate(tmp_path):
+    logged = []
+    fit(_spec(lambda m, b: 0 * m(b[0]).sum() + 1.0),  # no gradient: validation stalls
+        _settings(schedule="plateau", warmup_epochs=0, plateau_patience=0, epochs=3),
+        tmp_path / "c.pt", log=lambda e, m: logged.append(m["lr"]))
+    assert logged[-1] < logged[0]
