@@ -1,0 +1,133 @@
+r"""Graph Transformer of Dwivedi & Bresson (2020), sparse attention over graph edges, with the
+feed-forward blocks injected (``mlp_layer``, timm style) so only the channel mixer changes.
+
+One layer, per head :math:`k` of width :math:`d_k` (``GraphTransformerLayer``):
+
+.. math::
+    s_{ij}^k = \frac{(K^k h_j) \odot (Q^k h_i)}{\sqrt{d_k}} \odot E^k e_{ij}, \qquad
+    w_{ij}^k = \exp\bigl(\mathrm{clamp}(\textstyle\sum s_{ij}^k, -5, 5)\bigr), \qquad
+    \hat h_i^k = \frac{\sum_{j \in \mathcal N(i)} w_{ij}^k V^k h_j}{\sum_j w_{ij}^k + 10^{-6}},
+
+(the :math:`\odot E^k e_{ij}` factor only with edge features), then
+:math:`h \leftarrow \mathrm{BN}(h + O_h \hat h)`, :math:`h \leftarrow \mathrm{BN}(h +
+\mathrm{FFN}_h(h))`; with edge features the same for :math:`e_{ij} \leftarrow
+\mathrm{BN}(e + O_e s_{ij})`, :math:`e \leftarrow \mathrm{BN}(e + \mathrm{FFN}_e(e))`.
+Inputs: node (and edge) type embeddings plus a linear map of the Laplacian eigenvector PE,
+whose signs are flipped at random per graph and dimension in training. Output: a 3-layer MLP
+readout (d -> d/2 -> d/4 -> out) on the mean of node states (graph tasks) or on every node.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch_geometric.nn import MessagePassing, global_mean_pool
+from torch_geometric.utils import scatter
+
+# (in_features, hidden_features, out_features) -> module, e.g. a build_mixer partial.
+MlpLayer = Callable[[int, int, int], nn.Module]
+
+
+class GraphTransformerLayer(MessagePassing):
+    """Sparse multi-head attention over ``edge_index`` + FFN, residuals and batch norm."""
+
+    def __init__(self, dim: int, heads: int, mlp_layer: MlpLayer, ffn_hidden: int,
+                 edge_features: bool, dropout: float = 0.0) -> None:
+        super().__init__(aggr="add", node_dim=0)
+        if dim % heads:
+            raise ValueError(f"dim={dim} is not divisible by heads={heads}")
+        self.dim, self.heads, self.dropout = dim, heads, dropout
+        self.q = nn.Linear(dim, dim, bias=False)
+        self.k = nn.Linear(dim, dim, bias=False)
+        self.v = nn.Linear(dim, dim, bias=False)
+        self.o_h = nn.Linear(dim, dim)
+        self.norm1_h, self.norm2_h = nn.BatchNorm1d(dim), nn.BatchNorm1d(dim)
+        self.ffn_h = mlp_layer(dim, ffn_hidden, dim)
+        self.edge_features = edge_features
+        if edge_features:
+            self.proj_e = nn.Linear(dim, dim, bias=False)
+            self.o_e = nn.Linear(dim, dim)
+            self.norm1_e, self.norm2_e = nn.BatchNorm1d(dim), nn.BatchNorm1d(dim)
+            self.ffn_e = mlp_layer(dim, ffn_hidden, dim)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every child that can (linears, norms, mixers)."""
+        for module in self.children():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+
+    def forward(self, h: torch.Tensor, edge_index: torch.Tensor,
+                e: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        n, d_k = h.shape[0], self.dim // self.heads
+        q, k, v = (f(h).view(n, self.heads, d_k) for f in (self.q, self.k, self.v))
+        src, dst = edge_index
+        score = k[src] * q[dst] / math.sqrt(d_k)
+        if self.edge_features:
+            score = score * self.proj_e(e).view(-1, self.heads, d_k)
+        weight = score.sum(-1).clamp(-5, 5).exp()
+        z = scatter(weight, dst, dim=0, dim_size=n, reduce="sum")
+        attn = self.propagate(edge_index, v=v, weight=weight, size=(n, n))
+        attn = (attn / (z.unsqueeze(-1) + 1e-6)).reshape(n, self.dim)
+        h = self.norm1_h(h + self.o_h(nn.functional.dropout(attn, self.dropout, self.training)))
+        h = self.norm2_h(h + self.ffn_h(h))
+        if self.edge_features:
+            s = nn.functional.dropout(score.reshape(-1, self.dim), self.dropout, self.training)
+            e = self.norm1_e(e + self.o_e(s))
+            e = self.norm2_e(e + self.ffn_e(e))
+        return h, e
+
+    def message(self, v_j: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return v_j * weight.unsqueeze(-1)
+
+
+class GraphTransformer(nn.Module):
+    """Embeddings + Laplacian PE -> ``layers`` x :class:`GraphTransformerLayer` -> MLP readout.
+
+    ``forward(batch)`` takes a PyG batch with ``x`` (``(N, 1)`` node types), ``edge_index``,
+    ``lap_pe`` (``(N, pe_dim)``), ``batch`` and, when ``num_edge_types`` is set, ``edge_attr``
+    (``(E,)`` bond types). It returns ``(num_graphs,)`` for ``out_features == 1`` graph tasks,
+    ``(num_graphs, out)`` for other graph tasks and ``(N, out)`` when ``node_level``.
+    """
+
+    def __init__(self, num_node_types: int, out_features: int, mlp_layer: MlpLayer, *,
+                 dim: int = 64, layers: int = 10, heads: int = 8, pe_dim: int = 8,
+                 ffn_hidden: int | None = None, num_edge_types: int | None = None,
+                 node_level: bool = False, dropout: float = 0.0,
+                 in_feat_dropout: float = 0.0) -> None:
+        super().__init__()
+        self.node_level, self.out_features = node_level, out_features
+        self.embed_h = nn.Embedding(num_node_types, dim)
+        self.embed_pe = nn.Linear(pe_dim, dim)
+        self.embed_e = nn.Embedding(num_edge_types, dim) if num_edge_types else None
+        self.in_feat_dropout = nn.Dropout(in_feat_dropout)
+        self.ffn_hidden = ffn_hidden or 2 * dim
+        self.layers = nn.ModuleList(
+            GraphTransformerLayer(dim, heads, mlp_layer, self.ffn_hidden,
+                                  num_edge_types is not None, dropout) for _ in range(layers))
+        self.readout = nn.Sequential(nn.Linear(dim, dim // 2), nn.ReLU(),
+                                     nn.Linear(dim // 2, dim // 4), nn.ReLU(),
+                                     nn.Linear(dim // 4, out_features))
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        pe = batch.lap_pe
+        if self.training:  # eigenvectors are defined up to sign: learn invariance to it
+            graph = batch.batch if batch.batch is not None else torch.zeros_like(batch.x[:, 0])
+            flips = torch.randint(0, 2, (int(graph.max()) + 1, pe.shape[1]), device=pe.device)
+            pe = pe * (2 * flips - 1).to(pe.dtype)[graph]
+        h = self.in_feat_dropout(self.embed_h(batch.x[:, 0]) + self.embed_pe(pe))
+        e = self.embed_e(batch.edge_attr) if self.embed_e is not None else None
+        for layer in self.layers:
+            h, e = layer(h, batch.edge_index, e)
+        if self.node_level:
+            return self.readout(h)
+        out = self.readout(global_mean_pool(h, batch.batch))
+        return out.squeeze(-1) if self.out_features == 1 else out
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
