@@ -3,10 +3,12 @@
     snakemake --cores all                         # quick profile (config/quick.yaml)
     snakemake --cores all --config profile=paper  # paper profile (config/paper.yaml)
     snakemake -n                                  # list the jobs
+    snakemake --cores all --config families=function_fitting,pinn   # a subset of families
 
 Tasks are discovered from tasks/*.yaml: a task runs in a profile when its `profiles:` section
 lists that profile. Tasks sharing `pipeline.group` run as one job per mixer (all their tasks and
 seeds in one process, one run folder each); every other task runs one job per (task, mixer, seed).
+The MLflow store is created once, before the parallel jobs (rule tracking_store).
 """
 
 import sys
@@ -25,10 +27,15 @@ SEEDS = [int(s) for s in SETTINGS["seeds"]]
 R = str(SETTINGS["results_dir"]).rstrip("/")
 PY = sys.executable
 
+# --config families=function_fitting,pinn runs a subset of the families.
+FAMILIES = SETTINGS.get("families")
+FAMILIES = set(FAMILIES.split(",") if isinstance(FAMILIES, str) else FAMILIES or [])
+
 TASKS = {}
 for _path in sorted(Path("tasks").glob("*.yaml")):
     _doc = yaml.safe_load(_path.read_text())
-    if PROFILE in (_doc.get("profiles") or {}):
+    _family = (_doc.get("task") or {}).get("family")
+    if PROFILE in (_doc.get("profiles") or {}) and (not FAMILIES or _family in FAMILIES):
         TASKS[_path.stem] = _doc.get("pipeline") or {}
 GROUPS = {}
 for _task, _pipe in TASKS.items():
@@ -72,9 +79,17 @@ rule summary:
         "{PY} -m katbench.report {R} {params.runs}"
 
 
+rule tracking_store:
+    output:
+        f"{R}/tracking.ready",
+    shell:
+        "{PY} -m katbench.tracking {R}"
+
+
 rule run:
     input:
         "tasks/{task}.yaml",
+        ancient(f"{R}/tracking.ready"),
     output:
         f"{R}/runs/{{task}}/{{mixer}}/seed{{seed}}/metrics.json",
     wildcard_constraints:
@@ -98,6 +113,7 @@ for _group, _members in GROUPS.items():
             f"run_group_{_group}"
         input:
             [f"tasks/{t}.yaml" for t in _members],
+            ancient(f"{R}/tracking.ready"),
         output:
             expand(f"{R}/runs/{{task}}/{{{{mixer}}}}/seed{{seed}}/metrics.json",
                    task=_members, seed=SEEDS),

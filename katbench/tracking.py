@@ -200,3 +200,25 @@ class NullLogger:
 
     def finish(self, status: str = "FINISHED") -> None:
         """Nothing to close."""
+
+
+def init_store(results_dir: str | Path, uri: str | None = None) -> str:
+    """Create the tracking store once (MLflow's schema migrations are not safe to race).
+
+    The pipeline calls this before starting parallel jobs; it writes ``<results_dir>/
+    tracking.ready`` holding the URI and returns the URI.
+    """
+    from mlflow.tracking import MlflowClient
+
+    resolved = tracking_uri(results_dir, uri)
+    Path(results_dir).mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri=resolved)
+    with_retry(lambda: client.search_experiments(max_results=1))
+    atomic_write_text(Path(results_dir) / "tracking.ready", resolved + "\n")
+    return resolved
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(init_store(sys.argv[1] if len(sys.argv) > 1 else "results"))
