@@ -16,6 +16,8 @@ where the column embedding :math:`e_i(j) = [c_i, w_{ij}]` concatenates a per-col
 ``4l, 2l`` for its input width :math:`l = md + c` (ReLU). With ``head_mixer=True`` the head's
 ``l -> 4l -> 2l`` part is also a mixer: ``build_mixer(mixer, l, 4l, 2l)``, ReLU, ``Linear(2l, 1)``.
 With no categorical columns the transformer is empty and the model is the head on ``LN(x_cont)``.
+``LN`` normalises each row across its continuous features (the paper's choice; the data module
+has already standardised each feature); with one continuous feature it is skipped.
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ class TabTransformer(nn.Module):
         self.layers = nn.ModuleList(
             TransformerLayer(dim, heads, mixer, mixer_kwargs, attn_dropout, ff_dropout)
             for _ in range(depth if cardinalities else 0))
-        self.cont_norm = nn.LayerNorm(n_continuous) if n_continuous else nn.Identity()
+        # LayerNorm of a single value is a constant: it would erase a lone continuous feature.
+        self.cont_norm = nn.LayerNorm(n_continuous) if n_continuous > 1 else nn.Identity()
         width = len(cardinalities) * dim + n_continuous
         h1, h2 = (m * width for m in head_mults)
         if head_mixer:

@@ -1,0 +1,79 @@
+"""Tabular tasks end to end through the CLI: every mixer learns a shipped table; own files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from katbench.run import main, task_names
+
+
+def test_fifteen_table9_tasks_with_paper_numbers():
+    from katbench.report import paper_values
+
+    tasks = [t for t in task_names() if t.startswith("tab_")]
+    assert len(tasks) == 15
+    paper = paper_values()
+    assert all(paper[t]["metric"] == "test_auc" for t in tasks)
+    mean_kat = np.mean([paper[t]["values"]["grkan"] for t in tasks])
+    assert abs(mean_kat - 0.837) < 0.001  # Table 9's average row
+
+
+def test_short_run_per_mixer_beats_chance(tmp_path, capsys):
+    status = main(["task=tab_qsar_bio", "mixer=mlp,kan,grkan", "profile=quick",
+                   f"results_dir={tmp_path}", "tracking.enabled=false", "trainer.progress=none"])
+    assert status == 0
+    out = capsys.readouterr().out
+    for mixer in ("mlp", "kan", "grkan"):
+        assert f"tab_qsar_bio/{mixer}: 0 categorical + 41 continuous" in out
+        run = tmp_path / "runs" / "tab_qsar_bio" / mixer / "seed0"
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["best"]["test_auc"] > 0.75, (mixer, metrics["best"])
+        pred = np.load(run / "test_predictions.npz")
+        assert pred["y"].shape == pred["prob"].shape == (211,)
+        assert 0.6 < float(pred["accuracy"]) <= 1 and 0 < float(pred["log_loss"]) < 1
+
+
+def test_own_csv_with_categoricals(tmp_path):
+    rng = np.random.default_rng(0)
+    colour = rng.choice(["red", "green", "blue"], 600)
+    size = rng.normal(size=600)
+    label = np.where(2 * (colour == "red") + size > 1, "yes", "no")  # needs the category
+    path = tmp_path / "mine.csv"
+    pd.DataFrame({"colour": colour, "size": size, "label": label}).to_csv(path, index=False)
+    status = main(["task=tab_shrutime", "mixer=mlp", f"results_dir={tmp_path}",
+                   f"data.path={path}", "data.target=label", "data.positive=yes",
+                   "data.drop=[]", "model.depth=1", "task.batch_size=32", "trainer.epochs=10",
+                   "tracking.enabled=false", "trainer.progress=none", "trainer.threads=1"])
+    assert status == 0
+    metrics = json.loads((tmp_path / "runs/tab_shrutime/mlp/seed0/metrics.json").read_text())
+    assert metrics["best"]["test_auc"] > 0.85
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.target=Nope", "target column 'Nope' is not in the table"),
+    ("data.path=/does/not/exist.csv", "does not exist"),
+])
+def test_bad_settings_exit_2_with_one_line(tmp_path, capsys, override, message):
+    status = main(["task=tab_qsar_bio", "mixer=mlp", f"results_dir={tmp_path}", override,
+                   "tracking.enabled=false"])
+    assert status == 2
+    assert message in capsys.readouterr().err
+
+
+def test_quick_profile_is_three_shipped_tables():
+    from katbench.data.tabular import SHIPPED
+    from katbench.run import tasks_dir
+
+    quick = []
+    for path in sorted(tasks_dir().glob("tab_*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        if "quick" in doc["profiles"]:
+            quick.append(doc["task"]["dataset"])
+            assert doc["pipeline"]["group"] == "tabular_quick"
+    assert sorted(quick) == ["1995_income", "qsar_bio", "shrutime"]
+    assert set(quick) <= set(SHIPPED)
