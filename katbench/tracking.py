@@ -3,7 +3,8 @@
 A run lives in ``<results_dir>/runs/<task>/<mixer>/seed<k>/`` with ``config.yaml``,
 ``metrics.json``, ``checkpoint.pt`` and any exported ``.npz`` arrays. Every file is written to a
 temporary sibling and moved into place with ``os.replace``, so a reader (or a killed job) never
-sees half a file. MLflow is imported only by :class:`MlflowLogger`; SQLite "database is
+sees half a file. MLflow and torch are imported only where needed (the report and the pipeline's
+store set-up stay light). SQLite "database is
 locked" errors from parallel pipeline jobs are retried with exponential backoff, never dropped.
 """
 
@@ -17,9 +18,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 T = TypeVar("T")
 
@@ -56,6 +58,8 @@ def write_json(path: Path, obj: Any) -> None:
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Atomically ``torch.save`` a checkpoint (written to a temp file, then renamed)."""
+    import torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -69,6 +73,8 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`; a broken file is a ``ValueError``."""
+    import torch
+
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # any unpickling failure means the same thing to the user
