@@ -144,7 +144,8 @@ def plot_run(run_dir: Path) -> list[Path]:
     if (run_dir / "rationals.npz").exists():
         x = np.linspace(-3, 3, 401)
         curves = rational_curves(run_dir / "rationals.npz", x)
-        fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 2.8), squeeze=False)
+        fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 3.0), squeeze=False,
+                                 layout="constrained")
         for ax, (layer, y) in zip(axes[0], curves.items(), strict=True):
             ax.plot(x, y, lw=1.5)
             ax.set_title(layer, fontsize=9)
@@ -154,7 +155,7 @@ def plot_run(run_dir: Path) -> list[Path]:
         fig.suptitle(f"learned rationals: {_run_label(run_dir)}", fontsize=10)
         out.append(_save(fig, run_dir / "rationals.png"))
     if (run_dir / "u_t.npz").exists():
-        fig, ax = plt.subplots(figsize=(6, 3))
+        fig, ax = plt.subplots(figsize=(6, 3), layout="constrained")
         _plot_u_t(ax, np.load(run_dir / "u_t.npz"), _run_label(run_dir))
         out.append(_save(fig, run_dir / "u_t.png"))
     return out
@@ -211,16 +212,20 @@ def plot_arrays(results_dir: Path, out: Path) -> list[Path]:
         fig, axes = plt.subplots(len(tasks), len(mixers) + 1, squeeze=False,
                                  figsize=(2.9 * (len(mixers) + 1), 2.5 * len(tasks)))
         for r, task in enumerate(tasks):
+            found = {m: np.load(p) for m in mixers
+                     if (p := results_dir / "runs" / task / m / "seed0" / "surface.npz").exists()}
+            # One colour scale per row, so the mixers' errors compare at a glance.
+            vmax = max(float(np.abs(d["pred"] - d["true"]).max()) for d in found.values())
             for c, mixer in enumerate(["target", *mixers]):
                 ax = axes[r][c]
-                source = results_dir / "runs" / task / (mixers[0] if c == 0 else mixer)
-                if not (source / "seed0" / "surface.npz").exists():
+                if c > 0 and mixer not in found:
                     ax.axis("off")
                     continue
-                d = np.load(source / "seed0" / "surface.npz")
+                d = found[mixer] if c > 0 else next(iter(found.values()))
                 z = d["true"] if c == 0 else np.abs(d["pred"] - d["true"])
                 im = ax.pcolormesh(d["x"], d["y"], z, cmap="viridis" if c == 0 else "magma",
-                                   shading="auto")
+                                   shading="auto", vmin=None if c == 0 else 0.0,
+                                   vmax=None if c == 0 else vmax)
                 fig.colorbar(im, ax=ax, fraction=0.046)
                 ax.set_title(f"{d['formula']}" if c == 0 else f"{mixer}: |error|", fontsize=9)
                 ax.tick_params(labelsize=7)
