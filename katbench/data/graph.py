@@ -1,4 +1,4 @@
-r"""Graph datasets of the Graph Transformer benchmark (Dwivedi & Bresson, 2020): ZINC, PATTERN, CLUSTER.
+r"""Graph datasets of the Graph Transformer benchmark (Dwivedi & Bresson, 2020).
 
 Every graph carries ``lap_pe`` (``(num_nodes, pe_dim)``): the eigenvectors 2..k+1 of the
 symmetric normalised Laplacian :math:`L = I - D^{-1/2} A D^{-1/2}` in increasing eigenvalue
