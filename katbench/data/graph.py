@@ -271,6 +271,22 @@ class MicroZINC(SealedDataset):
         return {s: [graphs[i] for i in cut[s]] for s in SPLITS}
 
 
+class AddLaplacianPE:
+    """PyG ``pre_transform`` for downloaded datasets: ``lap_pe`` and integer node types."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def __call__(self, data: Data) -> Data:
+        if data.x.is_floating_point():  # GNNBenchmarkDataset: one-hot node features
+            data.x = data.x.argmax(-1, keepdim=True)
+        data.lap_pe = laplacian_pe(data.edge_index, data.num_nodes, self.k)
+        return data
+
+    def __repr__(self) -> str:  # PyG compares it with the one the cache was built with
+        return f"{type(self).__name__}(k={self.k})"
+
+
 def load_split(dataset: str, split: str, pe_dim: int, params: dict[str, Any] | None = None,
                seed: int = 0) -> Any:
     """One split of ``dataset`` (``zinc``, ``micro_zinc``, ``pattern``, ``cluster``,
@@ -281,12 +297,7 @@ def load_split(dataset: str, split: str, pe_dim: int, params: dict[str, Any] | N
         return SBMDataset(dataset, split, params or {}, seed, pe_dim)
     from torch_geometric.datasets import ZINC, GNNBenchmarkDataset
 
-    def add_pe(data: Data) -> Data:
-        if data.x.is_floating_point():  # GNNBenchmarkDataset: one-hot node features
-            data.x = data.x.argmax(-1, keepdim=True)
-        data.lap_pe = laplacian_pe(data.edge_index, data.num_nodes, pe_dim)
-        return data
-
+    add_pe = AddLaplacianPE(pe_dim)
     root = cache_root("graph", f"{dataset}-pe{pe_dim}")
     try:
         if dataset == "zinc":
