@@ -4,7 +4,8 @@ The schema is defined here once; kernels come from ``csrc/`` (C++ for CPU, CUDA 
 first use, see :mod:`katbench.ops.build`) or, where no toolchain exists, from the pure-PyTorch
 reference in :mod:`katbench.ops.reference`. Autograd and the fake (meta) kernel are registered
 in Python, so the op works under ``torch.compile(fullgraph=True)``, ``torch.autocast`` and
-passes ``torch.library.opcheck``.
+passes ``torch.library.opcheck``. First derivatives run the compiled backward kernel; higher
+derivatives (``create_graph=True``) differentiate the reference's explicit gradient formulas.
 """
 
 from __future__ import annotations
@@ -118,8 +119,13 @@ def _setup_context(ctx, inputs, output) -> None:
 
 def _backward(ctx, grad_output):
     x, numerator, denominator = ctx.saved_tensors
-    grad_x, grad_num, grad_den = torch.ops.katbench.group_rational_backward(
-        grad_output, x, numerator, denominator, ctx.variant)
+    if torch.is_grad_enabled():
+        # create_graph=True (higher derivatives, e.g. u'' in a PINN): the explicit gradient
+        # formulas in plain torch ops are themselves differentiable.
+        backward = group_rational_backward_reference
+    else:
+        backward = torch.ops.katbench.group_rational_backward
+    grad_x, grad_num, grad_den = backward(grad_output, x, numerator, denominator, ctx.variant)
     needs = ctx.needs_input_grad
     return (grad_x if needs[0] else None, grad_num if needs[1] else None,
             grad_den if needs[2] else None, None)

@@ -241,3 +241,25 @@ def test_zero_denominator_coefficients_still_get_gradients(device):
     expected = group_rational_backward_reference(torch.ones_like(x) * x, x, num.detach(),
                                                  den.detach(), "sum_abs")[2]
     torch.testing.assert_close(den.grad, expected)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_second_derivatives_gradgradcheck(variant):
+    """create_graph=True works (PINN residuals need u''), via the differentiable formulas."""
+    num, den = coefficients(2, (5, 4), dtype=torch.float64)
+    x = torch.randn(3, 8, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradgradcheck(
+        lambda x_, a_, b_: group_rational(x_, a_, b_, variant),
+        (x, num.requires_grad_(), den.requires_grad_()))
+
+
+def test_second_derivative_in_x_matches_reference():
+    num, den = coefficients(1, (5, 4), dtype=torch.float64)
+    t = torch.linspace(-2, 2, 50, dtype=torch.float64).unsqueeze(-1).requires_grad_()
+    results = []
+    for fn in (group_rational, group_rational_reference):
+        u = fn(t, num, den, "sum_abs")
+        (du,) = torch.autograd.grad(u.sum(), t, create_graph=True)
+        (d2u,) = torch.autograd.grad(du.sum(), t)
+        results.append(d2u)
+    torch.testing.assert_close(results[0], results[1])
