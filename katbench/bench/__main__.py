@@ -1,15 +1,17 @@
-"""Command line of the benchmarks: ``python -m katbench.bench op|block``."""
+"""Command line of the benchmarks: ``python -m katbench.bench op|block|model``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import torch
 
 from katbench.bench.block import WIDTHS, run_block_benchmark
-from katbench.bench.op import DTYPES, ratios, run_op_benchmark, write_outputs
+from katbench.bench.model import format_table, throughput_table
+from katbench.bench.op import DTYPES, IMPLS, ratios, run_op_benchmark, write_outputs
 from katbench.bench.timing import device_name
 from katbench.ops import kernel_backend
 
@@ -30,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     op.add_argument("--sweep-compiled", action="store_true",
                     help="also torch.compile every sweep shape (default on CUDA only)")
     op.add_argument("--no-sweep", action="store_true", help="time the headline shape only")
+    op.add_argument("--impls", nargs="+", default=list(IMPLS), choices=list(IMPLS),
+                    help="implementations at the headline shape (default: all)")
     op.add_argument("--min-run-time", type=float, default=0.3, help="seconds per measurement")
     op.add_argument("--variant", default="sum_abs", choices=["sum_abs", "abs_sum"])
     op.add_argument("--out", type=Path, default=Path("results/bench"))
@@ -39,12 +43,35 @@ def main(argv: list[str] | None = None) -> int:
     block.add_argument("--tokens", type=int, nargs=2, default=None,
                        help="batch and sequence length (default 128 197 on CUDA, 8 197 on CPU)")
     block.add_argument("--min-run-time", type=float, default=0.5)
+    model = sub.add_parser("model", help="training/inference images/s of timm models "
+                           "(random tensors: throughput only)")
+    model.add_argument("names", nargs="+", help="timm model names; the first is the baseline")
+    model.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    model.add_argument("--batch-size", type=int, default=128)
+    model.add_argument("--img-size", type=int, default=224)
+    model.add_argument("--steps", type=int, default=20)
+    model.add_argument("--warmup", type=int, default=5)
+    model.add_argument("--no-amp", action="store_true", help="float32 instead of bf16 autocast")
+    model.add_argument("--compile", action="store_true", help="torch.compile the models")
+    model.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda asked for, but no CUDA device is available")
     on_cuda = device.type == "cuda"
+    if args.command == "model":
+        rows = throughput_table(args.names, batch_size=args.batch_size, img_size=args.img_size,
+                                steps=args.steps, warmup=args.warmup, device=device,
+                                amp=not args.no_amp, compile=args.compile)
+        print(f"THROUGHPUT ONLY (random tensors), device: {device_name(device)}, batch "
+              f"{args.batch_size}, {args.img_size}px, amp={not args.no_amp}, "
+              f"compile={args.compile}")
+        print("\n".join(format_table(rows)))
+        if args.json:
+            args.json.write_text(json.dumps({"device": device_name(device), "rows": rows},
+                                            indent=1))
+        return 0
     if args.command == "block":
         tokens = tuple(args.tokens or ((128, 197) if on_cuda else (8, 197)))
         print(f"device: {device_name(device)}, tokens {tokens}, "
@@ -57,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     sweep = ["ours", "vectorised", "looped", "gelu"]
     if on_cuda or args.sweep_compiled:
         sweep.insert(2, "compiled")
-    impls = ["ours", "vectorised", "compiled", "looped", "gelu", "clone"]
+    impls = args.impls
+    sweep = [name for name in sweep if name in impls]
     name = f"op_{device_name(device).replace(' ', '_')}"
     print(f"device: {device_name(device)} "
           f"(kernel backend: {kernel_backend(device.type)}), torch {torch.__version__}, "

@@ -47,6 +47,9 @@ def looped_rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch
                       for i, chunk in enumerate(x.chunk(groups, dim=-1))], dim=-1)
 
 
+IMPLS = ("ours", "vectorised", "compiled", "looped", "gelu", "clone")
+
+
 def _activations(variant: str) -> dict[str, Callable]:
     compiled = torch.compile(group_rational_reference, dynamic=False)
     return {

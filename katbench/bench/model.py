@@ -1,4 +1,4 @@
-"""Training and inference throughput (images/s) of timm models on random tensors.
+"""``python -m katbench.bench model``: training and inference images/s of timm models.
 
 THROUGHPUT ONLY: inputs are random ``(B, 3, H, W)`` tensors and random labels, so the numbers
 say how fast a model runs on a device, nothing about accuracy. A training step is forward,
@@ -6,21 +6,18 @@ cross-entropy, backward and an AdamW step (bf16 autocast on CUDA); an inference 
 forward under ``torch.inference_mode``. Each measurement runs ``warmup`` untimed steps (kernel
 builds, cuDNN/compile autotuning), then times ``steps`` steps with device synchronisation.
 Models are measured one after another in one process, so compare them as ratios on one device
-(``python -m katbench.models.throughput vit_tiny_patch16_224 kat_tiny_patch16_224``).
+(``python -m katbench.bench model vit_tiny_patch16_224 kat_tiny_patch16_224``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["measure_throughput", "throughput_table"]
+__all__ = ["format_table", "measure_throughput", "throughput_table"]
 
 
 def _sync(device: torch.device) -> None:
@@ -98,36 +95,11 @@ def throughput_table(names: list[str], **kwargs: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print the throughput table (and write it as JSON with ``--json``)."""
-    parser = argparse.ArgumentParser(prog="python -m katbench.models.throughput",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="+", help="timm model names; the first is the baseline")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--img-size", type=int, default=224)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--no-amp", action="store_true", help="float32 instead of bf16 autocast")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the models")
-    parser.add_argument("--json", help="also write the rows to this JSON file")
-    args = parser.parse_args(argv)
-    rows = throughput_table(args.names, batch_size=args.batch_size, img_size=args.img_size,
-                            steps=args.steps, warmup=args.warmup, device=args.device,
-                            amp=not args.no_amp, compile=args.compile)
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device
-    print(f"THROUGHPUT ONLY (random tensors), device: {device}, batch {args.batch_size}, "
-          f"{args.img_size}px, amp={not args.no_amp}, compile={args.compile}")
-    print(f"{'model':30s} {'mode':10s} {'images/s':>10s} {'ratio':>6s} {'peak MB':>8s}")
+def format_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Printable lines: images/s, ratio to the first model and peak memory per model and mode."""
+    lines = [f"{'model':30s} {'mode':10s} {'images/s':>10s} {'ratio':>6s} {'peak MB':>8s}"]
     for r in rows:
         peak = f"{r['peak_memory_mb']:.0f}" if r["peak_memory_mb"] is not None else "-"
-        print(f"{r['model']:30s} {r['mode']:10s} {r['images_per_s']:10.1f} "
-              f"{r['ratio_to_first']:6.3f} {peak:>8s}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"device": device, "rows": rows}, f, indent=1)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        lines.append(f"{r['model']:30s} {r['mode']:10s} {r['images_per_s']:10.1f} "
+                     f"{r['ratio_to_first']:6.3f} {peak:>8s}")
+    return lines

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from katbench.models.throughput import measure_throughput
+from katbench.bench.model import measure_throughput
 from katbench.models.vit import vit_mixer
 
 
