@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 
+from katbench.models.small import MixerNet
 from katbench.tasks import build_task
-from katbench.tasks.pinn import exact_solution, pinn_loss
+from katbench.tasks.pinn import exact_solution, pinn_loss, time_derivatives
 from katbench.train import TrainerSettings, fit, seed_everything
 
 
@@ -27,13 +29,32 @@ def test_exact_solution_satisfies_ode_and_initial_conditions():
 def test_pinn_loss_is_zero_for_the_exact_solution():
     t = torch.linspace(0, 1, 30, dtype=torch.float64)[:, None]
     exact = lambda s: exact_solution(s, 2.0, 10.0)  # noqa: E731
-    assert float(pinn_loss(exact, t, 2.0, 10.0, 1e-4)) < 1e-10
+    assert float(pinn_loss(exact, t, 2.0, 10.0).detach()) < 1e-20
+    wrong = lambda s: exact_solution(s, 2.0, 9.0)  # noqa: E731
+    assert float(pinn_loss(wrong, t, 2.0, 10.0).detach()) > 1e-3
+
+
+@pytest.mark.parametrize("mixer", ["mlp", "kan", "grkan"])
+def test_autograd_derivatives_match_finite_differences(mixer):
+    torch.manual_seed(0)
+    net = MixerNet([1, 6, 6, 6, 1], mixer, **({"num_groups": 1} if mixer == "grkan" else {}))
+    net = net.double()
+    t, h = torch.linspace(0.05, 0.95, 7, dtype=torch.float64)[:, None], 1e-4
+    u, du, d2u = time_derivatives(net, t)
+    with torch.no_grad():
+        fd1 = (net(t + h) - net(t - h)) / (2 * h)
+        fd2 = (net(t + h) - 2 * net(t) + net(t - h)) / h**2
+    assert torch.allclose(du, fd1, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(d2u, fd2, rtol=1e-3, atol=1e-4)
+    pinn_loss(net, t, 2.0, 10.0).backward()   # second derivatives back-propagate to weights
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters()
+               if p.requires_grad)
 
 
 def test_pinn_run_reduces_its_error(tmp_path):
     cfg = OmegaConf.create({"seed": 0, "mixer": {"name": "grkan", "num_groups": 1}, "task": {
         "name": "pinn_oscillator", "family": "pinn", "d": 2.0, "w0": 4.0, "t_max": 1.0,
-        "widths": [1, 8, 8, 8, 1], "n_collocation": 32, "n_eval": 100, "fd_step": 1e-4}})
+        "widths": [1, 8, 8, 8, 1], "n_collocation": 32, "n_eval": 100}})
     seed_everything(0)
     spec = build_task(cfg)
     with torch.no_grad():
