@@ -5,10 +5,16 @@
     snakemake -n                                  # list the jobs
     snakemake --cores all --config families=function_fitting,pinn   # a subset of families
 
+    snakemake --cores all --keep-going           # let the other jobs finish when one fails
+    snakemake --cores 1 --config overrides="trainer.epochs=2"   # key=value for every run
+
 Tasks are discovered from tasks/*.yaml: a task runs in a profile when its `profiles:` section
-lists that profile. Tasks sharing `pipeline.group` run as one job per mixer (all their tasks and
-seeds in one process, one run folder each); every other task runs one job per (task, mixer, seed).
-The MLflow store is created once, before the parallel jobs (rule tracking_store).
+lists that profile. A task's `pipeline:` section (threads, gpu, group, seeds), updated by its
+`profiles.<profile>.pipeline`, says how it runs: tasks sharing a group run as one job per mixer
+(all their tasks and seeds in one process, one run folder each), every other task one job per
+(task, mixer, seed); `seeds` replaces the profile's seeds for that task (--config seeds=...
+replaces both). The MLflow store is created once, before the parallel jobs (rule tracking_store).
+If any job fails, the summary is still written (onerror), naming the runs that are missing.
 """
 
 import sys
@@ -16,33 +22,54 @@ from pathlib import Path
 
 import yaml
 
+BASE = Path(workflow.basedir)
 PROFILE = config.get("profile", "quick")
-_profile_file = Path("config") / f"{PROFILE}.yaml"
+_profile_file = BASE / "config" / f"{PROFILE}.yaml"
 if not _profile_file.exists():
-    known = ", ".join(sorted(p.stem for p in Path("config").glob("*.yaml")))
+    known = ", ".join(sorted(p.stem for p in (BASE / "config").glob("*.yaml")))
     raise WorkflowError(f"unknown profile {PROFILE!r}; known: {known}")
 SETTINGS = {**yaml.safe_load(_profile_file.read_text()), **config}
-MIXERS = list(SETTINGS["mixers"])
-SEEDS = [int(s) for s in SETTINGS["seeds"]]
+
+
+def as_list(value):
+    """A --config list given as `a,b` or as YAML `[a, b]`."""
+    return value.split(",") if isinstance(value, str) else list(value or [])
+
+
+MIXERS = as_list(SETTINGS["mixers"])
+SEEDS = [int(s) for s in as_list(SETTINGS["seeds"])]
 R = str(SETTINGS["results_dir"]).rstrip("/")
 PY = sys.executable
+FAMILIES = set(as_list(SETTINGS.get("families")))   # empty: every family
 
-# --config families=function_fitting,pinn runs a subset of the families.
-FAMILIES = SETTINGS.get("families")
-FAMILIES = set(FAMILIES.split(",") if isinstance(FAMILIES, str) else FAMILIES or [])
-
+# task -> its pipeline settings in this profile
 TASKS = {}
-for _path in sorted(Path("tasks").glob("*.yaml")):
+for _path in sorted((BASE / "tasks").glob("*.yaml")):
     _doc = yaml.safe_load(_path.read_text())
+    _profiles = _doc.get("profiles") or {}
     _family = (_doc.get("task") or {}).get("family")
-    if PROFILE in (_doc.get("profiles") or {}) and (not FAMILIES or _family in FAMILIES):
-        TASKS[_path.stem] = _doc.get("pipeline") or {}
+    if PROFILE in _profiles and (not FAMILIES or _family in FAMILIES):
+        TASKS[_path.stem] = {**(_doc.get("pipeline") or {}),
+                             **((_profiles[PROFILE] or {}).get("pipeline") or {})}
+
+
+def seeds_of(task):
+    if "seeds" in config or not TASKS[task].get("seeds"):
+        return SEEDS
+    return [int(s) for s in TASKS[task]["seeds"]]
+
+
 GROUPS = {}
 for _task, _pipe in TASKS.items():
     if _pipe.get("group"):
         GROUPS.setdefault(_pipe["group"], []).append(_task)
+for _group, _members in GROUPS.items():
+    if len({tuple(seeds_of(t)) for t in _members}) > 1:
+        raise WorkflowError(f"pipeline group {_group!r} mixes seed lists "
+                            f"{ {t: seeds_of(t) for t in _members} }; give its tasks equal "
+                            "`pipeline.seeds` or separate groups")
 SINGLE = [t for t, p in TASKS.items() if not p.get("group")]
-RUNS = [f"{t}/{m}/seed{s}" for t in TASKS for m in MIXERS for s in SEEDS]
+RUNS = [f"{t}/{m}/seed{s}" for t in TASKS for m in MIXERS for s in seeds_of(t)]
 
 
 def metrics_of(run):
@@ -57,7 +84,14 @@ def threads(tasks):
     return max(int(TASKS[t].get("threads", 1)) for t in tasks)
 
 
-COMMON = f"profile={PROFILE} results_dir={R} trainer.device={SETTINGS['device']}"
+COMMON = " ".join([f"profile={PROFILE} results_dir={R} trainer.device={SETTINGS['device']}",
+                   str(SETTINGS.get("overrides") or "")]).strip()
+REPORT = f"{PY} -m katbench.report {R} " + " ".join(RUNS)
+
+
+onerror:
+    # A failed job stops the run, but the report still shows what finished and what is missing.
+    shell(REPORT + " || true")
 
 
 rule all:
@@ -88,7 +122,7 @@ rule tracking_store:
 
 rule run:
     input:
-        "tasks/{task}.yaml",
+        str(BASE / "tasks/{task}.yaml"),
         ancient(f"{R}/tracking.ready"),
     output:
         f"{R}/runs/{{task}}/{{mixer}}/seed{{seed}}/metrics.json",
@@ -112,11 +146,11 @@ for _group, _members in GROUPS.items():
         name:
             f"run_group_{_group}"
         input:
-            [f"tasks/{t}.yaml" for t in _members],
+            [str(BASE / f"tasks/{t}.yaml") for t in _members],
             ancient(f"{R}/tracking.ready"),
         output:
             expand(f"{R}/runs/{{task}}/{{{{mixer}}}}/seed{{seed}}/metrics.json",
-                   task=_members, seed=SEEDS),
+                   task=_members, seed=seeds_of(_members[0])),
         wildcard_constraints:
             mixer="|".join(MIXERS),
         threads: threads(_members)
@@ -124,7 +158,7 @@ for _group, _members in GROUPS.items():
             gpu=gpus(_members),
         params:
             tasks=",".join(_members),
-            seeds=",".join(map(str, SEEDS)),
+            seeds=",".join(map(str, seeds_of(_members[0]))),
             common=COMMON,
         shell:
             "{PY} -m katbench.run task={params.tasks} mixer={wildcards.mixer} "
