@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,11 @@ def compose(overrides: list[str]) -> Any:
 def _one_line(err: BaseException) -> str:
     """Hydra's multi-line messages cut to their first line, with the fix where we know it."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if isinstance(err, OSError) and err.filename:
+        return (f"{err.strerror or type(err).__name__}: {err.filename}; check the path and "
+                "its permissions")
+    if isinstance(err, TypeError):
+        return f"a config value has the wrong type ({text}); --debug shows where"
     if text.startswith("Could not override '"):
         key = text.split("'")[1]
         return f"unknown config key {key!r}; see --help for the keys (use +{key}=... to add one)"
@@ -140,7 +146,12 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run every requested combination; return the exit status (0, 1 on a failed run, 2)."""
+    """Run every requested combination; return the exit status.
+
+    0 on success; 2 on a user error (one line naming the problem and the fix); 1 on a
+    non-finite loss; 128 + the signal number when SIGTERM/SIGINT stopped a run (after it wrote
+    its checkpoint: ``resume=true`` continues it).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("KATBENCH_DEBUG", "") not in ("", "0")
     args = [a for a in args if a != "--debug"]
@@ -148,26 +159,51 @@ def main(argv: list[str] | None = None) -> int:
         print(usage())
         return 0
     from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
-    from katbench.train import NonFiniteLossError
+    from katbench import distributed, train
 
+    user_errors = (ValueError, TypeError, HydraException, OmegaConfBaseException, OSError,
+                   train.NonFiniteLossError)
+    handlers = _stop_on_signals(train.request_stop)
     try:
         combos = expand(_normalise(args))
         configs = [compose(c) for c in combos]
         for cfg in configs:
-            from katbench.train import run_experiment
-
-            metrics = run_experiment(cfg)
+            train.clear_stop()
+            metrics = train.run_experiment(cfg)
             best = metrics["best"] or {}
-            print(f"{cfg.task.name}/{cfg.mixer.name}/seed{cfg.seed}: "
-                  + " ".join(f"{k}={v:.4g}" for k, v in best.items() if k != "epoch"))
-    except (ValueError, HydraException, FileNotFoundError, PermissionError,
-            NonFiniteLossError) as err:
+            if os.environ.get("RANK", "0") == "0":
+                print(f"{cfg.task.name}/{cfg.mixer.name}/seed{cfg.seed}: "
+                      + " ".join(f"{k}={v:.4g}" for k, v in best.items() if k != "epoch"))
+    except train.RunInterrupted as err:
+        print(f"katbench.run: {err}", file=sys.stderr)
+        return 128 + getattr(signal.Signals, err.reason, signal.SIGTERM).value
+    except user_errors as err:
         if debug:
             raise
         print(f"katbench.run: error: {_one_line(err)}", file=sys.stderr)
-        return 1 if isinstance(err, NonFiniteLossError) else 2
+        return 1 if isinstance(err, train.NonFiniteLossError) else 2
+    finally:
+        _stop_on_signals(handlers)
+        distributed.shutdown()
     return 0
+
+
+def _stop_on_signals(handler: Any) -> Any:
+    """Install ``handler`` for SIGTERM and SIGINT (main thread only); return the previous ones.
+
+    Given the dict returned earlier, puts those handlers back."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    signals = (signal.SIGTERM, signal.SIGINT)
+    if isinstance(handler, dict):
+        for sig, previous in handler.items():
+            signal.signal(sig, previous)
+        return {}
+    return {sig: signal.signal(sig, handler) for sig in signals}
 
 
 if __name__ == "__main__":

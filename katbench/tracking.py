@@ -14,6 +14,7 @@ import json
 import os
 import random
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -27,8 +28,58 @@ T = TypeVar("T")
 
 
 def run_dir(results_dir: str | Path, task: str, mixer: str, seed: int) -> Path:
-    """``<results_dir>/runs/<task>/<mixer>/seed<seed>``: the one place a run writes to."""
-    return Path(results_dir) / "runs" / task / mixer / f"seed{seed}"
+    """``<results_dir>/runs/<task>/<mixer>/seed<seed>``: the one place a run writes to.
+
+    A name that would lead outside the results folder (``..``, ``/``) is a ``ValueError``."""
+    root = Path(results_dir)
+    out = root / "runs" / task / mixer / f"seed{seed}"
+    if any(part in ("", ".", "..") or "/" in part or "\\" in part
+           for part in (task, mixer)) or not out.resolve().is_relative_to(root.resolve()):
+        raise ValueError(f"run folder {out} would lie outside the results folder {root}; "
+                         "task and mixer names must be plain names")
+    return out
+
+
+def inside(folder: Path, path: Path) -> Path:
+    """``path`` if it lies inside ``folder``, else a ``ValueError`` (outputs stay in the run)."""
+    if not Path(path).resolve().is_relative_to(Path(folder).resolve()):
+        raise ValueError(f"{path} lies outside the run folder {folder}; a task's export must "
+                         "write inside the folder it is given")
+    return Path(path)
+
+
+def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Create the run folder and make sure a new run cannot destroy an old one.
+
+    A folder that is not writable is a ``ValueError`` naming the fix. A finished run
+    (``metrics.json``) is replaced only with ``overwrite=true`` (or continued with
+    ``resume=true``). The checkpoint of an unfinished run, when starting over without either,
+    is kept as ``checkpoint.previous.pt`` rather than overwritten.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(f"results folder {out} is not writable ({err.strerror or err}); set "
+                         "results_dir=<a writable folder> or fix its permissions") from err
+    if resume or overwrite:
+        return
+    if (out / "metrics.json").exists():
+        raise ValueError(f"{out} already holds a finished run (metrics.json); pass "
+                         "overwrite=true to replace it, resume=true to reuse it, or choose "
+                         "another results_dir")
+    if (out / "checkpoint.pt").exists():
+        os.replace(out / "checkpoint.pt", out / "checkpoint.previous.pt")
+        print(f"katbench: {out}/checkpoint.pt of an unfinished run kept as "
+              "checkpoint.previous.pt (use resume=true to continue a run)", file=sys.stderr)
+
+
+def previous_run_id(out: Path) -> str | None:
+    """The MLflow run id recorded in the run folder by the last attempt, if any."""
+    path = out / "mlflow_run_id"
+    return path.read_text().strip() or None if path.exists() else None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -130,73 +181,189 @@ class MlflowLogger:
 
     Per-epoch metrics are buffered and sent with ``log_batch`` at most every ``flush_every_s``
     seconds (a 1000-epoch fitting run would otherwise spend longer in SQLite than in torch).
+    Tracking never fails a run: when the store is unreachable (a tracking server down, a full
+    disk), params, tags, metrics and artifacts stay queued in order and are retried with a
+    growing pause (2 s, 4 s, ... up to 5 min) at later flushes; if they still cannot be sent
+    when the run ends they are written to ``<run folder>/mlflow_pending.json`` and
+    ``python -m katbench.tracking sync <results_dir>`` sends them later. The run folder is the
+    source of truth.
     """
 
     def __init__(self, uri: str, results_dir: Path, task: str, run_name: str,
-                 flush_every_s: float = 5.0) -> None:
-        import mlflow
+                 flush_every_s: float = 5.0, run_folder: Path | None = None,
+                 run_id: str | None = None) -> None:
+        # Our queue does the retrying; MLflow's own HTTP retries would block training minutes.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         from mlflow.tracking import MlflowClient
 
-        self._mlflow = mlflow
+        self.uri, self.task, self.run_name = uri, task, run_name
         self.client = MlflowClient(tracking_uri=uri)
         self.flush_every_s = flush_every_s
-        self._buffer: list[Any] = []
+        self.run_folder = run_folder
+        self.run_id = run_id
+        self._artifacts = (Path(results_dir) / "mlartifacts").resolve().as_uri()
+        self._ops: list[list[Any]] = []       # ["params"|"tags"|"artifacts"|"status", payload]
+        self._metrics: list[list[Any]] = []   # [key, value, timestamp_ms, step]
         self._last_flush = time.monotonic()
-        artifacts = (Path(results_dir) / "mlartifacts").resolve().as_uri()
-        experiment_id = with_retry(lambda: self._experiment(task, artifacts))
-        run = with_retry(lambda: self.client.create_run(experiment_id, run_name=run_name))
-        self.run_id = run.info.run_id
+        self._failures, self._retry_at, self._warned = 0, 0.0, False
+        self._send()
 
-    def _experiment(self, name: str, artifacts: str) -> str:
-        found = self.client.get_experiment_by_name(name)
+    def _experiment(self) -> str:
+        found = self.client.get_experiment_by_name(self.task)
         if found is not None:
             return found.experiment_id
-        return self.client.create_experiment(name, artifact_location=f"{artifacts}/{name}")
+        return self.client.create_experiment(
+            self.task, artifact_location=f"{self._artifacts}/{self.task}")
+
+    def _apply(self, kind: str, payload: Any) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        rid = self.run_id
+        if kind == "params":
+            items = [Param(k, v) for k, v in payload]
+            for i in range(0, len(items), 100):
+                with_retry(lambda c=items[i:i + 100]: self.client.log_batch(rid, params=c))
+        elif kind == "tags":
+            tags = [RunTag(k, v) for k, v in payload]
+            with_retry(lambda: self.client.log_batch(rid, tags=tags))
+        elif kind == "metrics":
+            metrics = [Metric(k, v, ts, step) for k, v, ts, step in payload]
+            with_retry(lambda: self.client.log_batch(rid, metrics=metrics))
+        elif kind == "artifacts":
+            for path in payload:
+                if Path(path).exists():
+                    with_retry(lambda p=path: self.client.log_artifact(rid, p))
+        elif kind == "status":
+            with_retry(lambda: self.client.set_terminated(rid, status=payload))
+
+    def _send(self, force: bool = False) -> bool:
+        """Send what is queued, in order; False (and keep it queued) when the store is down."""
+        if not force and time.monotonic() < self._retry_at:
+            return False
+        try:
+            if self.run_id is None:
+                experiment_id = with_retry(self._experiment)
+                run = with_retry(lambda: self.client.create_run(experiment_id,
+                                                                run_name=self.run_name))
+                self.run_id = run.info.run_id
+            while self._ops:
+                self._apply(*self._ops[0])
+                self._ops.pop(0)
+            while self._metrics:
+                self._apply("metrics", self._metrics[:900])
+                del self._metrics[:900]
+        except Exception as err:  # noqa: BLE001 - any store failure must not end the run
+            self._failures += 1
+            self._retry_at = time.monotonic() + min(300.0, 2.0 ** self._failures)
+            if not self._warned:
+                first = (str(err).strip().splitlines() or [""])[0][:200]
+                print(f"katbench: MLflow at {self.uri} unavailable ({type(err).__name__}: "
+                      f"{first}); the run goes on and its tracking data is queued and retried",
+                      file=sys.stderr, flush=True)
+                self._warned = True
+            return False
+        self._failures, self._retry_at = 0, 0.0
+        return True
 
     def log_params(self, params: dict[str, Any]) -> None:
         """Log parameters (values stringified and cut to MLflow's 6000-character limit)."""
-        from mlflow.entities import Param
+        self._ops.append(["params", [[k, str(v)[:6000]] for k, v in sorted(params.items())]])
+        self._send()
 
-        items = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
-        for i in range(0, len(items), 100):
-            chunk = items[i:i + 100]
-            with_retry(lambda c=chunk: self.client.log_batch(self.run_id, params=c))
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        """Set run tags (values stringified, cut to 5000 characters)."""
+        self._ops.append(["tags", [[k, str(v)[:5000]] for k, v in sorted(tags.items())]])
+        self._send()
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
-        """Buffer one step's metrics; flush when the buffer is old or large."""
-        from mlflow.entities import Metric
-
+        """Buffer one step's metrics; send when the buffer is old or large."""
         now = int(time.time() * 1000)
-        self._buffer += [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        if len(self._buffer) >= 900 or time.monotonic() - self._last_flush >= self.flush_every_s:
+        self._metrics += [[k, float(v), now, step] for k, v in metrics.items()]
+        if len(self._metrics) >= 900 or time.monotonic() - self._last_flush >= self.flush_every_s:
             self.flush()
 
     def flush(self) -> None:
-        """Send buffered metrics (in chunks of MLflow's 1000-metric batch limit)."""
-        while self._buffer:
-            chunk = self._buffer[:900]
-            with_retry(lambda c=chunk: self.client.log_batch(self.run_id, metrics=c))
-            self._buffer = self._buffer[900:]
+        """Send buffered metrics (in chunks under MLflow's 1000-metric batch limit)."""
+        self._send()
         self._last_flush = time.monotonic()
 
     def log_artifacts(self, paths: Iterable[Path]) -> None:
         """Copy files into the run's artifact store."""
-        for path in paths:
-            with_retry(lambda p=path: self.client.log_artifact(self.run_id, str(p)))
+        self._ops.append(["artifacts", [str(p) for p in paths]])
+        self._send()
 
-    def finish(self, status: str = "FINISHED") -> None:
-        """Flush and close the run with ``FINISHED``, ``FAILED`` or ``KILLED``."""
-        self.flush()
-        with_retry(lambda: self.client.set_terminated(self.run_id, status=status))
+    def link_resumed(self, previous_run_id: str) -> None:
+        """Tag this run as the continuation of ``previous_run_id`` (and that run as continued by
+        this one); a previous run left RUNNING by a SIGKILL is marked KILLED."""
+        self.set_tags({"katbench.resumed_from": previous_run_id})
+        if not self._send(force=True):
+            return
+        try:
+            old = with_retry(lambda: self.client.get_run(previous_run_id))
+            with_retry(lambda: self.client.set_tag(previous_run_id, "katbench.resumed_by",
+                                                   self.run_id))
+            if old.info.status == "RUNNING":
+                with_retry(lambda: self.client.set_terminated(previous_run_id, "KILLED"))
+        except Exception as err:  # noqa: BLE001 - a deleted or foreign old run is only a note
+            print(f"katbench: cannot update the interrupted MLflow run {previous_run_id} "
+                  f"({type(err).__name__}); linked from this run only", file=sys.stderr)
+
+    def finish(self, status: str = "FINISHED", reason: str | None = None,
+               attempts: int = 3) -> None:
+        """Close the run with ``FINISHED``, ``FAILED`` or ``KILLED`` (``reason`` as the tag
+        ``katbench.error``); what cannot be sent after ``attempts`` tries goes to
+        ``mlflow_pending.json`` in the run folder."""
+        if reason:
+            self._ops.append(["tags", [["katbench.error", reason[:5000]]]])
+        self._ops.append(["status", status])
+        for attempt in range(attempts):
+            if self._send(force=True):
+                return
+            if attempt < attempts - 1:
+                time.sleep(min(4.0, 2.0 ** attempt))
+        self.save_pending()
+
+    def save_pending(self) -> Path | None:
+        """Write what is still queued to ``<run folder>/mlflow_pending.json``."""
+        if self.run_folder is None:
+            return None
+        path = self.run_folder / "mlflow_pending.json"
+        write_json(path, {"uri": self.uri, "experiment": self.task, "run_name": self.run_name,
+                          "run_id": self.run_id, "ops": self._ops, "metrics": self._metrics})
+        print(f"katbench: MLflow still unavailable; {len(self._metrics)} metric values and "
+              f"{len(self._ops)} updates saved to {path}; send them later with "
+              f"`python -m katbench.tracking sync {self.run_folder.parents[3]}`",
+              file=sys.stderr, flush=True)
+        return path
+
+
+def sync_pending(results_dir: str | Path) -> int:
+    """Send every ``mlflow_pending.json`` under ``<results_dir>/runs`` to its store; a file
+    that was sent completely is removed. Returns how many are still pending."""
+    left = 0
+    for path in sorted(Path(results_dir).glob("runs/*/*/*/mlflow_pending.json")):
+        data = json.loads(path.read_text())
+        logger = MlflowLogger(data["uri"], Path(results_dir), data["experiment"],
+                              data["run_name"], flush_every_s=0, run_id=data["run_id"])
+        logger._ops, logger._metrics = data["ops"], data["metrics"]
+        if logger._send(force=True):
+            path.unlink()
+        else:
+            left += 1
+    return left
 
 
 class NullLogger:
-    """Stand-in when ``tracking.enabled=false``: same interface, does nothing."""
+    """Stand-in when ``tracking.enabled=false`` and on ranks other than 0: same interface."""
 
     run_id = None
 
     def log_params(self, params: dict[str, Any]) -> None:
         """Ignore parameters."""
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        """Ignore tags."""
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         """Ignore metrics."""
@@ -204,7 +371,10 @@ class NullLogger:
     def log_artifacts(self, paths: Iterable[Path]) -> None:
         """Ignore artifacts."""
 
-    def finish(self, status: str = "FINISHED") -> None:
+    def link_resumed(self, previous_run_id: str) -> None:
+        """Nothing to link."""
+
+    def finish(self, status: str = "FINISHED", reason: str | None = None) -> None:
         """Nothing to close."""
 
 
@@ -225,6 +395,6 @@ def init_store(results_dir: str | Path, uri: str | None = None) -> str:
 
 
 if __name__ == "__main__":
-    import sys
-
+    if sys.argv[1:2] == ["sync"]:
+        sys.exit(1 if sync_pending(sys.argv[2] if len(sys.argv) > 2 else "results") else 0)
     print(init_store(sys.argv[1] if len(sys.argv) > 1 else "results"))

@@ -72,7 +72,7 @@ def test_profile_applies_task_overrides_under_the_command_line(tmp_path):
     (["task=nope"], "unknown task 'nope'; known: "),
     (["task=fit_xy", "mixer=mpl"], "unknown mixer 'mpl'; known: grkan, kan, mlp"),
     (["task=fit_xy", "trainer.lrr=1"], "unknown config key 'trainer.lrr'"),
-    (["task=fit_xy", "trainer.lr=-1"], "trainer.lr=-1 is invalid; set it to a positive number"),
+    (["task=fit_xy", "trainer.lr=-1"], "trainer.lr=-1.0 is invalid; set it to a positive number"),
     (["task=fit_xy", "profile=huge"], "task 'fit_xy' has no profile 'huge'; its profiles: "),
     (["mixer=mlp"], "You must specify 'tasks'"),
     (["task"], "argument 'task' is not key=value"),
