@@ -1,4 +1,5 @@
-"""`snakemake -n` on the quick profile lists every task x mixer x seed."""
+"""The pipeline: `snakemake -n` lists every task x mixer x seed of a profile (per-task seeds and
+per-profile groups included), and a failed job still leaves a summary naming the missing run."""
 
 from __future__ import annotations
 
@@ -9,28 +10,64 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+FAMILIES = {"function_fitting", "pinn", "tabular", "graph", "vision"}
+
+
+def _snakemake(workdir, *args, check=True):
+    proc = subprocess.run([str(SNAKEMAKE), "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+                           *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert not check or proc.returncode == 0, proc.stderr[-2000:]
+    return proc
 
 
 def _dry_run(tmp_path, *config):
-    snakemake = Path(sys.executable).with_name("snakemake")
-    proc = subprocess.run([str(snakemake), "-n", "--config", f"results_dir={tmp_path}", *config],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = _snakemake(tmp_path, "-n", "--config", f"results_dir={tmp_path}", *config)
     return proc.stdout + proc.stderr
+
+
+def _tasks(profile):
+    docs = {p.stem: yaml.safe_load(p.read_text()) for p in sorted((ROOT / "tasks").glob("*.yaml"))}
+    return {t: d for t, d in docs.items() if profile in (d.get("profiles") or {})}
 
 
 def test_quick_dry_run_lists_all_tasks_mixers_seeds(tmp_path):
     out = _dry_run(tmp_path)
-    quick = [p.stem for p in sorted((ROOT / "tasks").glob("*.yaml"))
-             if "quick" in (yaml.safe_load(p.read_text()).get("profiles") or {})]
-    assert {"fit_xy", "fit_x_div_y", "pinn_oscillator"} <= set(quick)
+    quick = _tasks("quick")
+    assert {d["task"]["family"] for d in quick.values()} == FAMILIES
+    assert {"fit_xy", "fit_x_div_y", "pinn_oscillator", "tab_qsar_bio", "zinc", "digits"} <= \
+        set(quick)
     for task in quick:
         for mixer in ("mlp", "kan", "grkan"):
             assert f"{tmp_path}/runs/{task}/{mixer}/seed0/metrics.json" in out, (task, mixer)
-    assert "run_group_function_fitting" in out and "summary" in out
+    assert f"{tmp_path}/runs/fit_xy/mlp/seed1/metrics.json" not in out
+    for job in ("run_group_function_fitting", "run_group_tabular_quick", "run_group_graph",
+                "summary"):
+        assert job in out
 
 
-def test_paper_profile_has_three_seeds(tmp_path):
-    out = _dry_run(tmp_path, "profile=paper", "families=pinn")
+def test_paper_profile_seeds_and_groups(tmp_path):
+    out = _dry_run(tmp_path, "profile=paper", "families=pinn,tabular")
     for seed in (0, 1, 2):
         assert f"{tmp_path}/runs/pinn_oscillator/grkan/seed{seed}/metrics.json" in out
+    assert f"{tmp_path}/runs/pinn_oscillator/grkan/seed3/metrics.json" not in out
+    for seed in range(5):      # Table 9 protocol: 5 folds
+        assert f"{tmp_path}/runs/tab_albert/mlp/seed{seed}/metrics.json" in out
+    assert "run_group_tabular_quick" not in out     # grouped in the quick profile only
+    assert f"{tmp_path}/runs/tab_shrutime/kan/seed4/metrics.json" in out
+
+
+def test_failed_job_still_yields_a_summary(tmp_path):
+    results = tmp_path / "results"
+    proc = _snakemake(tmp_path, "--cores", "2", "--config", "families=pinn", "mixers=mlp,bogus",
+                      f"results_dir={results}", "overrides=trainer.epochs=2 "
+                      "task.n_collocation=8 task.n_eval=20 tracking.enabled=false",
+                      check=False)
+    assert proc.returncode != 0                      # the failure is not hidden
+    md = (results / "summary.md").read_text()
+    assert "- pinn_oscillator/bogus/seed0" in md
+    row = next(line for line in md.splitlines() if line.startswith("| pinn | pinn_oscillator"))
+    assert row.split("|")[5].strip() == "missing"    # the bogus column
+    assert (results / "runs/pinn_oscillator/mlp/seed0/metrics.json").exists()
+    csv = (results / "summary.csv").read_text()
+    assert "pinn_oscillator,mlp,0,test_rel_l2" in csv and "bogus" not in csv
