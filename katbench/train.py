@@ -319,8 +319,11 @@ def fit(spec: TaskSpec, s: TrainerSettings, checkpoint: Path, *,
     optimizer = optimizer_cls(param_groups(raw, s.weight_decay), lr=s.lr)
     model: Any = raw
     if rank.world > 1:
+        # Unused parameters are common here (e.g. categorical embeddings of a table without
+        # categorical columns); finding them costs one graph walk per step.
         model = torch.nn.parallel.DistributedDataParallel(
-            raw, device_ids=[device.index] if device.type == "cuda" else None)
+            raw, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True)
     if s.compile:
         model = torch.compile(model)
     ema = None
@@ -388,10 +391,14 @@ def fit(spec: TaskSpec, s: TrainerSettings, checkpoint: Path, *,
         if skip:
             _set_rng_state(resumed_rng)
         for batch in iterator:
-            yield to_device(shard_batch(batch) if shard else batch, device)
-
-    def shard_batch(batch: Any) -> Any:
-        return distributed.shard_batch(batch, rank)
+            if not shard:
+                yield to_device(batch, device), 1.0
+                continue
+            # Weighting each rank's mean loss by its share of the batch makes the DDP-averaged
+            # gradient the one-process gradient even when the batch does not split evenly.
+            local = distributed.shard_batch(batch, rank)
+            yield to_device(local, device), (
+                count_samples(local) * rank.world / max(1, count_samples(batch)))
 
     bar = _progress_bar(s, s.epochs, state["epoch"], desc) if rank.is_main else None
     log_stride = max(1, s.epochs // 10)
@@ -400,9 +407,9 @@ def fit(spec: TaskSpec, s: TrainerSettings, checkpoint: Path, *,
     for epoch in range(state["epoch"] + 1, s.epochs + 1):
         start = time.perf_counter()
         part = state["partial"]
-        for batch in batches(epoch):
+        for batch, weight in batches(epoch):
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                loss = spec.loss(model, batch)
+                loss = spec.loss(model, batch) * weight
             value = float(loss.detach())
             bad, stop = distributed.any_rank([not math.isfinite(value),
                                               _STOP["reason"] is not None], rank)
