@@ -71,6 +71,8 @@ def _normalise(overrides: list[str]) -> list[str]:
             raise UsageError(f"argument {item!r} is not key=value; try --help")
         if key == "task":
             key = "tasks"
+        if key.startswith("mixer."):
+            key = f"++{key}"    # mixer settings are free keyword arguments of the mixer
         for name in value.split(",") if key in ("tasks", "mixer") else []:
             known = task_names() if key == "tasks" else MIXER_NAMES
             if name not in known:

@@ -96,3 +96,95 @@ def test_help_lists_tasks_and_mixers(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in task_names()) and "grkan" in out
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["trainer.epochs=abc"], "trainer.epochs='abc' has the wrong type; set it to an integer"),
+    (["trainer.ema_decay=2"], "trainer.ema_decay=2.0 is invalid; set it to null or in (0, 1)"),
+    (["trainer.stop_at_min_lr=true"], "trainer.stop_at_min_lr=True is invalid; set it to "
+                                      "false, or use trainer.schedule=plateau"),
+    (["mixer=grkan", "mixer.num_groups=3"], "grkan: in_features=2 is not divisible by "
+                                            "num_groups=3; pass a divisor of both widths"),
+    (["mixer=grkan", "mixer.order=[9,4]"], "no fitted order (9, 4) for 'identity'/sum_abs"),
+    (["mixer=kan", "mixer.grid=5"], "a config value has the wrong type (KANLinear.__init__() "
+                                    "got an unexpected keyword argument 'grid')"),
+    (["results_dir=/proc/katbench"], "results folder /proc/katbench/runs/fit_xy/mlp/seed0 is "
+                                     "not writable"),
+])
+def test_bad_values_are_one_line_and_exit_2(tmp_path, capsys, args, expected):
+    argv = ["task=fit_xy", "tracking.enabled=false", *FAST]
+    if not any(a.startswith("results_dir=") for a in args):
+        argv.append(f"results_dir={tmp_path}")
+    assert main([*argv, *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err, err
+    assert "Traceback" not in err
+
+
+def _run(tmp_path, *extra):
+    return main(["task=fit_xy", "mixer=mlp", "trainer.epochs=2", "tracking.enabled=false",
+                 f"results_dir={tmp_path}", *FAST, *extra])
+
+
+def test_a_finished_run_is_never_overwritten_by_accident(tmp_path, capsys):
+    assert _run(tmp_path) == 0
+    run = tmp_path / "runs/fit_xy/mlp/seed0"
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert _run(tmp_path, "trainer.lr=1e9") == 2
+    assert "already holds a finished run (metrics.json); pass overwrite=true to replace it" \
+        in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert _run(tmp_path, "overwrite=true") == 0
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"\x80\x02garbage", "cannot be read (UnpicklingError); delete it or run without resume"),
+    ("foreign", "is not a katbench checkpoint (no 'epoch_start'); delete it or run without resume"),
+    ("other_model", "does not fit this run's model (Error(s) in loading state_dict"),
+])
+def test_bad_checkpoints_are_one_line_and_kept(tmp_path, capsys, content, expected):
+    import torch
+
+    ckpt = tmp_path / "runs/fit_xy/mlp/seed0/checkpoint.pt"
+    ckpt.parent.mkdir(parents=True)
+    if content == "foreign":
+        torch.save({"model": {}, "weights": torch.ones(2)}, ckpt)
+    elif content == "other_model":
+        assert _run(tmp_path, "task.widths=[2,7,1]") == 0
+        (ckpt.parent / "metrics.json").unlink()
+    else:
+        ckpt.write_bytes(content)
+    before = ckpt.read_bytes()
+    assert _run(tmp_path, "resume=true") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("katbench.run: error: ") and expected in err, err
+    assert ckpt.read_bytes() == before
+
+
+def test_nan_loss_fails_the_mlflow_run_with_the_reason(tmp_path, capsys):
+    assert main(["task=fit_xy", "mixer=mlp", "trainer.epochs=50", "trainer.lr=1e12",
+                 "tracking.log_every=1", f"results_dir={tmp_path}", *FAST]) == 1
+    err = capsys.readouterr().err
+    assert "training loss became" in err and "the last good checkpoint is kept" in err
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("fit_xy").experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["katbench.error"].startswith("NonFiniteLossError: fit_xy/mlp/s0: "
+                                                      "training loss became")
+    assert not (tmp_path / "runs/fit_xy/mlp/seed0/metrics.json").exists()
+
+
+def test_mlflow_outage_never_fails_the_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")   # nothing listens there
+    assert _run(tmp_path, "tracking.enabled=true") == 0
+    err = capsys.readouterr().err
+    assert "katbench: MLflow at http://127.0.0.1:9 unavailable (" in err
+    run = tmp_path / "runs/fit_xy/mlp/seed0"
+    pending = json.loads((run / "mlflow_pending.json").read_text())
+    assert pending["run_id"] is None and len(pending["metrics"]) == 6
+    assert [op[0] for op in pending["ops"]] == ["params", "artifacts", "status"]
+    assert json.loads((run / "metrics.json").read_text())["epochs_done"] == 2
