@@ -4,16 +4,16 @@
     snakemake --cores all --config profile=paper  # paper profile (config/paper.yaml)
     snakemake -n                                  # list the jobs
     snakemake --cores all --config families=function_fitting,pinn   # a subset of families
-
     snakemake --cores all --keep-going           # let the other jobs finish when one fails
     snakemake --cores 1 --config overrides="trainer.epochs=2"   # key=value for every run
 
 Tasks are discovered from tasks/*.yaml: a task runs in a profile when its `profiles:` section
-lists that profile. A task's `pipeline:` section (threads, gpu, group, seeds), updated by its
-`profiles.<profile>.pipeline`, says how it runs: tasks sharing a group run as one job per mixer
-(all their tasks and seeds in one process, one run folder each), every other task one job per
-(task, mixer, seed); `seeds` replaces the profile's seeds for that task (--config seeds=...
-replaces both). The MLflow store is created once, before the parallel jobs (rule tracking_store).
+lists that profile. A task's `pipeline:` section (threads, gpu, group, seeds, priority), updated
+by its `profiles.<profile>.pipeline`, says how it runs: tasks sharing a group run as one job per
+mixer (all their tasks and seeds in one process, one run folder each), every other task one job
+per (task, mixer, seed); `seeds` replaces the profile's seeds for that task (--config seeds=...
+replaces both); higher `priority` starts first (long jobs, so that 2 cores stay busy to the end).
+The MLflow store is created once, before the parallel jobs (rule tracking_store).
 If any job fails, the summary is still written (onerror), naming the runs that are missing.
 """
 
@@ -80,6 +80,10 @@ def gpus(tasks):
     return max(int(TASKS[t].get("gpu", 0)) for t in tasks) if SETTINGS["use_gpus"] else 0
 
 
+def priority_of(tasks):
+    return max(int(TASKS[t].get("priority", 0)) for t in tasks)
+
+
 def threads(tasks):
     return max(int(TASKS[t].get("threads", 1)) for t in tasks)
 
@@ -120,24 +124,29 @@ rule tracking_store:
         "{PY} -m katbench.tracking {R}"
 
 
-rule run:
-    input:
-        str(BASE / "tasks/{task}.yaml"),
-        ancient(f"{R}/tracking.ready"),
-    output:
-        f"{R}/runs/{{task}}/{{mixer}}/seed{{seed}}/metrics.json",
-    wildcard_constraints:
-        task="|".join(SINGLE) or "(?!)",
-        mixer="|".join(MIXERS),
-        seed=r"\d+",
-    threads: lambda wc: threads([wc.task])
-    resources:
-        gpu=lambda wc: gpus([wc.task]),
-    params:
-        common=COMMON,
-    shell:
-        "{PY} -m katbench.run task={wildcards.task} mixer={wildcards.mixer} "
-        "seed={wildcards.seed} trainer.threads={threads} {params.common}"
+for _task in SINGLE:
+
+    rule:
+        name:
+            f"run_{_task}"
+        input:
+            str(BASE / f"tasks/{_task}.yaml"),
+            ancient(f"{R}/tracking.ready"),
+        output:
+            f"{R}/runs/{_task}/{{mixer}}/seed{{seed}}/metrics.json",
+        wildcard_constraints:
+            mixer="|".join(MIXERS),
+            seed=r"\d+",
+        threads: threads([_task])
+        resources:
+            gpu=gpus([_task]),
+        priority: priority_of([_task])
+        params:
+            task=_task,
+            common=COMMON,
+        shell:
+            "{PY} -m katbench.run task={params.task} mixer={wildcards.mixer} "
+            "seed={wildcards.seed} trainer.threads={threads} {params.common}"
 
 
 for _group, _members in GROUPS.items():
@@ -156,6 +165,7 @@ for _group, _members in GROUPS.items():
         threads: threads(_members)
         resources:
             gpu=gpus(_members),
+        priority: priority_of(_members)
         params:
             tasks=",".join(_members),
             seeds=",".join(map(str, seeds_of(_members[0]))),

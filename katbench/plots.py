@@ -117,18 +117,22 @@ def plot_family_bars(table: pd.DataFrame, families: dict[str, str], out: Path) -
             stats = sub.groupby(["task", "mixer"]).value.agg(["mean", "std"]).fillna(0.0)
             tasks = sorted(sub.task.unique())
             width = 0.8 / len(mixers)
+            several = bool((sub.groupby(["task", "mixer"]).size() > 1).any())
             for i, mixer in enumerate(mixers):
                 means = [stats["mean"].get((t, mixer), np.nan) for t in tasks]
                 stds = [stats["std"].get((t, mixer), 0.0) for t in tasks]
-                ax.bar(np.arange(len(tasks)) + (i - (len(mixers) - 1) / 2) * width, means,
-                       width, yerr=stds, label=mixer, color=COLORS.get(mixer), capsize=2)
+                bars = ax.bar(np.arange(len(tasks)) + (i - (len(mixers) - 1) / 2) * width,
+                              means, width, yerr=stds if several else None, label=mixer,
+                              color=COLORS.get(mixer), capsize=2)
+                ax.bar_label(bars, fmt="%.3g", fontsize=6, rotation=90, padding=2)
             hib = bool(sub.higher_is_better.iloc[0])
-            if not hib and (sub.value > 0).all():
+            positive = sub.value[sub.value > 0]
+            # A log axis only where the values span more than a decade (fitting MSEs).
+            if len(positive) == len(sub) and positive.max() > 10 * positive.min():
                 ax.set_yscale("log")
-            elif hib:
-                low, high = sub.value.min(), sub.value.max()
-                ax.set_ylim(max(0.0, low - 0.15 * (high - low + 1e-9) - 0.05 * abs(low)),
-                            high + 0.1 * (high - low + 1e-9) + 0.02 * abs(high))
+                ax.set_ylim(top=positive.max() * 8)
+            else:
+                ax.set_ylim(0, sub.value.max() * 1.25)
             ax.set_xticks(np.arange(len(tasks)), tasks, rotation=25, ha="right", fontsize=8)
             ax.set_ylabel(f"{metric} ({'higher' if hib else 'lower'} is better)", fontsize=9)
             ax.grid(axis="y", alpha=0.3)
