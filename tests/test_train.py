@@ -96,3 +96,79 @@ def test_plateau_schedule_lowers_the_rate(tmp_path):
         _settings(schedule="plateau", warmup_epochs=0, plateau_patience=0, epochs=3),
         tmp_path / "c.pt", log=lambda e, m: logged.append(m["lr"]))
     assert logged[-1] < logged[0]
+
+
+def test_weight_decay_spares_biases_norms_embeddings_and_rational_coefficients():
+    from katbench.layers.group_rational import GroupRational
+    from katbench.train import param_groups
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), GroupRational(num_groups=2))
+    model.pos_embed = nn.Parameter(torch.zeros(1, 3, 4))
+    decay, exempt = param_groups(model, 0.05)
+    assert decay["weight_decay"] == 0.05 and exempt["weight_decay"] == 0.0
+    assert [p.shape for p in decay["params"]] == [torch.Size([4, 4])]
+    assert {id(p) for p in exempt["params"]} == {
+        id(p) for n, p in model.named_parameters() if n != "0.weight"}
+
+
+def test_ema_weights_are_evaluated_and_exported(tmp_path):
+    spec = _spec()
+    logged = []
+    fit(spec, _settings(ema_decay=0.5, epochs=3), tmp_path / "c.pt",
+        log=lambda e, m: logged.append(m))
+    ckpt = torch.load(tmp_path / "c.pt", weights_only=True)
+    ema = {k.removeprefix("module."): v for k, v in ckpt["ema"].items() if k != "n_averaged"}
+    assert not torch.equal(ema["0.weight"], ckpt["model"]["0.weight"])
+    assert torch.equal(spec.model.state_dict()["0.weight"], ema["0.weight"])  # exported = EMA
+    with torch.no_grad():
+        assert logged[-1]["test_mse"] == pytest.approx(_mse(spec.model, spec.test))
+
+
+def test_plateau_stops_at_min_lr(tmp_path):
+    logged = []
+    result = fit(_spec(lambda m, b: 0 * m(b[0]).sum() + 1.0),
+                 _settings(schedule="plateau", warmup_epochs=0, plateau_patience=0, epochs=20,
+                           min_lr=5e-2 / 8, stop_at_min_lr=True),
+                 tmp_path / "c.pt", log=lambda e, m: logged.append(m["lr"]))
+    assert result["stopped_early"] == "min_lr" and result["epochs_done"] == 4
+    assert logged == pytest.approx([5e-2, 5e-2, 5e-2 / 2, 5e-2 / 4])   # lr used per epoch
+
+
+def test_max_hours_stops_after_the_epoch_and_evaluates_it(tmp_path):
+    result = fit(_spec(), _settings(max_hours=1e-9, eval_every=5), tmp_path / "c.pt")
+    assert result["stopped_early"] == "max_hours" and result["epochs_done"] == 1
+    assert "test_mse" in result["final"]
+
+
+def test_stop_request_checkpoints_mid_epoch_and_resume_is_exact(tmp_path):
+    import signal
+
+    from katbench.train import RunInterrupted, clear_stop, request_stop
+
+    full = fit(_spec(), _settings(), tmp_path / "full.pt")
+    steps = []
+
+    def loss(model, batch):
+        steps.append(1)
+        if len(steps) == 10:          # epoch 3, step 2 of 4
+            request_stop(signal.SIGTERM)
+        return F.mse_loss(model(batch[0]), batch[1])
+
+    try:
+        with pytest.raises(RunInterrupted, match="stopped by SIGTERM in epoch 3 after step 2"):
+            fit(_spec(loss), _settings(checkpoint_every_s=1e9), tmp_path / "cut.pt")
+    finally:
+        clear_stop()
+    state = torch.load(tmp_path / "cut.pt", weights_only=True)["state"]
+    assert (state["epoch"], state["step"]) == (2, 2)
+    resumed = fit(_spec(), _settings(), tmp_path / "cut.pt", resume=True)
+    assert resumed["final"] == {**full["final"], "epoch_time_s": resumed["final"]["epoch_time_s"],
+                                "samples_per_s": resumed["final"]["samples_per_s"]}
+    assert resumed["best"] == full["best"]
+
+
+def test_wrong_types_name_the_key_and_the_type():
+    with pytest.raises(ValueError, match=r"trainer.clip_grad_norm='x' has the wrong type; set "
+                                         r"it to a number or null"):
+        TrainerSettings.from_config({"clip_grad_norm": "x"})
+    assert TrainerSettings.from_config({"lr": 1}).lr == 1.0
