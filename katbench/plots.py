@@ -88,8 +88,9 @@ def _run_label(run_dir: Path) -> str:
 
 
 def _plot_u_t(ax: Any, data: Any, label: str, color: str = "C1") -> None:
+    rel = np.linalg.norm(data["pred"] - data["exact"]) / np.linalg.norm(data["exact"])
     ax.plot(data["t"], data["exact"], color="black", lw=2.5, alpha=0.35, label="exact")
-    ax.plot(data["t"], data["pred"], color=color, lw=1.3, label=label)
+    ax.plot(data["t"], data["pred"], color=color, lw=1.3, label=f"{label} (rel. L2 {rel:.2g})")
     ax.set_xlabel("t")
     ax.set_ylabel("u(t)")
     ax.grid(alpha=0.3)
@@ -143,8 +144,37 @@ def plot_family_bars(table: pd.DataFrame, families: dict[str, str], out: Path) -
     return paths
 
 
-def plot_arrays(results_dir: Path, out: Path) -> list[Path]:
-    """Fitting error surfaces, PINN u(t) and grkan rationals across tasks (seed 0 runs)."""
+def _plot_rationals(runs: list[Path], path: Path, family: str, max_cols: int = 6) -> Path:
+    """One row per task, one panel per rational layer (evenly spaced ones past ``max_cols``;
+    each run's own ``rationals.png`` has them all), one curve per group."""
+    plt = _pyplot()
+    x = np.linspace(-3, 3, 401)
+    curves = [(p.parts[-4], rational_curves(p, x)) for p in runs]
+    cols = min(max_cols, max(len(c) for _, c in curves))
+    fig, axes = plt.subplots(len(curves), cols, figsize=(2.6 * cols, 2.1 * len(curves) + 0.5),
+                             squeeze=False, layout="constrained")
+    for r, (task, layers) in enumerate(curves):
+        names = list(layers)
+        shown = [names[round(i)] for i in np.linspace(0, len(names) - 1, min(cols, len(names)))]
+        for c in range(cols):
+            ax = axes[r][c]
+            if c >= len(shown):
+                ax.axis("off")
+                continue
+            ax.plot(x, layers[shown[c]], lw=1.2)
+            ax.set_title(shown[c], fontsize=8)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=7)
+        note = f" ({len(shown)} of {len(names)})" if len(shown) < len(names) else ""
+        axes[r][0].set_ylabel(f"{task}{note}", fontsize=8)
+    fig.suptitle(f"{family}: learned GR-KAN rationals F(x), one curve per group (grkan, seed 0)",
+                 fontsize=10)
+    return _save(fig, path)
+
+
+def plot_arrays(results_dir: Path, out: Path, families: dict[str, str] | None = None
+                ) -> list[Path]:
+    """Fitting error surfaces, PINN u(t) and grkan rationals per family (seed 0 runs)."""
     plt, paths = _pyplot(), []
     surfaces = sorted(results_dir.glob("runs/*/*/seed0/surface.npz"))
     tasks = sorted({p.parts[-4] for p in surfaces})
@@ -184,26 +214,11 @@ def plot_arrays(results_dir: Path, out: Path) -> list[Path]:
         ax.legend(keep.values(), keep.keys(), fontsize=8)
         ax.set_title(f"{task_dir.name}: u(t), exact vs learned (seed 0)")
         paths.append(_save(fig, out / f"{task_dir.name}_u_t.png"))
-    rationals = sorted(results_dir.glob("runs/*/grkan/seed0/rationals.npz"))
-    if rationals:
-        x = np.linspace(-3, 3, 401)
-        curves = [(p.parts[-4], rational_curves(p, x)) for p in rationals]
-        cols = max(len(c) for _, c in curves)
-        fig, axes = plt.subplots(len(curves), cols, figsize=(3 * cols, 2.2 * len(curves)),
-                                 squeeze=False)
-        for r, (task, layers) in enumerate(curves):
-            for c in range(cols):
-                ax = axes[r][c]
-                if c >= len(layers):
-                    ax.axis("off")
-                    continue
-                layer, y = list(layers.items())[c]
-                ax.plot(x, y, lw=1.3)
-                ax.set_title(f"{task}: {layer}", fontsize=8)
-                ax.grid(alpha=0.3)
-                ax.tick_params(labelsize=7)
-        fig.tight_layout()
-        paths.append(_save(fig, out / "grkan_rationals.png"))
+    by_family: dict[str, list[Path]] = {}
+    for npz in sorted(results_dir.glob("runs/*/grkan/seed0/rationals.npz")):
+        by_family.setdefault((families or {}).get(npz.parts[-4], "other"), []).append(npz)
+    for family, runs in sorted(by_family.items()):
+        paths.append(_plot_rationals(runs, out / f"grkan_rationals_{family}.png", family))
     return paths
 
 

@@ -255,7 +255,7 @@ def build_report(results_dir: str | Path, expected: list[str] | None = None) -> 
     plots: list[Path] = []
     if not table.empty:
         plots += plot_family_bars(table, families, results_dir / "plots")
-        plots += plot_arrays(results_dir, results_dir / "plots")
+        plots += plot_arrays(results_dir, results_dir / "plots", families)
     else:
         (results_dir / "plots").mkdir(parents=True, exist_ok=True)
     atomic_write_text(results_dir / "summary.md",

@@ -38,7 +38,7 @@ def test_two_runs_aggregate_into_a_summary(tmp_path, monkeypatch):
     assert "## Missing runs" in md and "- fit_x_div_y/kan/seed0" in md
     plots = {p.name for p in (tmp_path / "plots").iterdir()}
     assert {"function_fitting_bars.png", "function_fitting_error_surfaces.png",
-            "grkan_rationals.png"} <= plots
+            "grkan_rationals_function_fitting.png"} <= plots
     assert "![function_fitting_bars](plots/function_fitting_bars.png)" in md
 
 
