@@ -56,7 +56,7 @@ def test_flatten_nests_with_dots():
 def _log_one_run(args: tuple[str, str, int]) -> str:
     uri, results, k = args
     logger = tracking.MlflowLogger(uri, Path(results), "concurrent", f"run{k}", flush_every_s=0)
-    for step in range(20):
+    for step in range(10):
         logger.log_metrics(step, {"loss": float(k * 100 + step)})
     logger.finish()
     return logger.run_id
@@ -65,12 +65,80 @@ def _log_one_run(args: tuple[str, str, int]) -> str:
 def test_parallel_runs_all_land_in_one_sqlite_store(tmp_path):
     uri = tracking.init_store(tmp_path)
     assert (tmp_path / "tracking.ready").read_text().strip() == uri
-    with mp.get_context("spawn").Pool(4) as pool:
-        run_ids = pool.map(_log_one_run, [(uri, str(tmp_path), k) for k in range(4)])
+    # forkserver: MLflow is imported once in the server, then each worker is a cheap fork of
+    # it (separate processes and SQLite connections, as pipeline jobs have).
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["mlflow.tracking", "katbench.tracking"])
+    with ctx.Pool(6) as pool:
+        run_ids = pool.map(_log_one_run, [(uri, str(tmp_path), k) for k in range(6)])
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
     for k, run_id in enumerate(run_ids):
         history = client.get_metric_history(run_id, "loss")
-        assert sorted(m.value for m in history) == [float(k * 100 + s) for s in range(20)]
+        assert sorted(m.value for m in history) == [float(k * 100 + s) for s in range(10)]
         assert client.get_run(run_id).info.status == "FINISHED"
+
+
+class _Outage:
+    """Wraps a client method so it raises ConnectionError while ``down`` is true."""
+
+    def __init__(self, method):
+        self.method, self.down, self.calls = method, True, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.down:
+            raise ConnectionError("tracking server is down")
+        return self.method(*args, **kwargs)
+
+
+def test_outage_queues_everything_and_sends_it_in_order_when_back(tmp_path, capsys):
+    uri = tracking.init_store(tmp_path)
+    logger = tracking.MlflowLogger(uri, tmp_path, "outage", "r", flush_every_s=0,
+                                   run_folder=tmp_path)
+    outage = _Outage(logger.client.log_batch)
+    logger.client.log_batch = outage
+    logger.log_params({"a": 1})
+    for step in range(5):
+        logger.log_metrics(step, {"loss": float(step)})
+    assert "unavailable (ConnectionError: tracking server is down)" in capsys.readouterr().err
+    assert outage.calls == 1      # later flushes wait for the backoff instead of hammering
+    outage.down = False
+    logger.finish()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(logger.run_id)
+    assert run.info.status == "FINISHED" and run.data.params == {"a": "1"}
+    assert [m.value for m in client.get_metric_history(logger.run_id, "loss")] == \
+        [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert not (tmp_path / "mlflow_pending.json").exists()
+
+
+def test_pending_file_is_synced_later(tmp_path, monkeypatch):
+    uri = tracking.init_store(tmp_path)
+    folder = tracking.run_dir(tmp_path, "t", "mlp", 0)
+    folder.mkdir(parents=True)
+    logger = tracking.MlflowLogger(uri, tmp_path, "t", "t-mlp-s0", flush_every_s=0,
+                                   run_folder=folder)
+    logger.client.log_batch = _Outage(logger.client.log_batch)
+    logger.client.set_terminated = _Outage(logger.client.set_terminated)
+    logger.log_metrics(1, {"loss": 0.5})
+    monkeypatch.setattr(tracking.time, "sleep", lambda s: None)
+    logger.finish("FINISHED")
+    assert (folder / "mlflow_pending.json").exists()
+    assert tracking.sync_pending(tmp_path) == 0
+    assert not (folder / "mlflow_pending.json").exists()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_run(logger.run_id).info.status == "FINISHED"
+    assert [m.value for m in client.get_metric_history(logger.run_id, "loss")] == [0.5]
+
+
+def test_run_dir_stays_inside_the_results_folder(tmp_path):
+    with pytest.raises(ValueError, match="would lie outside the results folder"):
+        tracking.run_dir(tmp_path, "..", "mlp", 0)
+    with pytest.raises(ValueError, match="lies outside the run folder"):
+        tracking.inside(tmp_path / "run", tmp_path / "elsewhere.npz")
