@@ -126,7 +126,7 @@ def _one_line(err: BaseException) -> str:
     if isinstance(err, OSError) and err.filename:
         return (f"{err.strerror or type(err).__name__}: {err.filename}; check the path and "
                 "its permissions")
-    if isinstance(err, TypeError):
+    if isinstance(err, TypeError) and not isinstance(err, ValueError):
         return f"a config value has the wrong type ({text}); --debug shows where"
     if text.startswith("Could not override '"):
         key = text.split("'")[1]

@@ -213,6 +213,8 @@ class MlflowLogger:
         found = self.client.get_experiment_by_name(self.task)
         if found is not None:
             return found.experiment_id
+        if self.uri.startswith(("http://", "https://", "databricks")):
+            return self.client.create_experiment(self.task)   # the server places artifacts
         return self.client.create_experiment(
             self.task, artifact_location=f"{self._artifacts}/{self.task}")
 

@@ -293,8 +293,9 @@ def _restore(ckpt: dict[str, Any], path: Path, objects: dict[str, Any]) -> None:
         try:
             obj.load_state_dict(ckpt[key])
         except (RuntimeError, ValueError, KeyError, TypeError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(f"checkpoint {path} does not fit this run's {key} ({first[:160]}); "
+            lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+            first = " ".join(lines[:2]) if lines else type(err).__name__
+            raise ValueError(f"checkpoint {path} does not fit this run's {key} ({first[:200]}); "
                              "it comes from another task, mixer or setting: delete it or run "
                              "without resume=true") from err
 
