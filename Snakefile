@@ -81,7 +81,11 @@ def gpus(tasks):
 
 
 def priority_of(tasks):
-    return max(int(TASKS[t].get("priority", 0)) for t in tasks)
+    """Scheduling priority of a job: its tasks' `pipeline.priority` plus the profile's
+    `mixer_priority` of its mixer (the slow mixers start first, so no long job runs last)."""
+    base = max(int(TASKS[t].get("priority", 0)) for t in tasks)
+    bonus = {str(m): int(p) for m, p in (SETTINGS.get("mixer_priority") or {}).items()}
+    return lambda wc: base + bonus.get(wc.mixer, 0)
 
 
 def threads(tasks):
