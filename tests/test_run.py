@@ -188,3 +188,14 @@ def test_mlflow_outage_never_fails_the_run(tmp_path, capsys, monkeypatch):
     assert pending["run_id"] is None and len(pending["metrics"]) == 6
     assert [op[0] for op in pending["ops"]] == ["params", "artifacts", "status"]
     assert json.loads((run / "metrics.json").read_text())["epochs_done"] == 2
+
+
+def test_starting_over_keeps_an_unfinished_runs_checkpoint(tmp_path, capsys):
+    assert _run(tmp_path) == 0
+    run = tmp_path / "runs/fit_xy/mlp/seed0"
+    (run / "metrics.json").unlink()              # as if the first run had been cut off
+    old = (run / "checkpoint.pt").read_bytes()
+    assert _run(tmp_path, "trainer.epochs=3") == 0
+    assert (run / "checkpoint.previous.pt").read_bytes() == old
+    assert "checkpoint.pt of an unfinished run kept as checkpoint.previous.pt" \
+        in capsys.readouterr().err
