@@ -3,7 +3,7 @@
 Composes the Hydra config (``katbench/conf/config.yaml`` + ``conf/mixer/<mixer>.yaml`` + the
 repo's ``tasks/<task>.yaml``), layers the task's per-mixer settings (``mixers.<mixer>``) and, with
 ``profile=<p>``, its pipeline profile overrides (``profiles.<p>``) under the command line's own
-overrides, and calls :func:`katbench.train.run_experiment`. Comma lists sweep in one process
+overrides, and calls :func:`katbench.experiment.run_experiment`. Comma lists sweep in one process
 (``task=fit_xy,fit_x_div_y seed=0,1,2``): one run folder per combination, one torch import.
 
 User errors (unknown task, mixer or key, bad values) print one line and exit with status 2;
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from katbench import distributed, train
+    from katbench import distributed, experiment, train
 
     user_errors = (ValueError, TypeError, HydraException, OmegaConfBaseException, OSError,
                    train.NonFiniteLossError)
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         configs = [compose(c) for c in combos]
         for cfg in configs:
             train.clear_stop()
-            metrics = train.run_experiment(cfg)
+            metrics = experiment.run_experiment(cfg)
             best = metrics["best"] or {}
             if os.environ.get("RANK", "0") == "0":
                 print(f"{cfg.task.name}/{cfg.mixer.name}/seed{cfg.seed}: "

@@ -1,0 +1,137 @@
+"""One experiment end to end: run folder, task, MLflow run, :func:`katbench.train.fit`, exports.
+
+:func:`run_experiment` is what ``python -m katbench.run`` calls once per (task, mixer, seed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from katbench import distributed
+from katbench.train import RunInterrupted, TrainerSettings, fit, seed_everything
+
+
+def export_rationals(model: torch.nn.Module, path: Path) -> Path | None:
+    """Save every submodule's rational coefficients (``numerator``/``denominator``) as ``.npz``.
+
+    Keys are ``<module>.numerator`` / ``<module>.denominator`` (shape ``(groups, order)``) and
+    ``<module>.variant``; the report evaluates them with the reference op to plot the learned
+    functions. Returns ``None`` when the model has no rational layer (mlp, kan).
+    """
+    arrays: dict[str, np.ndarray] = {}
+    for name, module in model.named_modules():
+        num, den = getattr(module, "numerator", None), getattr(module, "denominator", None)
+        if isinstance(num, torch.Tensor) and isinstance(den, torch.Tensor):
+            arrays[f"{name}.numerator"] = num.detach().double().cpu().numpy()
+            arrays[f"{name}.denominator"] = den.detach().double().cpu().numpy()
+            arrays[f"{name}.variant"] = np.array(str(getattr(module, "variant", "")))
+    if not arrays:
+        return None
+    from katbench.tracking import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def run_experiment(cfg: Any) -> dict[str, Any]:
+    """Run one configured experiment end to end and return its ``metrics.json`` content.
+
+    Validates the settings, joins the ``torchrun`` group if any, prepares the run folder (never
+    destroying a previous run: :func:`katbench.tracking.prepare_run_dir`), seeds, builds the
+    task, writes ``config.yaml``, opens the MLflow run (linked to the interrupted one on
+    resume), trains with :func:`fit`, exports arrays/plots, writes ``metrics.json`` last (its
+    presence means the run finished) and closes the MLflow run as FINISHED, or KILLED
+    (stopped by a signal) / FAILED (with the reason as tag ``katbench.error``). Only rank 0
+    writes files and talks to MLflow.
+    """
+    from omegaconf import OmegaConf
+
+    from katbench import tracking
+    from katbench.tasks import build_task
+
+    settings = TrainerSettings.from_config(cfg.trainer)
+    rank, device = distributed.init(settings.resolve_device())
+    settings = dataclasses.replace(settings, device=str(device))
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    task, mixer, seed = str(cfg.task.name), str(cfg.mixer.name), int(cfg.seed)
+    resume = bool(cfg.resume)
+    out = tracking.run_dir(cfg.results_dir, task, mixer, seed)
+    tc = cfg.tracking
+    every = int(tc.log_every)
+    if every < 1:
+        raise ValueError(f"tracking.log_every={every} is invalid; set it to an integer >= 1")
+    if rank.is_main:
+        tracking.prepare_run_dir(out, resume=resume, overwrite=bool(cfg.overwrite))
+    seed_everything(seed)
+    spec = build_task(cfg)
+    n_params = sum(p.numel() for p in spec.model.parameters() if p.requires_grad)
+    logger: Any = tracking.NullLogger()
+    if rank.is_main:
+        tracking.atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        if tc.enabled:
+            previous = tracking.previous_run_id(out) if resume else None
+            logger = tracking.MlflowLogger(tracking.tracking_uri(cfg.results_dir, tc.uri),
+                                           Path(cfg.results_dir), task,
+                                           f"{task}-{mixer}-s{seed}", tc.flush_every_s, out)
+            if logger.run_id is not None:
+                tracking.atomic_write_text(out / "mlflow_run_id", logger.run_id + "\n")
+            if previous is not None:
+                logger.link_resumed(previous)
+    logger.log_params({**tracking.flatten(OmegaConf.to_container(cfg, resolve=True)),
+                       "params": n_params, "git_commit": tracking.git_commit(),
+                       "torch_version": torch.__version__, "device": str(device),
+                       "world_size": rank.world})
+
+    def log(epoch: int, values: dict[str, float]) -> None:
+        if epoch % every == 0 or epoch == settings.epochs:
+            logger.log_metrics(epoch, values)
+
+    wall = time.perf_counter()
+    try:
+        result = fit(spec, settings, out / "checkpoint.pt", resume=resume, log=log,
+                     desc=f"{task}/{mixer}/s{seed}", rank=rank)
+        exported: list[Path] = []
+        if rank.is_main:
+            spec.model.eval()
+            exported = [tracking.inside(out, p)
+                        for p in (spec.export(spec.model, out) if spec.export else [])]
+            rationals = export_rationals(spec.model, out / "rationals.npz")
+            exported += [rationals] if rationals else []
+    except BaseException as err:
+        killed = isinstance(err, (KeyboardInterrupt, RunInterrupted))
+        logger.finish("KILLED" if killed else "FAILED",
+                      reason=f"{type(err).__name__}: {err}".strip()[:2000])
+        raise
+    metrics = {"task": task, "family": str(cfg.task.family), "mixer": mixer, "seed": seed,
+               "metric": spec.metric,
+               "higher_is_better": spec.higher_is_better, **result, "params": n_params,
+               "wall_time_s": time.perf_counter() - wall,
+               "peak_memory_mb": _peak_memory_mb(device), "device": str(device),
+               "world_size": rank.world, "torch_version": torch.__version__,
+               "mlflow_run_id": logger.run_id}
+    if rank.is_main:
+        from katbench.report import plot_run
+
+        plots = plot_run(out)
+        tracking.write_json(out / "metrics.json", metrics)
+        logger.log_artifacts([out / "config.yaml", out / "metrics.json", *exported, *plots])
+    logger.finish("FINISHED")
+    return metrics
