@@ -137,7 +137,8 @@ def plot_family_bars(table: pd.DataFrame, families: dict[str, str], out: Path) -
             ax.set_xticks(np.arange(len(tasks)), tasks, rotation=25, ha="right", fontsize=8)
             ax.set_ylabel(f"{metric} ({'higher' if hib else 'lower'} is better)", fontsize=9)
             ax.grid(axis="y", alpha=0.3)
-        axes[0][-1].legend(fontsize=8, loc="best")
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=len(mixers), fontsize=8)
         fig.suptitle(f"{family}: test metric per task and mixer (mean ± std over seeds)",
                      fontsize=10)
         paths.append(_save(fig, out / f"{family}_bars.png"))
