@@ -74,6 +74,8 @@ def test_quick_profile_is_three_shipped_tables():
         doc = yaml.safe_load(path.read_text())
         if "quick" in doc["profiles"]:
             quick.append(doc["task"]["dataset"])
-            assert doc["pipeline"]["group"] == "tabular_quick"
+            assert doc["profiles"]["quick"]["pipeline"]["group"] == "tabular_quick"
+        assert doc["pipeline"]["group"] is None                     # paper: one job per run
+        assert doc["profiles"]["paper"]["pipeline"]["seeds"] == [0, 1, 2, 3, 4]   # 5 folds
     assert sorted(quick) == ["1995_income", "qsar_bio", "shrutime"]
     assert set(quick) <= set(SHIPPED)
