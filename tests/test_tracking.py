@@ -65,12 +65,11 @@ def _log_one_run(args: tuple[str, str, int]) -> str:
 def test_parallel_runs_all_land_in_one_sqlite_store(tmp_path):
     uri = tracking.init_store(tmp_path)
     assert (tmp_path / "tracking.ready").read_text().strip() == uri
-    # forkserver: MLflow is imported once in the server, then each worker is a cheap fork of
-    # it (separate processes and SQLite connections, as pipeline jobs have).
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["mlflow.tracking", "katbench.tracking"])
-    with ctx.Pool(6) as pool:
-        run_ids = pool.map(_log_one_run, [(uri, str(tmp_path), k) for k in range(6)])
+    # spawn: separate fresh processes and SQLite connections, as pipeline jobs have (forking a
+    # process that has imported MLflow can deadlock on locks its threads held at fork time).
+    with mp.get_context("spawn").Pool(6) as pool:
+        pending = pool.map_async(_log_one_run, [(uri, str(tmp_path), k) for k in range(6)])
+        run_ids = pending.get(timeout=240)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
