@@ -109,7 +109,10 @@ def compose(overrides: list[str]) -> Any:
             if profile not in layers["profiles"]:
                 raise UsageError(f"task {task!r} has no profile {profile!r}; its profiles: "
                                  f"{', '.join(layers['profiles']) or 'none'}")
-            extra += [f"{k}={_format(v)}" for k, v in _flat(layers["profiles"][profile] or {})]
+            # `pipeline` settings schedule jobs (Snakefile); they are not run config.
+            settings = {k: v for k, v in (layers["profiles"][profile] or {}).items()
+                        if k != "pipeline"}
+            extra += [f"{k}={_format(v)}" for k, v in _flat(settings)]
         cfg = hydra_compose("config", overrides=[search, *extra, *overrides]) if extra else base
     chosen = [o.partition("=")[2] for o in overrides if o.startswith("tasks=")]
     if chosen and task != chosen[-1]:
