@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
-from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 
@@ -53,23 +53,31 @@ def test_flatten_nests_with_dots():
         "a.b": 1, "a.c": [1, 2], "d": None}
 
 
-def _log_one_run(args: tuple[str, str, int]) -> str:
-    uri, results, k = args
-    logger = tracking.MlflowLogger(uri, Path(results), "concurrent", f"run{k}", flush_every_s=0)
-    for step in range(10):
-        logger.log_metrics(step, {"loss": float(k * 100 + step)})
-    logger.finish()
-    return logger.run_id
+LOG_ONE_RUN = """
+import sys
+from pathlib import Path
+from katbench import tracking
+uri, results, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
+logger = tracking.MlflowLogger(uri, Path(results), "concurrent", f"run{k}", flush_every_s=0)
+for step in range(10):
+    logger.log_metrics(step, {"loss": float(k * 100 + step)})
+logger.finish()
+print(logger.run_id)
+"""
 
 
 def test_parallel_runs_all_land_in_one_sqlite_store(tmp_path):
     uri = tracking.init_store(tmp_path)
     assert (tmp_path / "tracking.ready").read_text().strip() == uri
-    # spawn: separate fresh processes and SQLite connections, as pipeline jobs have (forking a
-    # process that has imported MLflow can deadlock on locks its threads held at fork time).
-    with mp.get_context("spawn").Pool(6) as pool:
-        pending = pool.map_async(_log_one_run, [(uri, str(tmp_path), k) for k in range(6)])
-        run_ids = pending.get(timeout=240)
+    # Six separate processes with their own SQLite connections, as parallel pipeline jobs have.
+    procs = [subprocess.Popen([sys.executable, "-c", LOG_ONE_RUN, uri, str(tmp_path), str(k)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k in range(6)]
+    run_ids = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+        run_ids.append(out.strip().splitlines()[-1])
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
