@@ -3,7 +3,9 @@
 // x is viewed as (rows, D). A block is TX x TY threads: threadIdx.x walks column vectors of VEC
 // channels (one 16-byte load each), threadIdx.y and blockIdx.y walk rows. Every VEC-wide column
 // vector lies inside one group, so each thread loads its group's coefficients into registers once
-// and reuses them for all its rows. All arithmetic is float32 (float64 for double inputs).
+// and reuses them for all its rows. A thread issues the loads of several rows before computing
+// any, so that enough independent 16-byte loads are in flight to saturate memory bandwidth. All
+// arithmetic is float32 (float64 for double inputs).
 //
 // Backward: each thread accumulates its coefficient gradients in registers over all its rows; the
 // block reduces them across threadIdx.y in shared memory and writes one partial per
@@ -20,8 +22,28 @@
 namespace katbench {
 namespace {
 
-constexpr int kThreadsPerBlock = 256;
-constexpr int kBlocksPerSM = 8;
+// Launch tuning (measured on an H100 with `python -m katbench.bench tune`, which rebuilds the
+// kernels with -DKATBENCH_<NAME>=value overrides through KATBENCH_CUDA_FLAGS).
+#ifndef KATBENCH_THREADS_PER_BLOCK
+#define KATBENCH_THREADS_PER_BLOCK 256
+#endif
+#ifndef KATBENCH_BLOCKS_PER_SM  // blocks launched per multiprocessor (grid size)
+#define KATBENCH_BLOCKS_PER_SM 8
+#endif
+#ifndef KATBENCH_MIN_BLOCKS  // __launch_bounds__ minimum resident blocks (caps registers)
+#define KATBENCH_MIN_BLOCKS 1
+#endif
+#ifndef KATBENCH_FORWARD_ROWS  // rows whose loads a thread issues before computing any
+#define KATBENCH_FORWARD_ROWS 4
+#endif
+#ifndef KATBENCH_BACKWARD_ROWS  // likewise in backward (two loads, x and grad, per row)
+#define KATBENCH_BACKWARD_ROWS 2
+#endif
+constexpr int kThreadsPerBlock = KATBENCH_THREADS_PER_BLOCK;
+constexpr int kBlocksPerSM = KATBENCH_BLOCKS_PER_SM;
+constexpr int kMinBlocks = KATBENCH_MIN_BLOCKS;
+constexpr int kForwardRows = KATBENCH_FORWARD_ROWS;
+constexpr int kBackwardRows = KATBENCH_BACKWARD_ROWS;
 
 template <typename scalar_t>
 using acc_type = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
@@ -58,52 +80,102 @@ Launch launch_shape(const Geometry& geo, int vec) {
 template <typename acc_t, int MM, int NN, bool SUM_ABS>
 __device__ __forceinline__ GroupCoefficients<acc_t, MM, NN> group_of(const acc_t* num,
                                                                      const acc_t* den,
-                                                                     int64_t group) {
-  GroupCoefficients<acc_t, MM, NN> k;
-  load_group<acc_t, MM, NN, SUM_ABS>(k, num + group * (MM + 1), den + group * NN, MM, NN);
+                                                                     int64_t group, int m, int n) {
+  GroupCoefficients<acc_t, MM, NN> k;  // orders below (MM, NN) are zero-padded here
+  load_group<acc_t, MM, NN, SUM_ABS>(k, num + group * (m + 1), den + group * n, m, n);
   return k;
 }
 
-template <typename acc_t, int MM, int NN, bool SUM_ABS>
-__device__ __forceinline__ acc_t forward_element(acc_t x,
-                                                 const GroupCoefficients<acc_t, MM, NN>& k) {
-  if constexpr (std::is_same_v<acc_t, float>) {
-    if (fabsf(x) > kLargeInput)  // rare: keep powers of huge inputs finite
-      return static_cast<float>(rational_forward<double, MM, NN, SUM_ABS>(x, k));
+template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS>
+__device__ __forceinline__ Pack<scalar_t, VEC> forward_pack(
+    const Pack<scalar_t, VEC>& in, const GroupCoefficients<acc_type<scalar_t>, MM, NN>& k) {
+  using acc_t = acc_type<scalar_t>;
+  Pack<scalar_t, VEC> out;
+#pragma unroll
+  for (int v = 0; v < VEC; ++v) {
+    const acc_t xv = static_cast<acc_t>(in.v[v]);
+    acc_t y;
+    if (std::is_same_v<acc_t, float> && fabsf(xv) > kLargeInput)  // rare: keep powers finite
+      y = static_cast<acc_t>(rational_forward<double, MM, NN, SUM_ABS>(xv, k));
+    else
+      y = rational_forward<acc_t, MM, NN, SUM_ABS>(xv, k);
+    out.v[v] = static_cast<scalar_t>(y);
   }
-  return rational_forward<acc_t, MM, NN, SUM_ABS>(x, k);
+  return out;
+}
+
+// dL/dx of one pack; adds the pack's coefficient gradients to sums.
+template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS>
+__device__ __forceinline__ Pack<scalar_t, VEC> backward_pack(
+    const Pack<scalar_t, VEC>& xin, const Pack<scalar_t, VEC>& gin,
+    const GroupCoefficients<acc_type<scalar_t>, MM, NN>& k, acc_type<scalar_t>* sums) {
+  using acc_t = acc_type<scalar_t>;
+  constexpr int K = MM + 1 + NN;
+  Pack<scalar_t, VEC> out;
+#pragma unroll
+  for (int v = 0; v < VEC; ++v) {
+    const acc_t xv = static_cast<acc_t>(xin.v[v]), gv = static_cast<acc_t>(gin.v[v]);
+    if (std::is_same_v<acc_t, float> && fabsf(xv) > kLargeInput) {  // rare: huge x in double
+      const auto t = rational_backward<double, MM, NN, SUM_ABS>(xv, gv, k);
+      double d[K] = {};
+      add_coefficient_grads<double, MM, NN, SUM_ABS>(xv, t.gq, t.gf, t.u, k, d, 1);
+#pragma unroll
+      for (int s = 0; s < K; ++s) sums[s] += static_cast<acc_t>(d[s]);
+      out.v[v] = static_cast<scalar_t>(t.dx);
+    } else {
+      const auto t = rational_backward<acc_t, MM, NN, SUM_ABS>(xv, gv, k);
+      add_coefficient_grads<acc_t, MM, NN, SUM_ABS>(xv, t.gq, t.gf, t.u, k, sums, 1);
+      out.v[v] = static_cast<scalar_t>(t.dx);
+    }
+  }
+  return out;
+}
+
+template <typename scalar_t, int VEC>
+__device__ __forceinline__ Pack<scalar_t, VEC> load_pack(const scalar_t* p) {
+  return *reinterpret_cast<const Pack<scalar_t, VEC>*>(p);
+}
+
+template <typename scalar_t, int VEC>
+__device__ __forceinline__ void store_pack(scalar_t* p, const Pack<scalar_t, VEC>& v) {
+  *reinterpret_cast<Pack<scalar_t, VEC>*>(p) = v;
 }
 
 template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS>
-__global__ void __launch_bounds__(kThreadsPerBlock)
+__global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocks)
     forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
                    const acc_type<scalar_t>* __restrict__ num,
                    const acc_type<scalar_t>* __restrict__ den, int64_t rows, int64_t width,
-                   int64_t group_width) {
-  using acc_t = acc_type<scalar_t>;
+                   int64_t group_width, int m, int n) {
   using P = Pack<scalar_t, VEC>;
   const int64_t column = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
   if (column >= width) return;
-  const auto k = group_of<acc_t, MM, NN, SUM_ABS>(num, den, column / group_width);
-  for (int64_t r = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y; r < rows;
-       r += static_cast<int64_t>(gridDim.y) * blockDim.y) {
-    const int64_t offset = r * width + column;
-    P in = *reinterpret_cast<const P*>(x + offset), out;
+  const auto k = group_of<acc_type<scalar_t>, MM, NN, SUM_ABS>(num, den, column / group_width,
+                                                               m, n);
+  const int64_t step = static_cast<int64_t>(gridDim.y) * blockDim.y;
+  int64_t r = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y;
+  for (; r + (kForwardRows - 1) * step < rows; r += kForwardRows * step) {
+    P in[kForwardRows];
 #pragma unroll
-    for (int v = 0; v < VEC; ++v)
-      out.v[v] = static_cast<scalar_t>(
-          forward_element<acc_t, MM, NN, SUM_ABS>(static_cast<acc_t>(in.v[v]), k));
-    *reinterpret_cast<P*>(y + offset) = out;
+    for (int i = 0; i < kForwardRows; ++i)
+      in[i] = load_pack<scalar_t, VEC>(x + (r + i * step) * width + column);
+#pragma unroll
+    for (int i = 0; i < kForwardRows; ++i)
+      store_pack(y + (r + i * step) * width + column,
+                 forward_pack<scalar_t, VEC, MM, NN, SUM_ABS>(in[i], k));
   }
+  for (; r < rows; r += step)
+    store_pack(y + r * width + column, forward_pack<scalar_t, VEC, MM, NN, SUM_ABS>(
+                                           load_pack<scalar_t, VEC>(x + r * width + column), k));
 }
 
 template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS>
-__global__ void __launch_bounds__(kThreadsPerBlock)
+__global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocks)
     backward_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ x,
                     scalar_t* __restrict__ dx, const acc_type<scalar_t>* __restrict__ num,
                     const acc_type<scalar_t>* __restrict__ den,
                     acc_type<scalar_t>* __restrict__ partial, int64_t rows, int64_t width,
-                    int64_t group_width) {
+                    int64_t group_width, int m, int n) {
   using acc_t = acc_type<scalar_t>;
   using P = Pack<scalar_t, VEC>;
   constexpr int K = MM + 1 + NN;
@@ -117,32 +189,26 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
 #pragma unroll
   for (int s = 0; s < K; ++s) sums[s] = acc_t(0);
   if (active) {
-    const auto k = group_of<acc_t, MM, NN, SUM_ABS>(num, den, column / group_width);
-    for (int64_t r = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y; r < rows;
-         r += static_cast<int64_t>(gridDim.y) * blockDim.y) {
-      const int64_t offset = r * width + column;
-      const P xin = *reinterpret_cast<const P*>(x + offset);
-      const P gin = *reinterpret_cast<const P*>(grad + offset);
-      P out;
+    const auto k = group_of<acc_t, MM, NN, SUM_ABS>(num, den, column / group_width, m, n);
+    const int64_t step = static_cast<int64_t>(gridDim.y) * blockDim.y;
+    int64_t r = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y;
+    for (; r + (kBackwardRows - 1) * step < rows; r += kBackwardRows * step) {
+      P xin[kBackwardRows], gin[kBackwardRows];
 #pragma unroll
-      for (int v = 0; v < VEC; ++v) {
-        const acc_t xv = static_cast<acc_t>(xin.v[v]), gv = static_cast<acc_t>(gin.v[v]);
-        bool large = false;
-        if constexpr (std::is_same_v<acc_t, float>) large = fabsf(xv) > kLargeInput;
-        if (large) {  // rare: evaluate huge inputs in double
-          const auto t = rational_backward<double, MM, NN, SUM_ABS>(xv, gv, k);
-          double d[K] = {};
-          add_coefficient_grads<double, MM, NN, SUM_ABS>(xv, t.gq, t.gf, t.u, k, d, 1);
-#pragma unroll
-          for (int s = 0; s < K; ++s) sums[s] += static_cast<acc_t>(d[s]);
-          out.v[v] = static_cast<scalar_t>(t.dx);
-        } else {
-          const auto t = rational_backward<acc_t, MM, NN, SUM_ABS>(xv, gv, k);
-          add_coefficient_grads<acc_t, MM, NN, SUM_ABS>(xv, t.gq, t.gf, t.u, k, sums, 1);
-          out.v[v] = static_cast<scalar_t>(t.dx);
-        }
+      for (int i = 0; i < kBackwardRows; ++i) {
+        xin[i] = load_pack<scalar_t, VEC>(x + (r + i * step) * width + column);
+        gin[i] = load_pack<scalar_t, VEC>(grad + (r + i * step) * width + column);
       }
-      *reinterpret_cast<P*>(dx + offset) = out;
+#pragma unroll
+      for (int i = 0; i < kBackwardRows; ++i)
+        store_pack(dx + (r + i * step) * width + column,
+                   backward_pack<scalar_t, VEC, MM, NN, SUM_ABS>(xin[i], gin[i], k, sums));
+    }
+    for (; r < rows; r += step) {
+      const int64_t offset = r * width + column;
+      store_pack(dx + offset, backward_pack<scalar_t, VEC, MM, NN, SUM_ABS>(
+                                  load_pack<scalar_t, VEC>(x + offset),
+                                  load_pack<scalar_t, VEC>(grad + offset), k, sums));
     }
   }
   const int tx = threadIdx.x, ty = threadIdx.y, TX = blockDim.x, TY = blockDim.y;
@@ -159,19 +225,25 @@ __global__ void __launch_bounds__(kThreadsPerBlock)
   }
 }
 
+// Coefficients in the arithmetic dtype, contiguous (a no-op for float32 parameters).
+inline at::Tensor coefficients_as(const at::Tensor& t, at::ScalarType type) {
+  return t.to(type).contiguous();
+}
+
 template <typename scalar_t, int MM, int NN, bool SUM_ABS>
 void launch_forward(const at::Tensor& x, at::Tensor& y, const at::Tensor& num,
                     const at::Tensor& den, const Geometry& geo) {
   using acc_t = acc_type<scalar_t>;
   constexpr int V = 16 / sizeof(scalar_t);
-  const auto [a, b] = padded_coefficients(num, den, MM, NN, c10::CppTypeToScalarType<acc_t>::value);
+  const auto acc = c10::CppTypeToScalarType<acc_t>::value;
+  const auto a = coefficients_as(num, acc), b = coefficients_as(den, acc);
   const int vec = vector_width<scalar_t>(geo, {x.data_ptr(), y.data_ptr()});
   const Launch l = launch_shape(geo, vec);
   auto kernel = vec == V ? forward_kernel<scalar_t, V, MM, NN, SUM_ABS>
                          : forward_kernel<scalar_t, 1, MM, NN, SUM_ABS>;
   kernel<<<l.grid, l.block, 0, at::cuda::getCurrentCUDAStream()>>>(
       x.template data_ptr<scalar_t>(), y.template data_ptr<scalar_t>(), a.template data_ptr<acc_t>(),
-      b.template data_ptr<acc_t>(), geo.rows, geo.width, geo.group_width);
+      b.template data_ptr<acc_t>(), geo.rows, geo.width, geo.group_width, geo.m, geo.n);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -183,7 +255,7 @@ at::Tensor launch_backward(const at::Tensor& grad, const at::Tensor& x, at::Tens
   constexpr int V = 16 / sizeof(scalar_t);
   constexpr int K = MM + 1 + NN;
   const auto acc = c10::CppTypeToScalarType<acc_t>::value;
-  const auto [a, b] = padded_coefficients(num, den, MM, NN, acc);
+  const auto a = coefficients_as(num, acc), b = coefficients_as(den, acc);
   const int vec = vector_width<scalar_t>(geo, {x.data_ptr(), grad.data_ptr(), dx.data_ptr()});
   const Launch l = launch_shape(geo, vec);
   const int64_t column_vectors = geo.width / vec;
@@ -195,7 +267,7 @@ at::Tensor launch_backward(const at::Tensor& grad, const at::Tensor& x, at::Tens
   kernel<<<l.grid, l.block, shared, at::cuda::getCurrentCUDAStream()>>>(
       grad.template data_ptr<scalar_t>(), x.template data_ptr<scalar_t>(), dx.template data_ptr<scalar_t>(),
       a.template data_ptr<acc_t>(), b.template data_ptr<acc_t>(), partial.template data_ptr<acc_t>(),
-      geo.rows, geo.width, geo.group_width);
+      geo.rows, geo.width, geo.group_width, geo.m, geo.n);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   // (grid_y, D/vec, K) -> (g, K): fixed-order sums over blocks and over a group's columns.
   return partial.sum(0).view({geo.groups, column_vectors / geo.groups, K}).sum(1);
@@ -228,10 +300,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_rational_backward_cuda(
   const auto xc = x.contiguous();
   const auto gc = grad_output.to(x.scalar_type()).contiguous();
   auto dx = at::empty_like(xc, at::MemoryFormat::Contiguous);
-  at::Tensor sums = at::zeros({geo.groups, kMaxNumeratorOrder + 1 + kMaxDenominatorOrder},
-                              xc.options().dtype(at::kDouble));
+  at::Tensor sums;
   int mm = kMaxNumeratorOrder;
-  if (geo.rows > 0) {
+  if (geo.rows == 0) {
+    sums = at::zeros({geo.groups, kMaxNumeratorOrder + 1 + kMaxDenominatorOrder},
+                     xc.options().dtype(at::kDouble));
+  } else {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(),
                                     "group_rational_backward_cuda", [&] {
       dispatch_orders(geo, sum_abs, [&](auto orders, auto sum_abs_t) {

@@ -13,6 +13,7 @@ from katbench.bench.block import WIDTHS, run_block_benchmark
 from katbench.bench.model import format_table, throughput_table
 from katbench.bench.op import DTYPES, IMPLS, ratios, run_op_benchmark, write_outputs
 from katbench.bench.timing import device_name
+from katbench.bench.tune import DEFAULT_VARIANTS, run_tuning, time_variant
 from katbench.ops import kernel_backend
 
 
@@ -32,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     op.add_argument("--sweep-compiled", action="store_true",
                     help="also torch.compile every sweep shape (default on CUDA only)")
     op.add_argument("--no-sweep", action="store_true", help="time the headline shape only")
+    op.add_argument("--sweep-dtypes", nargs="+", default=None, choices=sorted(DTYPES),
+                    help="dtypes of the groups/widths sweep (default: the first of --dtypes)")
     op.add_argument("--impls", nargs="+", default=list(IMPLS), choices=list(IMPLS),
                     help="implementations at the headline shape (default: all)")
     op.add_argument("--min-run-time", type=float, default=0.3, help="seconds per measurement")
@@ -54,7 +57,26 @@ def main(argv: list[str] | None = None) -> int:
     model.add_argument("--no-amp", action="store_true", help="float32 instead of bf16 autocast")
     model.add_argument("--compile", action="store_true", help="torch.compile the models")
     model.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    tune = sub.add_parser("tune", help="compare CUDA launch settings (rebuilds the kernels)")
+    tune.add_argument("variants", nargs="*", default=list(DEFAULT_VARIANTS),
+                      help='overrides such as "FORWARD_ROWS=2 MIN_BLOCKS=2"; "" is the default')
+    tune.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
+                      choices=sorted(DTYPES))
+    tune.add_argument("--min-run-time", type=float, default=0.2)
+    tune.add_argument("--build-root", type=Path,
+                      default=Path.home() / ".cache" / "katbench" / "tune")
+    tune.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.command == "tune":
+        if not torch.cuda.is_available():
+            parser.error("tune measures the CUDA kernels: no CUDA device is available")
+        if args.worker:
+            print(json.dumps(time_variant(args.dtypes, args.min_run_time)))
+            return 0
+        print(f"device: {device_name(torch.device('cuda'))}; building {len(args.variants)} "
+              f"variants under {args.build_root}", flush=True)
+        run_tuning(args.variants, args.dtypes, args.min_run_time, args.build_root)
+        return 0
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -81,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     dtypes = args.dtypes or (["float32", "bfloat16", "float16"] if on_cuda else ["float32"])
     leading = tuple(args.shape or ((64, 1000) if on_cuda else (16, 256)))
     headline = (args.headline[0], args.headline[1])
-    sweep = ["ours", "vectorised", "looped", "gelu"]
+    sweep = ["ours", "vectorised", "looped", "gelu"]  # Figures 6/7
     if on_cuda or args.sweep_compiled:
         sweep.insert(2, "compiled")
     impls = args.impls
@@ -93,10 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = run_op_benchmark(device, dtypes, impls, sweep, leading,
                             [] if args.no_sweep else args.groups,
                             [] if args.no_sweep else args.widths, headline, args.min_run_time,
-                            args.variant)
+                            args.variant, args.sweep_dtypes)
     print("\n".join(ratios(rows, headline)))
-    csv_path, png_path = write_outputs(rows, args.out, name, headline)
-    print(f"wrote {csv_path} and {png_path}")
+    written = write_outputs(rows, args.out, name, headline)
+    print("wrote " + ", ".join(map(str, written)))
     return 0
 
 

@@ -3,8 +3,15 @@
 ``op`` times
 forward and forward+backward of ``group_rational`` against the eager PyTorch reference, the
 reference under ``torch.compile``, a loop over groups (one slice per group, as per-group PAU
-layers would run), GELU and ``x.clone()`` (the memory-traffic floor), over groups and widths.
-It prints a table (ms, GB/s, peak MiB), ratios, and writes CSV and PNG under ``results/bench/``.
+layers would run), the fixed activations ReLU/GELU/SiLU/PReLU and ``x.clone()`` (the
+memory-traffic floor), over groups and widths. A forward+backward step starts from cleared
+gradients, as a training step after ``zero_grad(set_to_none=True)`` does. It prints a table
+(ms, GB/s, peak MiB) and the headline ratios, and writes under ``results/bench/``:
+
+* ``op_<device>.csv`` and ``.png``: every measurement; throughput (batches/s) and peak memory
+  against groups and widths (the paper's Figures 6 and 7);
+* ``table7_<device>.csv`` and ``.png``: ReLU, GELU, SiLU, PReLU and GR-KAN throughput and peak
+  memory at the headline shape (the paper's Table 7).
 """
 
 from __future__ import annotations
@@ -47,42 +54,56 @@ def looped_rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch
                       for i, chunk in enumerate(x.chunk(groups, dim=-1))], dim=-1)
 
 
-IMPLS = ("ours", "vectorised", "compiled", "looped", "gelu", "clone")
+IMPLS = ("ours", "vectorised", "compiled", "looped", "relu", "gelu", "silu", "prelu", "clone")
+RATIONALS = ("ours", "vectorised", "compiled", "looped")
+TABLE7 = {"relu": "ReLU", "gelu": "GELU", "silu": "SiLU", "prelu": "PReLU", "ours": "GR-KAN"}
 
 
 def _activations(variant: str) -> dict[str, Callable]:
+    """``impl -> f(x, *parameters)``; parameters come from :func:`_parameters`."""
     compiled = torch.compile(group_rational_reference, dynamic=False)
     return {
         "ours": lambda x, a, b: group_rational(x, a, b, variant),
         "vectorised": lambda x, a, b: group_rational_reference(x, a, b, variant),
         "compiled": lambda x, a, b: compiled(x, a, b, variant),
         "looped": lambda x, a, b: looped_rational(x, a, b, variant),
-        "gelu": lambda x, a, b: F.gelu(x),
-        "clone": lambda x, a, b: x.clone(),
+        "relu": F.relu,
+        "gelu": F.gelu,
+        "silu": F.silu,
+        "prelu": F.prelu,
+        "clone": torch.clone,
     }
+
+
+def _parameters(impl: str, groups: int, device: torch.device,
+                dtype: torch.dtype) -> list[torch.Tensor]:
+    """Learnable parameters of ``impl``: rational coefficients, PReLU's slope, or none."""
+    if impl in RATIONALS:
+        numerator = torch.randn(1, 6, device=device).expand(groups, 6).contiguous()
+        return [numerator, torch.rand(groups, 4, device=device)]
+    if impl == "prelu":
+        return [torch.full((1,), 0.25, device=device, dtype=dtype)]
+    return []
 
 
 def measure(impl: str, activation: Callable, mode: str, shape: tuple[int, ...], groups: int,
             dtype: torch.dtype, device: torch.device, min_run_time: float) -> Measurement:
     """Time ``impl`` for ``mode`` in {forward, forward+backward} on a fresh random tensor."""
     x = torch.randn(*shape, device=device, dtype=dtype)
-    numerator = torch.randn(1, 6, device=device).expand(groups, 6).contiguous()
-    denominator = torch.rand(groups, 4, device=device)
+    parameters = _parameters(impl, groups, device, dtype)
     if mode == "forward":
         def step():
             with torch.no_grad():
-                return activation(x, numerator, denominator)
+                return activation(x, *parameters)
         traffic = 2 * x.numel() * x.element_size()
     else:
-        x.requires_grad_(impl != "clone")
-        numerator.requires_grad_()
-        denominator.requires_grad_()
+        leaves = [x.requires_grad_(), *(p.requires_grad_() for p in parameters)]
         grad = torch.randn_like(x)
 
         def step():
-            y = activation(x, numerator, denominator)
-            if y.requires_grad:
-                y.backward(grad)
+            for leaf in leaves:
+                leaf.grad = None
+            activation(x, *parameters).backward(grad)
         traffic = 5 * x.numel() * x.element_size()  # read x, write y; read x, grad; write dx
     ms = time_ms(step, min_run_time)
     return Measurement(impl, mode, str(dtype).removeprefix("torch."), "x".join(map(str, shape)),
@@ -92,15 +113,21 @@ def measure(impl: str, activation: Callable, mode: str, shape: tuple[int, ...], 
 def run_op_benchmark(device: torch.device, dtypes: list[str], impls: list[str],
                      sweep_impls: list[str], leading: tuple[int, ...], groups: list[int],
                      widths: list[int], headline: tuple[int, int], min_run_time: float,
-                     variant: str = "sum_abs") -> list[Measurement]:
-    """Headline shape with every implementation, then the groups/width sweep."""
+                     variant: str = "sum_abs",
+                     sweep_dtypes: list[str] | None = None) -> list[Measurement]:
+    """Headline shape with every implementation, then the groups/width sweep.
+
+    The sweep runs for ``sweep_dtypes`` (default: the first of ``dtypes``).
+    """
     activations = _activations(variant)
+    sweep_dtypes = dtypes[:1] if sweep_dtypes is None else sweep_dtypes
     rows = []
-    configs = [(headline[0], headline[1], impls)]
-    configs += [(g, headline[1], sweep_impls) for g in groups if g != headline[0]]
-    configs += [(headline[0], w, sweep_impls) for w in widths if w != headline[1]]
+    sweep = [(g, headline[1], sweep_impls) for g in groups if g != headline[0]]
+    sweep += [(headline[0], w, sweep_impls) for w in widths if w != headline[1]]
     for dtype_name in dtypes:
         dtype = DTYPES[dtype_name]
+        configs = [(headline[0], headline[1], impls)]
+        configs += sweep if dtype_name in sweep_dtypes else []
         for group_count, width, names in configs:
             for name in names:
                 for mode in ("forward", "forward+backward"):
@@ -143,8 +170,8 @@ def ratios(rows: list[Measurement], headline: tuple[int, int]) -> list[str]:
 
 
 def write_outputs(rows: list[Measurement], out_dir: Path, name: str,
-                  headline: tuple[int, int]) -> tuple[Path, Path]:
-    """Write the tidy CSV and a throughput-vs-groups/width figure (paper Fig. 6 style)."""
+                  headline: tuple[int, int]) -> list[Path]:
+    """Write every measurement (CSV), Figures 6/7 (PNG) and Table 7 (CSV and PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -153,28 +180,70 @@ def write_outputs(rows: list[Measurement], out_dir: Path, name: str,
 
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame([asdict(r) for r in rows])
+    frame["batches_per_s"] = 1e3 / frame["ms"]
     csv_path, png_path = out_dir / f"{name}.csv", out_dir / f"{name}.png"
     frame.to_csv(csv_path, index=False)
-    dtypes = sorted(frame.dtype.unique())
-    fig, axes = plt.subplots(len(dtypes), 2, figsize=(11, 4 * len(dtypes)), squeeze=False)
-    fb = frame[frame["mode"] == "forward+backward"]
-    for row_axes, dtype in zip(axes, dtypes, strict=True):
-        sub = fb[fb.dtype == dtype]
-        for ax, axis, fixed, label in ((row_axes[0], "groups", ("width", headline[1]), "groups g"),
-                                       (row_axes[1], "width", ("groups", headline[0]), "width D")):
-            part = sub[sub[fixed[0]] == fixed[1]]
+    _plot_sweeps(frame, headline, png_path, f"group_rational vs baselines: {name}", plt)
+    written = [csv_path, png_path]
+    at_headline = frame[(frame.groups == headline[0]) & (frame.width == headline[1])
+                        & frame.impl.isin(list(TABLE7))]
+    if not at_headline.empty:
+        table = at_headline.assign(activation=at_headline.impl.map(TABLE7))[
+            ["activation", "dtype", "mode", "batches_per_s", "ms", "peak_mib"]]
+        table7_csv, table7_png = (out_dir / f"table7_{name.removeprefix('op_')}.csv",
+                                  out_dir / f"table7_{name.removeprefix('op_')}.png")
+        table.to_csv(table7_csv, index=False)
+        _plot_table7(table, table7_png, plt)
+        written += [table7_csv, table7_png]
+    return written
+
+
+def _plot_sweeps(frame, headline: tuple[int, int], path: Path, title: str, plt) -> None:
+    """Figures 6 and 7: batches/s and peak MiB against groups (D fixed) and widths (g fixed)."""
+    sweep_dtype = frame.dtype.iloc[0]
+    sub = frame[frame.dtype == sweep_dtype]
+    modes = [m for m in ("forward", "forward+backward") if m in set(sub["mode"])]
+    fig, axes = plt.subplots(len(modes), 4, figsize=(18, 4 * len(modes)), squeeze=False)
+    panels = (("groups", ("width", headline[1]), "batches_per_s", "batches/s (higher is better)"),
+              ("groups", ("width", headline[1]), "peak_mib", "peak MiB (lower is better)"),
+              ("width", ("groups", headline[0]), "batches_per_s", "batches/s (higher is better)"),
+              ("width", ("groups", headline[0]), "peak_mib", "peak MiB (lower is better)"))
+    for row_axes, mode in zip(axes, modes, strict=True):
+        for ax, (axis, fixed, column, label) in zip(row_axes, panels, strict=True):
+            part = sub[(sub["mode"] == mode) & (sub[fixed[0]] == fixed[1])
+                       & sub.impl.isin(list(RATIONALS) + ["gelu"])]
+            if column == "peak_mib" and part[column].isna().all():
+                ax.set_axis_off()
+                continue
             for impl, lines in part.groupby("impl"):
                 lines = lines.sort_values(axis)
-                ax.plot(lines[axis], lines["ms"], marker="o", label=impl)
+                ax.plot(lines[axis], lines[column], marker="o", label=impl)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
-            ax.set_xlabel(label)
-            ax.set_ylabel("forward+backward ms (lower is better)")
-            ax.set_title(f"{dtype}, {fixed[0]}={fixed[1]}")
+            ax.set_xlabel("groups g" if axis == "groups" else "width D")
+            ax.set_ylabel(label)
+            ax.set_title(f"{mode}, {sweep_dtype}, {fixed[0]}={fixed[1]}", fontsize=9)
             ax.grid(alpha=0.3, which="both")
-            ax.legend(fontsize=8)
-    fig.suptitle(f"group_rational vs baselines: {name}")
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return csv_path, png_path
+
+
+def _plot_table7(table, path: Path, plt) -> None:
+    """Table 7 as bars: batches/s per activation and dtype, one panel per pass."""
+    modes = list(dict.fromkeys(table["mode"]))
+    fig, axes = plt.subplots(1, len(modes), figsize=(6 * len(modes), 4), squeeze=False)
+    for ax, mode in zip(axes[0], modes, strict=True):
+        pivot = table[table["mode"] == mode].pivot_table(
+            index="activation", columns="dtype", values="batches_per_s")
+        pivot = pivot.reindex([a for a in TABLE7.values() if a in pivot.index])
+        pivot.plot.bar(ax=ax, rot=0)
+        ax.set_ylabel("batches/s (higher is better)")
+        ax.set_title(mode)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle("Table 7: activation throughput at the headline shape")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

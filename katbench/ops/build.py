@@ -3,7 +3,8 @@
 The extension is compiled on first use with ``torch.utils.cpp_extension.load`` (ninja) into a
 cache folder keyed by the torch version, the CUDA version and the Python version:
 ``$KATBENCH_BUILD_DIR`` if set, else ``~/.cache/katbench/build/<key>``. ninja rebuilds only when
-a source file changes.
+a source file changes. ``KATBENCH_CUDA_FLAGS`` adds nvcc flags (the launch-tuning overrides
+``-DKATBENCH_<NAME>=value`` that ``python -m katbench.bench tune`` compares) and joins the key.
 
 ``KATBENCH_BACKEND`` chooses what runs: ``auto`` (default: compiled kernels, falling back to the
 pure-PyTorch reference with one warning when no C++ compiler or no CUDA toolkit is found),
@@ -47,6 +48,8 @@ def build_directory(with_cuda: bool) -> Path:
         cuda = f"cu{torch.version.cuda}" if with_cuda and torch.version.cuda else "cpu"
         python = f"py{sys.version_info[0]}{sys.version_info[1]}"
         key = f"torch{torch.__version__.split('+')[0]}-{cuda}-{python}-{_cpu_tag()}"
+        if with_cuda and cuda_flags():
+            key += "-" + hashlib.sha1(" ".join(cuda_flags()).encode()).hexdigest()[:8]
         path = Path.home() / ".cache" / "katbench" / "build" / key
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -60,6 +63,11 @@ def _cpu_tag() -> str:
     except OSError:
         model = platform.processor()
     return hashlib.sha1(f"{platform.machine()}{model}".encode()).hexdigest()[:8]
+
+
+def cuda_flags() -> list[str]:
+    """Extra nvcc flags from ``KATBENCH_CUDA_FLAGS`` (whitespace-separated)."""
+    return os.environ.get("KATBENCH_CUDA_FLAGS", "").split()
 
 
 def missing_toolchain(with_cuda: bool) -> str | None:
@@ -101,7 +109,7 @@ def compile_and_load(with_cuda: bool, verbose: bool = False) -> None:
             extra_include_paths=[str(CSRC)],
             extra_cflags=cflags,
             extra_ldflags=["-fopenmp"],
-            extra_cuda_cflags=["-O3", "--expt-relaxed-constexpr"],
+            extra_cuda_cflags=["-O3", "--expt-relaxed-constexpr", *cuda_flags()],
             build_directory=str(build_directory(with_cuda)),
             is_python_module=False,
             verbose=verbose,

@@ -1,0 +1,106 @@
+"""``python -m katbench.bench tune``: compare launch settings of the CUDA kernels, side by side.
+
+A variant is a set of overrides of the launch constants in ``csrc/group_rational_cuda.cu``
+(``"FORWARD_ROWS=2 MIN_BLOCKS=2"`` becomes ``-DKATBENCH_FORWARD_ROWS=2 -DKATBENCH_MIN_BLOCKS=2``,
+passed through ``KATBENCH_CUDA_FLAGS``). Every variant is compiled at once, each into its own
+build folder, then timed in its own process (an op registers once per process) on the same
+shapes together with ``x.clone()`` and GELU measured in that process, so each variant's ratios
+to the memory floor are side by side. The empty variant is the compiled-in default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from katbench.bench.op import DTYPES, _activations, measure
+
+DEFAULT_VARIANTS = ("", "FORWARD_ROWS=1 BACKWARD_ROWS=1", "FORWARD_ROWS=2 BACKWARD_ROWS=1",
+                    "FORWARD_ROWS=8 BACKWARD_ROWS=4", "THREADS_PER_BLOCK=128",
+                    "BLOCKS_PER_SM=4", "BLOCKS_PER_SM=16", "MIN_BLOCKS=2")
+# (label, leading dims, width, groups): the paper's op shape and a KAT-T hidden activation.
+SHAPES = (("64x1000x512", (64, 1000), 512, 8), ("ViT-T hidden", (128, 197), 768, 8))
+
+
+def variant_flags(variant: str) -> list[str]:
+    """``"NAME=value ..."`` -> ``["-DKATBENCH_NAME=value", ...]`` (validated)."""
+    flags = []
+    for item in variant.split():
+        name, _, value = item.partition("=")
+        if not name.isidentifier() or not value.isdigit():
+            raise ValueError(f"bad tuning override {item!r}; write NAME=integer, e.g. "
+                             "FORWARD_ROWS=2")
+        flags.append(f"-DKATBENCH_{name.upper()}={value}")
+    return flags
+
+
+def variant_env(variant: str, build_root: Path) -> dict[str, str]:
+    """Environment that builds and loads ``variant`` from its own folder under ``build_root``."""
+    slug = "default" if not variant else "_".join(variant.split()).replace("=", "")
+    return {**os.environ, "KATBENCH_BACKEND": "compiled",
+            "KATBENCH_CUDA_FLAGS": " ".join(variant_flags(variant)),
+            "KATBENCH_BUILD_DIR": str(build_root / slug)}
+
+
+def time_variant(dtypes: list[str], min_run_time: float) -> list[dict]:
+    """Time ours, clone and GELU at :data:`SHAPES` in this process (the worker's job)."""
+    device = torch.device("cuda")
+    activations = _activations("sum_abs")
+    rows = []
+    for dtype_name in dtypes:
+        for label, leading, width, groups in SHAPES:
+            at = {}
+            for impl, mode in (("clone", "forward"), ("gelu", "forward+backward"),
+                               ("ours", "forward"), ("ours", "forward+backward")):
+                m = measure(impl, activations[impl], mode, (*leading, width), groups,
+                            DTYPES[dtype_name], device, min_run_time)
+                at[(impl, mode)] = m.ms
+            rows.append({"dtype": dtype_name, "shape": label,
+                         "fwd_ms": at[("ours", "forward")],
+                         "fwd_bwd_ms": at[("ours", "forward+backward")],
+                         "fwd_vs_clone": at[("ours", "forward")] / at[("clone", "forward")],
+                         "fwd_bwd_vs_gelu": at[("ours", "forward+backward")]
+                         / at[("gelu", "forward+backward")]})
+    return rows
+
+
+def run_tuning(variants: list[str], dtypes: list[str], min_run_time: float,
+               build_root: Path) -> list[str]:
+    """Build all variants in parallel, time each in a subprocess; return the printable table."""
+    builds = {v: subprocess.Popen(
+        [sys.executable, "-c", "from katbench.ops import load_kernels; load_kernels()"],
+        env=variant_env(v, build_root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True) for v in variants}
+    failed = {}
+    for variant, process in builds.items():
+        output, _ = process.communicate()
+        if process.returncode:
+            failed[variant] = output.strip().splitlines()[-1:] or ["(no output)"]
+    lines = [f"{'variant':32s} {'dtype':9s} {'shape':13s} {'fwd ms':>8s} {'f+b ms':>8s} "
+             f"{'fwd/clone':>9s} {'f+b/gelu':>9s}"]
+    print(lines[0], flush=True)
+    for variant in variants:
+        label = variant or "(default)"
+        if variant in failed:
+            lines.append(f"{label:32s} build failed: {failed[variant][0]}")
+            print(lines[-1], flush=True)
+            continue
+        worker = subprocess.run(
+            [sys.executable, "-m", "katbench.bench", "tune", "--worker", "--dtypes", *dtypes,
+             "--min-run-time", str(min_run_time)],
+            env=variant_env(variant, build_root), capture_output=True, text=True)
+        if worker.returncode:
+            lines.append(f"{label:32s} failed: {worker.stderr.strip().splitlines()[-1:]}")
+            print(lines[-1], flush=True)
+            continue
+        for row in json.loads(worker.stdout.strip().splitlines()[-1]):
+            lines.append(f"{label:32s} {row['dtype']:9s} {row['shape']:13s} "
+                         f"{row['fwd_ms']:8.4f} {row['fwd_bwd_ms']:8.4f} "
+                         f"{row['fwd_vs_clone']:9.2f} {row['fwd_bwd_vs_gelu']:9.2f}")
+            print(lines[-1], flush=True)
+    return lines
