@@ -9,8 +9,8 @@
 //
 // Backward: each thread accumulates its coefficient gradients in registers over all its rows; the
 // block reduces them across threadIdx.y in shared memory and writes one partial per
-// (blockIdx.y, column vector). The partials are summed with a fixed-order tensor reduction, so
-// coefficient gradients are bitwise deterministic and no global atomics are used at all.
+// (blockIdx.y, column vector). A second small kernel sums each group's partials in a fixed order,
+// so coefficient gradients are bitwise deterministic and no global atomics are used at all.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
@@ -34,16 +34,17 @@ namespace {
 #define KATBENCH_MIN_BLOCKS 1
 #endif
 #ifndef KATBENCH_FORWARD_ROWS  // rows whose loads a thread issues before computing any
-#define KATBENCH_FORWARD_ROWS 4
+#define KATBENCH_FORWARD_ROWS 2
 #endif
 #ifndef KATBENCH_BACKWARD_ROWS  // likewise in backward (two loads, x and grad, per row)
-#define KATBENCH_BACKWARD_ROWS 2
+#define KATBENCH_BACKWARD_ROWS 1
 #endif
 constexpr int kThreadsPerBlock = KATBENCH_THREADS_PER_BLOCK;
 constexpr int kBlocksPerSM = KATBENCH_BLOCKS_PER_SM;
 constexpr int kMinBlocks = KATBENCH_MIN_BLOCKS;
 constexpr int kForwardRows = KATBENCH_FORWARD_ROWS;
 constexpr int kBackwardRows = KATBENCH_BACKWARD_ROWS;
+constexpr int kReduceThreads = 256;
 
 template <typename scalar_t>
 using acc_type = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
@@ -86,45 +87,69 @@ __device__ __forceinline__ GroupCoefficients<acc_t, MM, NN> group_of(const acc_t
   return k;
 }
 
+// Whether any element of a pack needs the double path (float arithmetic only).
+template <typename acc_t, int VEC>
+__device__ __forceinline__ bool any_large(const acc_t (&xs)[VEC]) {
+  if constexpr (!std::is_same_v<acc_t, float>) return false;
+  bool large = false;
+#pragma unroll
+  for (int v = 0; v < VEC; ++v) large |= fabsf(xs[v]) > kLargeInput;
+  return large;
+}
+
 template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS>
 __device__ __forceinline__ Pack<scalar_t, VEC> forward_pack(
     const Pack<scalar_t, VEC>& in, const GroupCoefficients<acc_type<scalar_t>, MM, NN>& k) {
   using acc_t = acc_type<scalar_t>;
-  Pack<scalar_t, VEC> out;
+  acc_t xs[VEC];
 #pragma unroll
-  for (int v = 0; v < VEC; ++v) {
-    const acc_t xv = static_cast<acc_t>(in.v[v]);
-    acc_t y;
-    if (std::is_same_v<acc_t, float> && fabsf(xv) > kLargeInput)  // rare: keep powers finite
-      y = static_cast<acc_t>(rational_forward<double, MM, NN, SUM_ABS>(xv, k));
-    else
-      y = rational_forward<acc_t, MM, NN, SUM_ABS>(xv, k);
-    out.v[v] = static_cast<scalar_t>(y);
+  for (int v = 0; v < VEC; ++v) xs[v] = static_cast<acc_t>(in.v[v]);
+  Pack<scalar_t, VEC> out;
+  if (!any_large<acc_t, VEC>(xs)) {  // the common case: no branch per element
+#pragma unroll
+    for (int v = 0; v < VEC; ++v)
+      out.v[v] = static_cast<scalar_t>(rational_forward<acc_t, MM, NN, SUM_ABS>(xs[v], k));
+    return out;
   }
+#pragma unroll
+  for (int v = 0; v < VEC; ++v)  // rare: powers of huge inputs evaluated in double
+    out.v[v] = static_cast<scalar_t>(
+        fabs(xs[v]) > kLargeInput
+            ? static_cast<acc_t>(rational_forward<double, MM, NN, SUM_ABS>(xs[v], k))
+            : rational_forward<acc_t, MM, NN, SUM_ABS>(xs[v], k));
   return out;
 }
 
-// dL/dx of one pack; adds the pack's coefficient gradients to sums.
+// dL/dx of one pack; adds the pack's coefficient gradients to sums (dL/d|b| for sum_abs: the
+// kernel applies sign(b) once at the end).
 template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS>
 __device__ __forceinline__ Pack<scalar_t, VEC> backward_pack(
     const Pack<scalar_t, VEC>& xin, const Pack<scalar_t, VEC>& gin,
     const GroupCoefficients<acc_type<scalar_t>, MM, NN>& k, acc_type<scalar_t>* sums) {
   using acc_t = acc_type<scalar_t>;
-  constexpr int K = MM + 1 + NN;
+  acc_t xs[VEC];
+#pragma unroll
+  for (int v = 0; v < VEC; ++v) xs[v] = static_cast<acc_t>(xin.v[v]);
   Pack<scalar_t, VEC> out;
+  if (!any_large<acc_t, VEC>(xs)) {  // the common case: no branch per element
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) {
+      const auto t = rational_backward<acc_t, MM, NN, SUM_ABS>(xs[v], acc_t(gin.v[v]), k);
+      add_coefficient_grads<acc_t, MM, NN, SUM_ABS, false>(xs[v], t.gq, t.gf, t.u, k, sums, 1);
+      out.v[v] = static_cast<scalar_t>(t.dx);
+    }
+    return out;
+  }
 #pragma unroll
   for (int v = 0; v < VEC; ++v) {
-    const acc_t xv = static_cast<acc_t>(xin.v[v]), gv = static_cast<acc_t>(gin.v[v]);
-    if (std::is_same_v<acc_t, float> && fabsf(xv) > kLargeInput) {  // rare: huge x in double
-      const auto t = rational_backward<double, MM, NN, SUM_ABS>(xv, gv, k);
-      double d[K] = {};
-      add_coefficient_grads<double, MM, NN, SUM_ABS>(xv, t.gq, t.gf, t.u, k, d, 1);
-#pragma unroll
-      for (int s = 0; s < K; ++s) sums[s] += static_cast<acc_t>(d[s]);
+    const acc_t gv = static_cast<acc_t>(gin.v[v]);
+    if (fabs(xs[v]) > kLargeInput) {  // rare: huge x in double
+      const auto t = rational_backward<double, MM, NN, SUM_ABS>(xs[v], gv, k);
+      add_coefficient_grads<double, MM, NN, SUM_ABS, false>(xs[v], t.gq, t.gf, t.u, k, sums, 1);
       out.v[v] = static_cast<scalar_t>(t.dx);
     } else {
-      const auto t = rational_backward<acc_t, MM, NN, SUM_ABS>(xv, gv, k);
-      add_coefficient_grads<acc_t, MM, NN, SUM_ABS>(xv, t.gq, t.gf, t.u, k, sums, 1);
+      const auto t = rational_backward<acc_t, MM, NN, SUM_ABS>(xs[v], gv, k);
+      add_coefficient_grads<acc_t, MM, NN, SUM_ABS, false>(xs[v], t.gq, t.gf, t.u, k, sums, 1);
       out.v[v] = static_cast<scalar_t>(t.dx);
     }
   }
@@ -210,6 +235,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocks)
                                   load_pack<scalar_t, VEC>(x + offset),
                                   load_pack<scalar_t, VEC>(grad + offset), k, sums));
     }
+    apply_denominator_signs<MM, NN, SUM_ABS>(k, sums);
   }
   const int tx = threadIdx.x, ty = threadIdx.y, TX = blockDim.x, TY = blockDim.y;
 #pragma unroll
@@ -223,6 +249,40 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocks)
       partial[(static_cast<int64_t>(blockIdx.y) * (width / VEC) + column_vector) * K + s] = total;
     }
   }
+}
+
+// Sums the backward partials (blocks_y, D/VEC, K) of each group into its coefficient gradients:
+// one block per group, each thread over a fixed strided subset, then a fixed-order tree, so the
+// result is bitwise deterministic. Writes grad_num (g, m+1) and grad_den (g, n).
+template <typename acc_t, int MM, int NN>
+__global__ void __launch_bounds__(kReduceThreads)
+    reduce_partials_kernel(const acc_t* __restrict__ partial, int64_t blocks_y,
+                           int64_t column_vectors, int64_t vectors_per_group, int m, int n,
+                           acc_t* __restrict__ grad_num, acc_t* __restrict__ grad_den) {
+  constexpr int K = MM + 1 + NN;
+  __shared__ acc_t shared[kReduceThreads][K];
+  const int64_t group = blockIdx.x;
+  acc_t local[K];
+#pragma unroll
+  for (int s = 0; s < K; ++s) local[s] = acc_t(0);
+  for (int64_t i = threadIdx.x; i < blocks_y * vectors_per_group; i += kReduceThreads) {
+    const int64_t by = i / vectors_per_group, j = i % vectors_per_group;
+    const acc_t* p = partial + (by * column_vectors + group * vectors_per_group + j) * K;
+#pragma unroll
+    for (int s = 0; s < K; ++s) local[s] += p[s];
+  }
+#pragma unroll
+  for (int s = 0; s < K; ++s) shared[threadIdx.x][s] = local[s];
+  __syncthreads();
+  for (int stride = kReduceThreads / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride)
+#pragma unroll
+      for (int s = 0; s < K; ++s) shared[threadIdx.x][s] += shared[threadIdx.x + stride][s];
+    __syncthreads();
+  }
+  const int s = threadIdx.x;
+  if (s <= m) grad_num[group * (m + 1) + s] = shared[0][s];
+  if (s > MM && s - (MM + 1) < n) grad_den[group * n + s - (MM + 1)] = shared[0][s];
 }
 
 // Coefficients in the arithmetic dtype, contiguous (a no-op for float32 parameters).
@@ -247,10 +307,11 @@ void launch_forward(const at::Tensor& x, at::Tensor& y, const at::Tensor& num,
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// Returns the (g, MM+1+NN) coefficient-gradient sums.
+// Writes dx; returns the numerator and denominator gradients in the arithmetic dtype.
 template <typename scalar_t, int MM, int NN, bool SUM_ABS>
-at::Tensor launch_backward(const at::Tensor& grad, const at::Tensor& x, at::Tensor& dx,
-                           const at::Tensor& num, const at::Tensor& den, const Geometry& geo) {
+std::pair<at::Tensor, at::Tensor> launch_backward(const at::Tensor& grad, const at::Tensor& x,
+                                                  at::Tensor& dx, const at::Tensor& num,
+                                                  const at::Tensor& den, const Geometry& geo) {
   using acc_t = acc_type<scalar_t>;
   constexpr int V = 16 / sizeof(scalar_t);
   constexpr int K = MM + 1 + NN;
@@ -269,8 +330,16 @@ at::Tensor launch_backward(const at::Tensor& grad, const at::Tensor& x, at::Tens
       a.template data_ptr<acc_t>(), b.template data_ptr<acc_t>(), partial.template data_ptr<acc_t>(),
       geo.rows, geo.width, geo.group_width, geo.m, geo.n);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  // (grid_y, D/vec, K) -> (g, K): fixed-order sums over blocks and over a group's columns.
-  return partial.sum(0).view({geo.groups, column_vectors / geo.groups, K}).sum(1);
+  auto grad_num = at::empty({geo.groups, geo.m + 1}, a.options());
+  auto grad_den = at::empty({geo.groups, geo.n}, b.options());
+  reduce_partials_kernel<acc_t, MM, NN>
+      <<<static_cast<unsigned>(geo.groups), kReduceThreads, 0,
+         at::cuda::getCurrentCUDAStream()>>>(
+          partial.template data_ptr<acc_t>(), l.grid.y, column_vectors,
+          column_vectors / geo.groups, geo.m, geo.n, grad_num.template data_ptr<acc_t>(),
+          grad_den.template data_ptr<acc_t>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {grad_num, grad_den};
 }
 
 at::Tensor group_rational_cuda(const at::Tensor& x, const at::Tensor& num, const at::Tensor& den,
@@ -300,23 +369,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_rational_backward_cuda(
   const auto xc = x.contiguous();
   const auto gc = grad_output.to(x.scalar_type()).contiguous();
   auto dx = at::empty_like(xc, at::MemoryFormat::Contiguous);
-  at::Tensor sums;
-  int mm = kMaxNumeratorOrder;
-  if (geo.rows == 0) {
-    sums = at::zeros({geo.groups, kMaxNumeratorOrder + 1 + kMaxDenominatorOrder},
-                     xc.options().dtype(at::kDouble));
-  } else {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(),
-                                    "group_rational_backward_cuda", [&] {
-      dispatch_orders(geo, sum_abs, [&](auto orders, auto sum_abs_t) {
-        mm = decltype(orders.first)::value;
-        sums = launch_backward<scalar_t, decltype(orders.first)::value,
-                               decltype(orders.second)::value, decltype(sum_abs_t)::value>(
-            gc, xc, dx, num, den, geo);
-      });
+  if (geo.rows == 0) return {dx, at::zeros_like(num), at::zeros_like(den)};
+  at::Tensor grad_num, grad_den;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(),
+                                  "group_rational_backward_cuda", [&] {
+    dispatch_orders(geo, sum_abs, [&](auto orders, auto sum_abs_t) {
+      std::tie(grad_num, grad_den) =
+          launch_backward<scalar_t, decltype(orders.first)::value, decltype(orders.second)::value,
+                          decltype(sum_abs_t)::value>(gc, xc, dx, num, den, geo);
     });
-  }
-  auto [grad_num, grad_den] = split_coefficient_grads(sums, mm, num, den);
+  });
+  grad_num = grad_num.to(num.scalar_type());
+  grad_den = grad_den.to(den.scalar_type());
   return {dx, grad_num, grad_den};
 }
 

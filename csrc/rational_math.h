@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cmath>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #define KATBENCH_HD __host__ __device__ __forceinline__
@@ -49,6 +50,16 @@ KATBENCH_HD T sign_of(T v) {
 template <typename T>
 KATBENCH_HD T abs_of(T v) {
   return std::fabs(v);
+}
+
+// n / q for the denominators Q >= 1. On the GPU in float this is the hardware reciprocal
+// (MUFU.RCP, <= 2 ulp) instead of IEEE division's ~10-instruction sequence.
+template <typename T>
+KATBENCH_HD T divide(T n, T q) {
+#if defined(__CUDA_ARCH__)
+  if constexpr (std::is_same_v<T, float>) return __fdividef(n, q);
+#endif
+  return n / q;
 }
 
 // Coefficients of one group in the arithmetic type: a[0..m], c[0..n-1] (|b| for sum_abs),
@@ -84,7 +95,7 @@ KATBENCH_HD T rational_forward(T x, const GroupCoefficients<CT, MM, NN>& k) {
   KATBENCH_UNROLL
   for (int i = NN - 1; i >= 0; --i)
     inner = (inner + static_cast<T>(k.c[i])) * u;
-  return p / (T(1) + abs_of(inner));
+  return divide(p, T(1) + abs_of(inner));
 }
 
 // Per-element backward quantities: dx = dL/dx, gq = g / Q, gf = -g F sign(inner) / Q, u.
@@ -111,7 +122,7 @@ KATBENCH_HD BackwardTerms<T> rational_backward(T x, T g, const GroupCoefficients
   dinner = dinner * u + inner;  // constant term of inner is 0
   inner = inner * u;
   const T s = SUM_ABS ? T(1) : sign_of(inner);  // sum_abs: inner >= 0, Q = 1 + inner
-  const T rq = T(1) / (T(1) + s * inner);
+  const T rq = divide(T(1), T(1) + s * inner);
   const T f = p * rq;
   const T dq_dx = s * dinner * (SUM_ABS ? sign_of(x) : T(1));
   const T gq = g * rq;
@@ -121,22 +132,34 @@ KATBENCH_HD BackwardTerms<T> rational_backward(T x, T g, const GroupCoefficients
 // Takes scalars rather than BackwardTerms: a struct argument stays in memory inside
 // `omp simd` loops and blocks GCC's vectoriser.
 // Adds dL/da_j = gq x^j into slots[j * stride] (j = 0..MM) and dL/db_k = gf u^k (times
-// sign(b_k) for sum_abs) into slots[(MM + k) * stride] (k = 1..NN).
-template <typename T, int MM, int NN, bool SUM_ABS, typename CT>
+// sign(b_k) for sum_abs when APPLY_SIGN) into slots[(MM + k) * stride] (k = 1..NN). Without
+// APPLY_SIGN the caller multiplies the sums by sign(b_k) once (:func:`apply_denominator_signs`).
+template <typename T, int MM, int NN, bool SUM_ABS, bool APPLY_SIGN = true, typename CT,
+          typename S>
 KATBENCH_HD void add_coefficient_grads(T x, T gq, T gf, T u,
-                                       const GroupCoefficients<CT, MM, NN>& k, T* slots,
+                                       const GroupCoefficients<CT, MM, NN>& k, S* slots,
                                        int stride) {
   T power = gq;
   KATBENCH_UNROLL
   for (int j = 0; j <= MM; ++j) {
-    slots[j * stride] += power;
+    slots[j * stride] += static_cast<S>(power);
     power *= x;
   }
   power = gf * u;
   KATBENCH_UNROLL
   for (int i = 0; i < NN; ++i) {
-    slots[(MM + 1 + i) * stride] += SUM_ABS ? power * static_cast<T>(k.sb[i]) : power;
+    slots[(MM + 1 + i) * stride] +=
+        static_cast<S>(SUM_ABS && APPLY_SIGN ? power * static_cast<T>(k.sb[i]) : power);
     power *= u;
+  }
+}
+
+// sum_abs: turns sums of dL/d|b_k| (add_coefficient_grads without APPLY_SIGN) into dL/db_k.
+template <int MM, int NN, bool SUM_ABS, typename T, typename CT>
+KATBENCH_HD void apply_denominator_signs(const GroupCoefficients<CT, MM, NN>& k, T* sums) {
+  if constexpr (SUM_ABS) {
+    KATBENCH_UNROLL
+    for (int i = 0; i < NN; ++i) sums[MM + 1 + i] *= static_cast<T>(k.sb[i]);
   }
 }
 

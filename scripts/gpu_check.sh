@@ -2,11 +2,13 @@
 # Everything katbench measures on a CUDA machine, in one call (fits a 10-minute device slot):
 # build the CUDA kernels, compare launch settings (bench tune), run the op tests on CUDA, then
 # the op, block and model benchmarks. One log and the benchmark files land in OUT_DIR.
-# Usage: bash scripts/gpu_check.sh OUT_DIR [quick|tune|full]
-#   quick: tests + headline benchmarks; tune: also `bench tune`; full: also the op sweep.
+# Usage: bash scripts/gpu_check.sh OUT_DIR [quick|tune|full] [tune variants...]
+#   quick: tests + headline benchmarks; tune: also `bench tune`, the per-kernel profile and ncu
+#   counters; full: tune's steps and the op sweep (Figures 6/7).
 set -euo pipefail
 out=${1:-results/gpu_check}
 mode=${2:-quick}
+shift $(( $# > 2 ? 2 : $# ))
 mkdir -p "$out"
 log=$out/log.txt
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 KATBENCH_BACKEND=compiled
@@ -19,12 +21,22 @@ python3 -c "from katbench.ops import load_kernels; print(load_kernels())" >"$out
 build=$!
 if [ "$mode" != quick ]; then
     step tune
-    python3 -m katbench.bench tune 2>&1 | tee -a "$log"
+    python3 -m katbench.bench tune "$@" 2>&1 | tee -a "$log"
 fi
 wait $build || { cat "$out/build.txt"; exit 1; }
 cat "$out/build.txt" >>"$log"
 step pytest tests/ops
 python3 -m pytest tests/ops -q -p no:cacheprovider 2>&1 | tail -15 | tee -a "$log" || true
+if [ "$mode" != quick ]; then
+    step profile
+    python3 scripts/profile_op.py 2>&1 | tee -a "$log"
+    step ncu
+    ncu --clock-control none -k regex:"forward_kernel|backward_kernel|reduce_partials" -c 12 \
+        --section SpeedOfLight --section Occupancy --section LaunchStats \
+        python3 scripts/profile_op.py --ncu --dtypes float32 bfloat16 >"$out/ncu.txt" 2>&1 || true
+    grep -E "_kernel|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Registers Per|Achieved Occupancy|Theoretical Occupancy|Block Limit Reg" \
+        "$out/ncu.txt" | tee -a "$log" | head -120
+fi
 sweep=--no-sweep
 [ "$mode" = full ] && sweep=
 step bench op
