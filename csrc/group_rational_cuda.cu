@@ -30,8 +30,11 @@ namespace {
 #ifndef KATBENCH_BLOCKS_PER_SM  // blocks launched per multiprocessor (grid size)
 #define KATBENCH_BLOCKS_PER_SM 8
 #endif
-#ifndef KATBENCH_MIN_BLOCKS  // __launch_bounds__ minimum resident blocks (caps registers)
+#ifndef KATBENCH_MIN_BLOCKS  // forward __launch_bounds__ minimum resident blocks (caps registers)
 #define KATBENCH_MIN_BLOCKS 1
+#endif
+#ifndef KATBENCH_BACKWARD_MIN_BLOCKS  // likewise for backward, whose occupancy limits it
+#define KATBENCH_BACKWARD_MIN_BLOCKS 3
 #endif
 #ifndef KATBENCH_FORWARD_ROWS  // rows whose loads a thread issues before computing any
 #define KATBENCH_FORWARD_ROWS 2
@@ -42,9 +45,10 @@ namespace {
 constexpr int kThreadsPerBlock = KATBENCH_THREADS_PER_BLOCK;
 constexpr int kBlocksPerSM = KATBENCH_BLOCKS_PER_SM;
 constexpr int kMinBlocks = KATBENCH_MIN_BLOCKS;
+constexpr int kBackwardMinBlocks = KATBENCH_BACKWARD_MIN_BLOCKS;
 constexpr int kForwardRows = KATBENCH_FORWARD_ROWS;
 constexpr int kBackwardRows = KATBENCH_BACKWARD_ROWS;
-constexpr int kReduceThreads = 256;
+constexpr int kReduceThreads = 128;
 
 template <typename scalar_t>
 using acc_type = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
@@ -195,7 +199,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocks)
 }
 
 template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS>
-__global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocks)
+__global__ void __launch_bounds__(kThreadsPerBlock, kBackwardMinBlocks)
     backward_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ x,
                     scalar_t* __restrict__ dx, const acc_type<scalar_t>* __restrict__ num,
                     const acc_type<scalar_t>* __restrict__ den,
@@ -251,38 +255,36 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocks)
   }
 }
 
-// Sums the backward partials (blocks_y, D/VEC, K) of each group into its coefficient gradients:
-// one block per group, each thread over a fixed strided subset, then a fixed-order tree, so the
-// result is bitwise deterministic. Writes grad_num (g, m+1) and grad_den (g, n).
+// Sums the backward partials (blocks_y, D/VEC, K) into the coefficient gradients: one block per
+// (group, slot), each thread over a fixed strided subset, then a fixed-order tree, so the result
+// is bitwise deterministic. Writes grad_num (g, m+1) and grad_den (g, n).
 template <typename acc_t, int MM, int NN>
 __global__ void __launch_bounds__(kReduceThreads)
     reduce_partials_kernel(const acc_t* __restrict__ partial, int64_t blocks_y,
                            int64_t column_vectors, int64_t vectors_per_group, int m, int n,
                            acc_t* __restrict__ grad_num, acc_t* __restrict__ grad_den) {
   constexpr int K = MM + 1 + NN;
-  __shared__ acc_t shared[kReduceThreads][K];
+  __shared__ acc_t shared[kReduceThreads];
   const int64_t group = blockIdx.x;
-  acc_t local[K];
-#pragma unroll
-  for (int s = 0; s < K; ++s) local[s] = acc_t(0);
-  for (int64_t i = threadIdx.x; i < blocks_y * vectors_per_group; i += kReduceThreads) {
+  const int slot = blockIdx.y;
+  if (slot > m && (slot <= MM || slot - (MM + 1) >= n)) return;  // a zero-padded slot
+  const int64_t items = blocks_y * vectors_per_group;
+  acc_t local = acc_t(0);
+#pragma unroll 8
+  for (int64_t i = threadIdx.x; i < items; i += kReduceThreads) {
     const int64_t by = i / vectors_per_group, j = i % vectors_per_group;
-    const acc_t* p = partial + (by * column_vectors + group * vectors_per_group + j) * K;
-#pragma unroll
-    for (int s = 0; s < K; ++s) local[s] += p[s];
+    local += partial[(by * column_vectors + group * vectors_per_group + j) * K + slot];
   }
-#pragma unroll
-  for (int s = 0; s < K; ++s) shared[threadIdx.x][s] = local[s];
+  shared[threadIdx.x] = local;
   __syncthreads();
   for (int stride = kReduceThreads / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride)
-#pragma unroll
-      for (int s = 0; s < K; ++s) shared[threadIdx.x][s] += shared[threadIdx.x + stride][s];
+    if (threadIdx.x < stride) shared[threadIdx.x] += shared[threadIdx.x + stride];
     __syncthreads();
   }
-  const int s = threadIdx.x;
-  if (s <= m) grad_num[group * (m + 1) + s] = shared[0][s];
-  if (s > MM && s - (MM + 1) < n) grad_den[group * n + s - (MM + 1)] = shared[0][s];
+  if (threadIdx.x == 0) {
+    if (slot <= MM) grad_num[group * (m + 1) + slot] = shared[0];
+    else grad_den[group * n + slot - (MM + 1)] = shared[0];
+  }
 }
 
 // Coefficients in the arithmetic dtype, contiguous (a no-op for float32 parameters).
@@ -333,7 +335,7 @@ std::pair<at::Tensor, at::Tensor> launch_backward(const at::Tensor& grad, const 
   auto grad_num = at::empty({geo.groups, geo.m + 1}, a.options());
   auto grad_den = at::empty({geo.groups, geo.n}, b.options());
   reduce_partials_kernel<acc_t, MM, NN>
-      <<<static_cast<unsigned>(geo.groups), kReduceThreads, 0,
+      <<<dim3(static_cast<unsigned>(geo.groups), K), kReduceThreads, 0,
          at::cuda::getCurrentCUDAStream()>>>(
           partial.template data_ptr<acc_t>(), l.grid.y, column_vectors,
           column_vectors / geo.groups, geo.m, geo.n, grad_num.template data_ptr<acc_t>(),

@@ -124,7 +124,8 @@ KATBENCH_HD BackwardTerms<T> rational_backward(T x, T g, const GroupCoefficients
   const T s = SUM_ABS ? T(1) : sign_of(inner);  // sum_abs: inner >= 0, Q = 1 + inner
   const T rq = divide(T(1), T(1) + s * inner);
   const T f = p * rq;
-  const T dq_dx = s * dinner * (SUM_ABS ? sign_of(x) : T(1));
+  // sum_abs: dQ/dx = sign(x) inner'(|x|), written as a sign copy (0 at x = 0, as autograd's abs).
+  const T dq_dx = SUM_ABS ? (x == T(0) ? T(0) : std::copysign(dinner, x)) : s * dinner;
   const T gq = g * rq;
   return {gq * (dp - f * dq_dx), gq, -gq * f * s, u};
 }

@@ -4,32 +4,38 @@
 # the op, block and model benchmarks. One log and the benchmark files land in OUT_DIR.
 # Usage: bash scripts/gpu_check.sh OUT_DIR [quick|tune|full] [tune variants...]
 #   quick: tests + headline benchmarks; tune: also `bench tune`, the per-kernel profile and ncu
-#   counters; full: tune's steps and the op sweep (Figures 6/7).
+#   counters; full: tune, the profile, the op sweep (Figures 6/7) and digits training (needs
+#   hydra-core/omegaconf importable, e.g. from .whl/site).
 set -euo pipefail
 out=${1:-results/gpu_check}
 mode=${2:-quick}
 shift $(( $# > 2 ? 2 : $# ))
 mkdir -p "$out"
 log=$out/log.txt
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 KATBENCH_BACKEND=compiled
+# .whl/site: pure-Python packages the device image lacks (hydra-core, omegaconf, antlr4), copied
+# there from a local install, for the digits training run.
+export PYTHONPATH=$PWD${PWD:+:$PWD/.whl/site}${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 \
+    KATBENCH_BACKEND=compiled
 step() { echo "=== $* ($(date +%T))" | tee -a "$log"; }
 step gpu
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv | tee -a "$log"
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$log"
 step build
-python3 -c "from katbench.ops import load_kernels; print(load_kernels())" >"$out/build.txt" 2>&1 &
+python3 -c "from katbench.ops import load_kernels; print(load_kernels())" >/tmp/build.txt 2>&1 &
 build=$!
 if [ "$mode" != quick ]; then
     step tune
     python3 -m katbench.bench tune "$@" 2>&1 | tee -a "$log"
 fi
-wait $build || { cat "$out/build.txt"; exit 1; }
-cat "$out/build.txt" >>"$log"
+wait $build || { cat /tmp/build.txt; exit 1; }
+cat /tmp/build.txt >>"$log"
 step pytest tests/ops
 python3 -m pytest tests/ops -q -p no:cacheprovider 2>&1 | tail -15 | tee -a "$log" || true
 if [ "$mode" != quick ]; then
     step profile
     python3 scripts/profile_op.py 2>&1 | tee -a "$log"
+fi
+if [ "$mode" = tune ]; then
     step ncu
     ncu --clock-control none -k regex:"forward_kernel|backward_kernel|reduce_partials" -c 12 \
         --section SpeedOfLight --section Occupancy --section LaunchStats \
@@ -46,4 +52,13 @@ python3 -m katbench.bench block 2>&1 | tee -a "$log"
 step bench model
 python3 -m katbench.bench model vit_tiny_patch16_224 kat_tiny_patch16_224 vit_small_patch16_224 \
     kat_small_patch16_224 --json "$out/throughput.json" 2>&1 | tee -a "$log"
+if [ "$mode" = full ] && python3 -c "import hydra, omegaconf" 2>/dev/null; then
+    step digits on the GPU, paper profile, all mixers
+    timeout 150 python3 -m katbench.run task=digits mixer=mlp,kan,grkan profile=paper \
+        tracking.enabled=false results_dir="$out/results" 2>&1 | tr '\r' '\n' | grep -v "it/s\]$" \
+        >"$out/digits.txt" || true
+    grep "seed0:" "$out/digits.txt" | tee -a "$log" || true
+    for f in "$out"/results/runs/*/*/*/metrics.json; do echo "$f"; cat "$f"; done >>"$log" 2>/dev/null || true
+    rm -rf "$out/results"
+fi
 step done

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from katbench.bench.timing import peak_mib, time_ms
+from katbench.bench.timing import gpu_busy_us, peak_mib, time_ms
 from katbench.ops import group_rational
 from katbench.ops.reference import group_rational_reference
 
@@ -43,6 +43,7 @@ class Measurement:
     ms: float
     gb_per_s: float
     peak_mib: float | None
+    gpu_us: float | None = None  # GPU kernel time per call (CUDA, when asked for)
 
 
 def looped_rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
@@ -87,8 +88,12 @@ def _parameters(impl: str, groups: int, device: torch.device,
 
 
 def measure(impl: str, activation: Callable, mode: str, shape: tuple[int, ...], groups: int,
-            dtype: torch.dtype, device: torch.device, min_run_time: float) -> Measurement:
-    """Time ``impl`` for ``mode`` in {forward, forward+backward} on a fresh random tensor."""
+            dtype: torch.dtype, device: torch.device, min_run_time: float,
+            gpu_time: bool = False) -> Measurement:
+    """Time ``impl`` for ``mode`` in {forward, forward+backward} on a fresh random tensor.
+
+    ``gpu_time`` also records the GPU kernel time per call (CUDA only, :func:`gpu_busy_us`).
+    """
     x = torch.randn(*shape, device=device, dtype=dtype)
     parameters = _parameters(impl, groups, device, dtype)
     if mode == "forward":
@@ -106,8 +111,9 @@ def measure(impl: str, activation: Callable, mode: str, shape: tuple[int, ...], 
             activation(x, *parameters).backward(grad)
         traffic = 5 * x.numel() * x.element_size()  # read x, write y; read x, grad; write dx
     ms = time_ms(step, min_run_time)
+    busy = gpu_busy_us(step) if gpu_time and device.type == "cuda" else None
     return Measurement(impl, mode, str(dtype).removeprefix("torch."), "x".join(map(str, shape)),
-                       groups, shape[-1], ms, traffic / ms / 1e6, peak_mib(step, device))
+                       groups, shape[-1], ms, traffic / ms / 1e6, peak_mib(step, device), busy)
 
 
 def run_op_benchmark(device: torch.device, dtypes: list[str], impls: list[str],

@@ -30,3 +30,22 @@ def peak_mib(fn: Callable[[], object], device: torch.device) -> float | None:
 def device_name(device: torch.device) -> str:
     """Human-readable device name for tables and file names."""
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def gpu_busy_us(fn: Callable[[], object], steps: int = 20) -> float:
+    """GPU kernel time of one ``fn()`` call in microseconds, summed over its kernels.
+
+    Measured with ``torch.profiler``, so host overhead (Python, launches) is left out: this is
+    the device-side cost that a CUDA graph or ``torch.compile`` would leave.
+    """
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            fn()
+        torch.cuda.synchronize()
+    return sum(e.device_time_total for e in prof.key_averages()
+               if e.device_type == DeviceType.CUDA) / steps
