@@ -48,7 +48,7 @@ constexpr int kMinBlocks = KATBENCH_MIN_BLOCKS;
 constexpr int kBackwardMinBlocks = KATBENCH_BACKWARD_MIN_BLOCKS;
 constexpr int kForwardRows = KATBENCH_FORWARD_ROWS;
 constexpr int kBackwardRows = KATBENCH_BACKWARD_ROWS;
-constexpr int kReduceThreads = 128;
+constexpr int kReduceThreads = 256;
 
 template <typename scalar_t>
 using acc_type = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
@@ -255,36 +255,38 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kBackwardMinBlocks)
   }
 }
 
-// Sums the backward partials (blocks_y, D/VEC, K) into the coefficient gradients: one block per
-// (group, slot), each thread over a fixed strided subset, then a fixed-order tree, so the result
-// is bitwise deterministic. Writes grad_num (g, m+1) and grad_den (g, n).
+// Sums the backward partials (blocks_y, D/VEC, K) of each group into its coefficient gradients:
+// one block per group, each thread over a fixed strided subset, then a fixed-order tree, so the
+// result is bitwise deterministic. Writes grad_num (g, m+1) and grad_den (g, n).
 template <typename acc_t, int MM, int NN>
 __global__ void __launch_bounds__(kReduceThreads)
     reduce_partials_kernel(const acc_t* __restrict__ partial, int64_t blocks_y,
                            int64_t column_vectors, int64_t vectors_per_group, int m, int n,
                            acc_t* __restrict__ grad_num, acc_t* __restrict__ grad_den) {
   constexpr int K = MM + 1 + NN;
-  __shared__ acc_t shared[kReduceThreads];
+  __shared__ acc_t shared[kReduceThreads][K];
   const int64_t group = blockIdx.x;
-  const int slot = blockIdx.y;
-  if (slot > m && (slot <= MM || slot - (MM + 1) >= n)) return;  // a zero-padded slot
-  const int64_t items = blocks_y * vectors_per_group;
-  acc_t local = acc_t(0);
-#pragma unroll 8
-  for (int64_t i = threadIdx.x; i < items; i += kReduceThreads) {
+  acc_t local[K];
+#pragma unroll
+  for (int s = 0; s < K; ++s) local[s] = acc_t(0);
+  for (int64_t i = threadIdx.x; i < blocks_y * vectors_per_group; i += kReduceThreads) {
     const int64_t by = i / vectors_per_group, j = i % vectors_per_group;
-    local += partial[(by * column_vectors + group * vectors_per_group + j) * K + slot];
+    const acc_t* p = partial + (by * column_vectors + group * vectors_per_group + j) * K;
+#pragma unroll
+    for (int s = 0; s < K; ++s) local[s] += p[s];
   }
-  shared[threadIdx.x] = local;
+#pragma unroll
+  for (int s = 0; s < K; ++s) shared[threadIdx.x][s] = local[s];
   __syncthreads();
   for (int stride = kReduceThreads / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride) shared[threadIdx.x] += shared[threadIdx.x + stride];
+    if (threadIdx.x < stride)
+#pragma unroll
+      for (int s = 0; s < K; ++s) shared[threadIdx.x][s] += shared[threadIdx.x + stride][s];
     __syncthreads();
   }
-  if (threadIdx.x == 0) {
-    if (slot <= MM) grad_num[group * (m + 1) + slot] = shared[0];
-    else grad_den[group * n + slot - (MM + 1)] = shared[0];
-  }
+  const int s = threadIdx.x;
+  if (s <= m) grad_num[group * (m + 1) + s] = shared[0][s];
+  if (s > MM && s - (MM + 1) < n) grad_den[group * n + s - (MM + 1)] = shared[0][s];
 }
 
 // Coefficients in the arithmetic dtype, contiguous (a no-op for float32 parameters).
@@ -335,7 +337,7 @@ std::pair<at::Tensor, at::Tensor> launch_backward(const at::Tensor& grad, const 
   auto grad_num = at::empty({geo.groups, geo.m + 1}, a.options());
   auto grad_den = at::empty({geo.groups, geo.n}, b.options());
   reduce_partials_kernel<acc_t, MM, NN>
-      <<<dim3(static_cast<unsigned>(geo.groups), K), kReduceThreads, 0,
+      <<<static_cast<unsigned>(geo.groups), kReduceThreads, 0,
          at::cuda::getCurrentCUDAStream()>>>(
           partial.template data_ptr<acc_t>(), l.grid.y, column_vectors,
           column_vectors / geo.groups, geo.m, geo.n, grad_num.template data_ptr<acc_t>(),

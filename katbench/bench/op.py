@@ -94,6 +94,8 @@ def measure(impl: str, activation: Callable, mode: str, shape: tuple[int, ...], 
 
     ``gpu_time`` also records the GPU kernel time per call (CUDA only, :func:`gpu_busy_us`).
     """
+    if impl == "compiled":  # a fresh compile per shape: dynamo's recompile limit would
+        torch._dynamo.reset()  # otherwise fall back to eager after a few sweep shapes
     x = torch.randn(*shape, device=device, dtype=dtype)
     parameters = _parameters(impl, groups, device, dtype)
     if mode == "forward":

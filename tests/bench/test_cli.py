@@ -20,6 +20,9 @@ def test_op_benchmark_writes_csv_png_and_ratios(tmp_path, capsys):
     assert set(frame.impl) == {"ours", "vectorised", "looped", "gelu", "clone"}
     assert (frame.ms > 0).all() and set(frame.groups) == {1, 4}
     assert (tmp_path / "op_cpu.png").stat().st_size > 10_000
+    table7 = pd.read_csv(tmp_path / "table7_cpu.csv")  # the activations asked for, at headline
+    assert set(table7.activation) == {"GR-KAN", "GELU"} and (table7.batches_per_s > 0).all()
+    assert (tmp_path / "table7_cpu.png").stat().st_size > 5_000
 
 
 def test_block_benchmark_prints_ratios(capsys):

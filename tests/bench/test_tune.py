@@ -1,0 +1,28 @@
+"""Launch-tuning variants of `python -m katbench.bench tune` become validated nvcc defines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from katbench.bench.tune import variant_env, variant_flags
+
+
+def test_variant_flags_become_defines():
+    assert variant_flags("FORWARD_ROWS=2 min_blocks=3") == [
+        "-DKATBENCH_FORWARD_ROWS=2", "-DKATBENCH_MIN_BLOCKS=3"]
+    assert variant_flags("") == []
+
+
+@pytest.mark.parametrize("bad", ["FORWARD_ROWS", "ROWS=two", "1X=2"])
+def test_bad_variant_names_the_fix(bad):
+    with pytest.raises(ValueError, match="NAME=integer"):
+        variant_flags(bad)
+
+
+def test_each_variant_builds_in_its_own_folder(tmp_path: Path):
+    default, other = variant_env("", tmp_path), variant_env("FORWARD_ROWS=1", tmp_path)
+    assert default["KATBENCH_CUDA_FLAGS"] == "" and default["KATBENCH_BACKEND"] == "compiled"
+    assert other["KATBENCH_CUDA_FLAGS"] == "-DKATBENCH_FORWARD_ROWS=1"
+    assert default["KATBENCH_BUILD_DIR"] != other["KATBENCH_BUILD_DIR"]
