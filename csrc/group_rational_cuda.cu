@@ -101,13 +101,20 @@ __device__ __forceinline__ bool any_large(const acc_t (&xs)[VEC]) {
   return large;
 }
 
+// A pack's elements in the arithmetic type.
+template <typename scalar_t, int VEC>
+__device__ __forceinline__ void unpack(const Pack<scalar_t, VEC>& in,
+                                       acc_type<scalar_t> (&xs)[VEC]) {
+#pragma unroll
+  for (int v = 0; v < VEC; ++v) xs[v] = static_cast<acc_type<scalar_t>>(in.v[v]);
+}
+
 template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS>
 __device__ __forceinline__ Pack<scalar_t, VEC> forward_pack(
     const Pack<scalar_t, VEC>& in, const GroupCoefficients<acc_type<scalar_t>, MM, NN>& k) {
   using acc_t = acc_type<scalar_t>;
   acc_t xs[VEC];
-#pragma unroll
-  for (int v = 0; v < VEC; ++v) xs[v] = static_cast<acc_t>(in.v[v]);
+  unpack(in, xs);
   Pack<scalar_t, VEC> out;
   if (!any_large<acc_t, VEC>(xs)) {  // the common case: no branch per element
 #pragma unroll
@@ -132,8 +139,7 @@ __device__ __forceinline__ Pack<scalar_t, VEC> backward_pack(
     const GroupCoefficients<acc_type<scalar_t>, MM, NN>& k, acc_type<scalar_t>* sums) {
   using acc_t = acc_type<scalar_t>;
   acc_t xs[VEC];
-#pragma unroll
-  for (int v = 0; v < VEC; ++v) xs[v] = static_cast<acc_t>(xin.v[v]);
+  unpack(xin, xs);
   Pack<scalar_t, VEC> out;
   if (!any_large<acc_t, VEC>(xs)) {  // the common case: no branch per element
 #pragma unroll
