@@ -138,10 +138,28 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
             "first_conv": "patch_embed.proj", "classifier": "head", **kwargs}
 
 
-default_cfgs = generate_default_cfgs({
-    **{f"kat_{s}_{v}patch16_224": _cfg() for s in SIZES for v in ("", "swish_", "gelu_")},
-    **{f"vit_{s}_kan_patch16_224": _cfg() for s in SIZES},
-})
+def _kat(act_init: str) -> dict[str, Any]:
+    return {"mixer": "grkan", "mixer_kwargs": {"act_init": act_init, "num_groups": 8},
+            "attn_init": "mimetic"}
+
+
+_PARAMS = {"tiny": "5.7M", "small": "22.1M", "base": "86.6M"}
+# name -> (size, constructor defaults, docstring): every model this module registers.
+MODELS: dict[str, tuple[str, dict[str, Any], str]] = {}
+for _size, _letter in (("tiny", "T"), ("small", "S"), ("base", "B")):
+    MODELS[f"kat_{_size}_patch16_224"] = (
+        _size, _kat("swish"),
+        f"KAT-{_letter}/16: {_PARAMS[_size]} params; identity and Swish rationals (paper default).")
+    MODELS[f"kat_{_size}_swish_patch16_224"] = (
+        _size, _kat("swish"), f"Same as ``kat_{_size}_patch16_224``.")
+    MODELS[f"kat_{_size}_gelu_patch16_224"] = (
+        _size, _kat("gelu"),
+        f"KAT-{_letter}/16 with the second rational fitted to GELU (ViT->KAT transfer).")
+    MODELS[f"vit_{_size}_kan_patch16_224"] = (
+        _size, {"mixer": "kan", "mixer_kwargs": {}},
+        f"ViT-{_letter}/16 + B-spline KAN mixer (the paper's ViT + KAN row).")
+
+default_cfgs = generate_default_cfgs({name: _cfg() for name in MODELS})
 
 
 def _create(variant: str, size: str, pretrained: bool, defaults: dict[str, Any],
@@ -151,88 +169,18 @@ def _create(variant: str, size: str, pretrained: bool, defaults: dict[str, Any],
                                 pretrained_filter_fn=checkpoint_filter_fn, **args)
 
 
-def _kat(act_init: str) -> dict[str, Any]:
-    return {"mixer": "grkan", "mixer_kwargs": {"act_init": act_init, "num_groups": 8},
-            "attn_init": "mimetic"}
+def _register(name: str, size: str, defaults: dict[str, Any], doc: str) -> None:
+    """Register ``name`` with timm (and as a function of this module)."""
+    def entrypoint(pretrained: bool = False, **kwargs: Any) -> KATVisionTransformer:
+        return _create(name, size, pretrained, defaults, kwargs)
+
+    entrypoint.__name__ = entrypoint.__qualname__ = name
+    entrypoint.__doc__ = doc
+    globals()[name] = register_model(entrypoint)
 
 
-_KAN = {"mixer": "kan", "mixer_kwargs": {}}
-
-
-@register_model
-def kat_tiny_patch16_224(pretrained: bool = False, **kwargs: Any) -> KATVisionTransformer:
-    """KAT-T/16: 5.7M params; rationals start as identity and Swish (paper default)."""
-    return _create("kat_tiny_patch16_224", "tiny", pretrained, _kat("swish"), kwargs)
-
-
-@register_model
-def kat_tiny_swish_patch16_224(pretrained: bool = False, **kwargs: Any) -> KATVisionTransformer:
-    """Same as ``kat_tiny_patch16_224``."""
-    return _create("kat_tiny_swish_patch16_224", "tiny", pretrained, _kat("swish"),
-                   kwargs)
-
-
-@register_model
-def kat_tiny_gelu_patch16_224(pretrained: bool = False, **kwargs: Any) -> KATVisionTransformer:
-    """KAT-T/16 with the second rational fitted to GELU (ViT->KAT transfer)."""
-    return _create("kat_tiny_gelu_patch16_224", "tiny", pretrained, _kat("gelu"), kwargs)
-
-
-@register_model
-def kat_small_patch16_224(pretrained: bool = False, **kwargs: Any) -> KATVisionTransformer:
-    """KAT-S/16: 22.1M params; identity and Swish rationals (paper default)."""
-    return _create("kat_small_patch16_224", "small", pretrained, _kat("swish"), kwargs)
-
-
-@register_model
-def kat_small_swish_patch16_224(pretrained: bool = False, **kwargs: Any) -> KATVisionTransformer:
-    """Same as ``kat_small_patch16_224``."""
-    return _create("kat_small_swish_patch16_224", "small", pretrained, _kat("swish"),
-                   kwargs)
-
-
-@register_model
-def kat_small_gelu_patch16_224(pretrained: bool = False, **kwargs: Any) -> KATVisionTransformer:
-    """KAT-S/16 with the second rational fitted to GELU (ViT->KAT transfer)."""
-    return _create("kat_small_gelu_patch16_224", "small", pretrained, _kat("gelu"),
-                   kwargs)
-
-
-@register_model
-def kat_base_patch16_224(pretrained: bool = False, **kwargs: Any) -> KATVisionTransformer:
-    """KAT-B/16: 86.6M params; identity and Swish rationals (paper default)."""
-    return _create("kat_base_patch16_224", "base", pretrained, _kat("swish"), kwargs)
-
-
-@register_model
-def kat_base_swish_patch16_224(pretrained: bool = False, **kwargs: Any) -> KATVisionTransformer:
-    """Same as ``kat_base_patch16_224``."""
-    return _create("kat_base_swish_patch16_224", "base", pretrained, _kat("swish"),
-                   kwargs)
-
-
-@register_model
-def kat_base_gelu_patch16_224(pretrained: bool = False, **kwargs: Any) -> KATVisionTransformer:
-    """KAT-B/16 with the second rational fitted to GELU (ViT->KAT transfer)."""
-    return _create("kat_base_gelu_patch16_224", "base", pretrained, _kat("gelu"), kwargs)
-
-
-@register_model
-def vit_tiny_kan_patch16_224(pretrained: bool = False, **kwargs: Any) -> KATVisionTransformer:
-    """ViT-T/16 + B-spline KAN mixer (the paper's ViT + KAN row)."""
-    return _create("vit_tiny_kan_patch16_224", "tiny", pretrained, _KAN, kwargs)
-
-
-@register_model
-def vit_small_kan_patch16_224(pretrained: bool = False, **kwargs: Any) -> KATVisionTransformer:
-    """ViT-S/16 + B-spline KAN mixer."""
-    return _create("vit_small_kan_patch16_224", "small", pretrained, _KAN, kwargs)
-
-
-@register_model
-def vit_base_kan_patch16_224(pretrained: bool = False, **kwargs: Any) -> KATVisionTransformer:
-    """ViT-B/16 + B-spline KAN mixer."""
-    return _create("vit_base_kan_patch16_224", "base", pretrained, _KAN, kwargs)
+for _name, (_size, _defaults, _doc) in MODELS.items():
+    _register(_name, _size, _defaults, _doc)
 
 
 def vit_mixer(mixer: str, *, img_size: int, patch_size: int, num_classes: int, in_chans: int,
