@@ -14,7 +14,7 @@ mkdir -p "$out"
 log=$out/log.txt
 # .whl/site: pure-Python packages the device image lacks (hydra-core, omegaconf, antlr4), copied
 # there from a local install, for the digits training run.
-export PYTHONPATH=$PWD${PWD:+:$PWD/.whl/site}${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 \
+export PYTHONPATH=$PWD:$PWD/.whl/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 \
     KATBENCH_BACKEND=compiled
 step() { echo "=== $* ($(date +%T))" | tee -a "$log"; }
 step gpu

@@ -13,41 +13,26 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
-from torch.autograd import DeviceType
-from torch.profiler import ProfilerActivity, profile
 
-from katbench.ops import group_rational
-
-
-def steps(dtype: torch.dtype, shape: tuple[int, ...], groups: int) -> dict:
-    """Forward+backward steps of ours and GELU on one random tensor."""
-    x = torch.randn(*shape, device="cuda", dtype=dtype, requires_grad=True)
-    a = torch.randn(1, 6, device="cuda").expand(groups, 6).contiguous().requires_grad_()
-    b = torch.rand(groups, 4, device="cuda", requires_grad=True)
-    g = torch.randn_like(x)
-
-    def ours() -> None:
-        x.grad = a.grad = b.grad = None
-        group_rational(x, a, b).backward(g)
-
-    def gelu() -> None:
-        x.grad = None
-        F.gelu(x).backward(g)
-
-    return {"ours": ours, "gelu": gelu}
+from katbench.bench.op import DTYPES, activations, build_step
+from katbench.bench.timing import gpu_kernel_us
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
+                        choices=sorted(DTYPES))
     parser.add_argument("--shape", type=int, nargs="+", default=[64, 1000, 512])
     parser.add_argument("--groups", type=int, default=8)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--ncu", action="store_true", help="two plain steps each, for ncu")
     args = parser.parse_args()
+    table = activations("sum_abs")
+    device = torch.device("cuda")
     for name in args.dtypes:
-        for impl, step in steps(getattr(torch, name), tuple(args.shape), args.groups).items():
+        for impl in ("ours", "gelu"):
+            step, _ = build_step(table[impl], impl, "forward+backward", tuple(args.shape),
+                                 args.groups, DTYPES[name], device)
             for _ in range(2 if args.ncu else 3):
                 step()
             torch.cuda.synchronize()
@@ -62,17 +47,11 @@ def main() -> None:
             host = (time.perf_counter() - host) / args.steps * 1e6
             torch.cuda.synchronize()
             wall = start.elapsed_time(end) / args.steps * 1e3
-            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-                for _ in range(args.steps):
-                    step()
-                torch.cuda.synchronize()
-            kernels = [(e.device_time_total / args.steps, e.count / args.steps, e.key)
-                       for e in prof.key_averages() if e.device_type == DeviceType.CUDA]
-            busy = sum(k[0] for k in kernels)
+            kernels = gpu_kernel_us(step, args.steps)
             print(f"{name:9s} {impl:5s} wall {wall:7.1f} us/step  host issue {host:7.1f} us/step"
-                  f"  GPU busy {busy:7.1f} us/step")
-            for t, count, key in sorted(kernels, reverse=True):
-                print(f"    {t:8.1f} us  x{count:.0f}  {key[:100]}")
+                  f"  GPU busy {sum(kernels.values()):7.1f} us/step")
+            for key, us in sorted(kernels.items(), key=lambda item: -item[1]):
+                print(f"    {us:8.1f} us  {key[:100]}")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ RATIONALS = ("ours", "vectorised", "compiled", "looped")
 TABLE7 = {"relu": "ReLU", "gelu": "GELU", "silu": "SiLU", "prelu": "PReLU", "ours": "GR-KAN"}
 
 
-def _activations(variant: str) -> dict[str, Callable]:
+def activations(variant: str) -> dict[str, Callable]:
     """``impl -> f(x, *parameters)``; parameters come from :func:`_parameters`."""
     compiled = torch.compile(group_rational_reference, dynamic=False)
     return {
@@ -87,31 +87,40 @@ def _parameters(impl: str, groups: int, device: torch.device,
     return []
 
 
-def measure(impl: str, activation: Callable, mode: str, shape: tuple[int, ...], groups: int,
-            dtype: torch.dtype, device: torch.device, min_run_time: float,
-            gpu_time: bool = False) -> Measurement:
-    """Time ``impl`` for ``mode`` in {forward, forward+backward} on a fresh random tensor.
+def build_step(activation: Callable, impl: str, mode: str, shape: tuple[int, ...], groups: int,
+               dtype: torch.dtype, device: torch.device) -> tuple[Callable[[], object], int]:
+    """One ``mode`` step of ``impl`` on a fresh random tensor, and the bytes it must move.
 
-    ``gpu_time`` also records the GPU kernel time per call (CUDA only, :func:`gpu_busy_us`).
+    A forward+backward step starts from cleared gradients, as after
+    ``zero_grad(set_to_none=True)``.
     """
     if impl == "compiled":  # a fresh compile per shape: dynamo's recompile limit would
         torch._dynamo.reset()  # otherwise fall back to eager after a few sweep shapes
     x = torch.randn(*shape, device=device, dtype=dtype)
     parameters = _parameters(impl, groups, device, dtype)
     if mode == "forward":
-        def step():
+        def forward():
             with torch.no_grad():
                 return activation(x, *parameters)
-        traffic = 2 * x.numel() * x.element_size()
-    else:
-        leaves = [x.requires_grad_(), *(p.requires_grad_() for p in parameters)]
-        grad = torch.randn_like(x)
+        return forward, 2 * x.numel() * x.element_size()
+    leaves = [x.requires_grad_(), *(p.requires_grad_() for p in parameters)]
+    grad = torch.randn_like(x)
 
-        def step():
-            for leaf in leaves:
-                leaf.grad = None
-            activation(x, *parameters).backward(grad)
-        traffic = 5 * x.numel() * x.element_size()  # read x, write y; read x, grad; write dx
+    def forward_backward():
+        for leaf in leaves:
+            leaf.grad = None
+        activation(x, *parameters).backward(grad)
+    return forward_backward, 5 * x.numel() * x.element_size()  # x, y; x, grad, dx
+
+
+def measure(impl: str, activation: Callable, mode: str, shape: tuple[int, ...], groups: int,
+            dtype: torch.dtype, device: torch.device, min_run_time: float,
+            gpu_time: bool = False) -> Measurement:
+    """Time ``impl`` for ``mode`` in {forward, forward+backward} (see :func:`build_step`).
+
+    ``gpu_time`` also records the GPU kernel time per call (CUDA only, :func:`gpu_busy_us`).
+    """
+    step, traffic = build_step(activation, impl, mode, shape, groups, dtype, device)
     ms = time_ms(step, min_run_time)
     busy = gpu_busy_us(step) if gpu_time and device.type == "cuda" else None
     return Measurement(impl, mode, str(dtype).removeprefix("torch."), "x".join(map(str, shape)),
@@ -127,7 +136,7 @@ def run_op_benchmark(device: torch.device, dtypes: list[str], impls: list[str],
 
     The sweep runs for ``sweep_dtypes`` (default: the first of ``dtypes``).
     """
-    activations = _activations(variant)
+    table = activations(variant)
     sweep_dtypes = dtypes[:1] if sweep_dtypes is None else sweep_dtypes
     rows = []
     sweep = [(g, headline[1], sweep_impls) for g in groups if g != headline[0]]
@@ -141,7 +150,7 @@ def run_op_benchmark(device: torch.device, dtypes: list[str], impls: list[str],
                 for mode in ("forward", "forward+backward"):
                     if name == "clone" and mode != "forward":
                         continue
-                    row = measure(name, activations[name], mode, (*leading, width), group_count,
+                    row = measure(name, table[name], mode, (*leading, width), group_count,
                                   dtype, device, min_run_time)
                     rows.append(row)
                     print(_format_row(row), flush=True)

@@ -32,11 +32,11 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def gpu_busy_us(fn: Callable[[], object], steps: int = 20) -> float:
-    """GPU kernel time of one ``fn()`` call in microseconds, summed over its kernels.
+def gpu_kernel_us(fn: Callable[[], object], steps: int = 20) -> dict[str, float]:
+    """GPU time of each kernel of one ``fn()`` call, in microseconds (``torch.profiler``).
 
-    Measured with ``torch.profiler``, so host overhead (Python, launches) is left out: this is
-    the device-side cost that a CUDA graph or ``torch.compile`` would leave.
+    Host overhead (Python, launches) is left out: this is the device-side cost that a CUDA
+    graph or ``torch.compile`` would leave.
     """
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
@@ -47,5 +47,10 @@ def gpu_busy_us(fn: Callable[[], object], steps: int = 20) -> float:
         for _ in range(steps):
             fn()
         torch.cuda.synchronize()
-    return sum(e.device_time_total for e in prof.key_averages()
-               if e.device_type == DeviceType.CUDA) / steps
+    return {e.key: e.device_time_total / steps for e in prof.key_averages()
+            if e.device_type == DeviceType.CUDA}
+
+
+def gpu_busy_us(fn: Callable[[], object], steps: int = 20) -> float:
+    """GPU kernel time of one ``fn()`` call in microseconds, summed over its kernels."""
+    return sum(gpu_kernel_us(fn, steps).values())

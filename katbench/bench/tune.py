@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from katbench.bench.op import DTYPES, _activations, measure
+from katbench.bench.op import DTYPES, activations, measure
 
 DEFAULT_VARIANTS = ("", "FORWARD_ROWS=1", "FORWARD_ROWS=4 BACKWARD_ROWS=2",
                     "BACKWARD_MIN_BLOCKS=1", "BACKWARD_MIN_BLOCKS=4", "THREADS_PER_BLOCK=128",
@@ -54,14 +54,14 @@ def time_variant(dtypes: list[str], min_run_time: float) -> list[dict]:
     what launch settings change and is free of host-overhead noise.
     """
     device = torch.device("cuda")
-    activations = _activations("sum_abs")
+    table = activations("sum_abs")
     rows = []
     for dtype_name in dtypes:
         for label, leading, width, groups in SHAPES:
             wall, busy = {}, {}
             for impl, mode in (("clone", "forward"), ("gelu", "forward+backward"),
                                ("ours", "forward"), ("ours", "forward+backward")):
-                m = measure(impl, activations[impl], mode, (*leading, width), groups,
+                m = measure(impl, table[impl], mode, (*leading, width), groups,
                             DTYPES[dtype_name], device, min_run_time, gpu_time=True)
                 wall[(impl, mode)], busy[(impl, mode)] = m.ms, m.gpu_us
             rows.append({"dtype": dtype_name, "shape": label,

@@ -48,8 +48,9 @@ def build_directory(with_cuda: bool) -> Path:
         cuda = f"cu{torch.version.cuda}" if with_cuda and torch.version.cuda else "cpu"
         python = f"py{sys.version_info[0]}{sys.version_info[1]}"
         key = f"torch{torch.__version__.split('+')[0]}-{cuda}-{python}-{_cpu_tag()}"
-        if with_cuda and cuda_flags():
-            key += "-" + hashlib.sha1(" ".join(cuda_flags()).encode()).hexdigest()[:8]
+        flags = " ".join(cuda_flags()) if with_cuda else ""
+        if flags:
+            key += "-" + hashlib.sha1(flags.encode()).hexdigest()[:8]
         path = Path.home() / ".cache" / "katbench" / "build" / key
     path.mkdir(parents=True, exist_ok=True)
     return path
