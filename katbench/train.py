@@ -121,6 +121,7 @@ class TrainerSettings:
     checkpoint_every_s: float = 60.0
     max_hours: float | None = None
     progress: str = "auto"
+    log_every: int | None = None
 
     @classmethod
     def from_config(cls, section: Any) -> TrainerSettings:
@@ -152,6 +153,8 @@ class TrainerSettings:
             (s.max_hours is None or s.max_hours > 0, "trainer.max_hours",
              "null or a positive number of hours"),
             (s.progress in PROGRESS, "trainer.progress", f"one of {PROGRESS}"),
+            (s.log_every is None or s.log_every >= 1, "trainer.log_every",
+             "null or an integer >= 1"),
         ]
         for ok, key, expected in checks:
             if not ok:
@@ -400,7 +403,7 @@ def fit(spec: TaskSpec, s: TrainerSettings, checkpoint: Path, *,
                 count_samples(local) * rank.world / max(1, count_samples(batch)))
 
     bar = _progress_bar(s, s.epochs, state["epoch"], desc) if rank.is_main else None
-    log_stride = max(1, s.epochs // 10)
+    log_stride = s.log_every or max(1, s.epochs // 10)
     last_checkpoint = time.monotonic()
     raw.train()
     for epoch in range(state["epoch"] + 1, s.epochs + 1):

@@ -83,6 +83,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     ("epochs", 0, "trainer.epochs=0 is invalid"),
     ("warmup_epochs", 100, "trainer.warmup_epochs=100 is invalid; set it to in [0, epochs)"),
     ("lrr", 1.0, "unknown trainer key(s) ['lrr']"),
+    ("log_every", 0, "trainer.log_every=0 is invalid; set it to null or an integer >= 1"),
 ])
 def test_settings_reject_bad_values(key, value, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")
@@ -132,6 +133,13 @@ def test_plateau_stops_at_min_lr(tmp_path):
                  tmp_path / "c.pt", log=lambda e, m: logged.append(m["lr"]))
     assert result["stopped_early"] == "min_lr" and result["epochs_done"] == 4
     assert logged == pytest.approx([5e-2, 5e-2, 5e-2 / 2, 5e-2 / 4])   # lr used per epoch
+
+
+def test_log_lines_come_every_log_every_epochs(tmp_path, capsys):
+    fit(_spec(), _settings(progress="log", log_every=2), tmp_path / "c.pt")
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if " epoch " in ln]
+    assert [ln.split(" epoch ")[1].split()[0] for ln in lines] == ["2/6", "4/6", "6/6"]
+    assert "val_mse=" in lines[0] and "test_mse=" in lines[0]
 
 
 def test_max_hours_stops_after_the_epoch_and_evaluates_it(tmp_path):
