@@ -12,6 +12,8 @@ shift $(( $# > 3 ? 3 : $# ))
 mkdir -p "$out"
 # .whl/site: pure-Python packages the device image lacks (hydra-core, omegaconf, antlr4).
 export PYTHONPATH=$PWD:$PWD/.whl/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+# RDKit (SMILES -> graphs for ZINC) from a wheel carried in .whl/wheels when the image lacks it.
+python3 -c "import rdkit" 2>/dev/null || pip install -q --no-deps --no-index .whl/wheels/rdkit-*.whl
 tracking=false
 python3 -c "import mlflow" 2>/dev/null && tracking=true
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/log.txt"
