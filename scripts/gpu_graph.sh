@@ -13,7 +13,11 @@ mkdir -p "$out"
 # .whl/site: pure-Python packages the device image lacks (hydra-core, omegaconf, antlr4).
 export PYTHONPATH=$PWD:$PWD/.whl/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 # RDKit (SMILES -> graphs for ZINC) from a wheel carried in .whl/wheels when the image lacks it.
-python3 -c "import rdkit" 2>/dev/null || pip install -q --no-deps --no-index .whl/wheels/rdkit-*.whl
+if [ "$task" = zinc ]; then
+    python3 -c "import rdkit" 2>/dev/null ||
+        python3 -m pip install -q --no-deps --no-index .whl/wheels/rdkit-*.whl
+    python3 -c "import rdkit; print('rdkit', rdkit.__version__)"
+fi
 tracking=false
 python3 -c "import mlflow" 2>/dev/null && tracking=true
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/log.txt"
@@ -24,9 +28,11 @@ for mixer in mlp kan grkan; do
         trainer.progress=log trainer.log_every=5 trainer.max_hours="$hours" \
         tracking.enabled=$tracking results_dir="$out/results" "$@" >"$out/$mixer.txt" 2>&1 &
 done
-wait || true
+failed=0
+for job in $(jobs -p); do wait "$job" || failed=$((failed + 1)); done
 for f in "$out"/results/runs/*/*/*/metrics.json; do
     echo "== $f"; cat "$f"
 done >>"$out/log.txt" 2>/dev/null || true
 tail -n 3 "$out"/{mlp,kan,grkan}.txt | tee -a "$out/log.txt"
 rm -rf "$out/results"
+[ "$failed" = 0 ] || { echo "$failed of 3 runs failed; see $out/<mixer>.txt" >&2; exit 1; }
