@@ -82,12 +82,22 @@ Launch launch_shape(const Geometry& geo, int vec) {
   return {dim3(static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y)), dim3(tx, ty)};
 }
 
+// The coefficient tensors as the kernels read them, in place: unit stride along the order, any
+// stride between groups (0 for a numerator shared by all groups and expanded to (g, m+1)).
+template <typename acc_t>
+struct Coefficients {
+  const acc_t* num;
+  const acc_t* den;
+  int64_t num_group_stride, den_group_stride;
+  int m, n;
+};
+
 template <typename acc_t, int MM, int NN, bool SUM_ABS>
-__device__ __forceinline__ GroupCoefficients<acc_t, MM, NN> group_of(const acc_t* num,
-                                                                     const acc_t* den,
-                                                                     int64_t group, int m, int n) {
+__device__ __forceinline__ GroupCoefficients<acc_t, MM, NN> group_of(const Coefficients<acc_t>& c,
+                                                                     int64_t group) {
   GroupCoefficients<acc_t, MM, NN> k;  // orders below (MM, NN) are zero-padded here
-  load_group<acc_t, MM, NN, SUM_ABS>(k, num + group * (m + 1), den + group * n, m, n);
+  load_group<acc_t, MM, NN, SUM_ABS>(k, c.num + group * c.num_group_stride,
+                                     c.den + group * c.den_group_stride, c.m, c.n);
   return k;
 }
 
@@ -179,14 +189,13 @@ __device__ __forceinline__ void store_pack(scalar_t* p, const Pack<scalar_t, VEC
 template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS>
 __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocks)
     forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
-                   const acc_type<scalar_t>* __restrict__ num,
-                   const acc_type<scalar_t>* __restrict__ den, int64_t rows, int64_t width,
-                   int64_t group_width, int m, int n) {
+                   const Coefficients<acc_type<scalar_t>> coefficients, int64_t rows,
+                   int64_t width, int64_t group_width) {
   using P = Pack<scalar_t, VEC>;
   const int64_t column = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
   if (column >= width) return;
-  const auto k = group_of<acc_type<scalar_t>, MM, NN, SUM_ABS>(num, den, column / group_width,
-                                                               m, n);
+  const auto k = group_of<acc_type<scalar_t>, MM, NN, SUM_ABS>(coefficients,
+                                                               column / group_width);
   const int64_t step = static_cast<int64_t>(gridDim.y) * blockDim.y;
   int64_t r = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y;
   for (; r + (kForwardRows - 1) * step < rows; r += kForwardRows * step) {
@@ -207,10 +216,9 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocks)
 template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS>
 __global__ void __launch_bounds__(kThreadsPerBlock, kBackwardMinBlocks)
     backward_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ x,
-                    scalar_t* __restrict__ dx, const acc_type<scalar_t>* __restrict__ num,
-                    const acc_type<scalar_t>* __restrict__ den,
+                    scalar_t* __restrict__ dx, const Coefficients<acc_type<scalar_t>> coefficients,
                     acc_type<scalar_t>* __restrict__ partial, int64_t rows, int64_t width,
-                    int64_t group_width, int m, int n) {
+                    int64_t group_width) {
   using acc_t = acc_type<scalar_t>;
   using P = Pack<scalar_t, VEC>;
   constexpr int K = MM + 1 + NN;
@@ -224,7 +232,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kBackwardMinBlocks)
 #pragma unroll
   for (int s = 0; s < K; ++s) sums[s] = acc_t(0);
   if (active) {
-    const auto k = group_of<acc_t, MM, NN, SUM_ABS>(num, den, column / group_width, m, n);
+    const auto k = group_of<acc_t, MM, NN, SUM_ABS>(coefficients, column / group_width);
     const int64_t step = static_cast<int64_t>(gridDim.y) * blockDim.y;
     int64_t r = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y;
     for (; r + (kBackwardRows - 1) * step < rows; r += kBackwardRows * step) {
@@ -295,9 +303,18 @@ __global__ void __launch_bounds__(kReduceThreads)
   if (s > MM && s - (MM + 1) < n) grad_den[group * n + s - (MM + 1)] = shared[0][s];
 }
 
-// Coefficients in the arithmetic dtype, contiguous (a no-op for float32 parameters).
+// A coefficient tensor in the arithmetic dtype with unit stride along the order: the parameter
+// itself in the usual case (float32, contiguous or an expanded shared numerator), else a copy.
 inline at::Tensor coefficients_as(const at::Tensor& t, at::ScalarType type) {
+  if (t.scalar_type() == type && (t.size(1) <= 1 || t.stride(1) == 1)) return t;
   return t.to(type).contiguous();
+}
+
+template <typename acc_t>
+Coefficients<acc_t> coefficients_of(const at::Tensor& a, const at::Tensor& b,
+                                    const Geometry& geo) {
+  return {a.template data_ptr<acc_t>(), b.template data_ptr<acc_t>(), a.stride(0), b.stride(0),
+          geo.m, geo.n};
 }
 
 template <typename scalar_t, int MM, int NN, bool SUM_ABS>
@@ -312,8 +329,8 @@ void launch_forward(const at::Tensor& x, at::Tensor& y, const at::Tensor& num,
   auto kernel = vec == V ? forward_kernel<scalar_t, V, MM, NN, SUM_ABS>
                          : forward_kernel<scalar_t, 1, MM, NN, SUM_ABS>;
   kernel<<<l.grid, l.block, 0, at::cuda::getCurrentCUDAStream()>>>(
-      x.template data_ptr<scalar_t>(), y.template data_ptr<scalar_t>(), a.template data_ptr<acc_t>(),
-      b.template data_ptr<acc_t>(), geo.rows, geo.width, geo.group_width, geo.m, geo.n);
+      x.template data_ptr<scalar_t>(), y.template data_ptr<scalar_t>(),
+      coefficients_of<acc_t>(a, b, geo), geo.rows, geo.width, geo.group_width);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
@@ -337,8 +354,8 @@ std::pair<at::Tensor, at::Tensor> launch_backward(const at::Tensor& grad, const 
                          : backward_kernel<scalar_t, 1, MM, NN, SUM_ABS>;
   kernel<<<l.grid, l.block, shared, at::cuda::getCurrentCUDAStream()>>>(
       grad.template data_ptr<scalar_t>(), x.template data_ptr<scalar_t>(), dx.template data_ptr<scalar_t>(),
-      a.template data_ptr<acc_t>(), b.template data_ptr<acc_t>(), partial.template data_ptr<acc_t>(),
-      geo.rows, geo.width, geo.group_width, geo.m, geo.n);
+      coefficients_of<acc_t>(a, b, geo), partial.template data_ptr<acc_t>(), geo.rows, geo.width,
+      geo.group_width);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   auto grad_num = at::empty({geo.groups, geo.m + 1}, a.options());
   auto grad_den = at::empty({geo.groups, geo.n}, b.options());

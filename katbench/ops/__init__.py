@@ -2,10 +2,13 @@
 
 The schema is defined here once; kernels come from ``csrc/`` (C++ for CPU, CUDA for GPU, built on
 first use, see :mod:`katbench.ops.build`) or, where no toolchain exists, from the pure-PyTorch
-reference in :mod:`katbench.ops.reference`. Autograd and the fake (meta) kernel are registered
-in Python, so the op works under ``torch.compile(fullgraph=True)``, ``torch.autocast`` and
-passes ``torch.library.opcheck``. First derivatives run the compiled backward kernel; higher
-derivatives (``create_graph=True``) differentiate the reference's explicit gradient formulas.
+reference in :mod:`katbench.ops.reference`. The autograd kernel is C++ when the kernels are
+compiled (``csrc/group_rational_autograd.cpp``: no Python runs in a training step), Python
+otherwise; the fake (meta) kernels are Python. The op works under
+``torch.compile(fullgraph=True)``, ``torch.autocast`` and passes ``torch.library.opcheck``.
+First derivatives run the backward kernel; higher derivatives (``create_graph=True``)
+differentiate the reference's explicit gradient formulas
+(``katbench::group_rational_backward_differentiable``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,17 @@ _LIB.define(
     "group_rational_backward(Tensor grad_output, Tensor x, Tensor numerator, "
     "Tensor denominator, str variant) -> (Tensor, Tensor, Tensor)"
 )
+# The reference's gradient formulas as an op the C++ autograd kernel can call for higher
+# derivatives: CompositeImplicitAutograd, so autograd records the torch ops inside it.
+_LIB.define(
+    "group_rational_backward_differentiable(Tensor grad_output, Tensor x, Tensor numerator, "
+    "Tensor denominator, str variant) -> (Tensor, Tensor, Tensor)"
+)
+_LIB.impl("group_rational_backward_differentiable", group_rational_backward_reference,
+          "CompositeImplicitAutograd")
 _OPS = ("katbench::group_rational", "katbench::group_rational_backward")
+_GROUP_RATIONAL = torch.ops.katbench.group_rational.default
+_AUTOCAST_FROM = (torch.float32, torch.float64)
 _BACKENDS: dict[str, str] = {}
 
 
@@ -77,6 +90,9 @@ def load_kernels() -> dict[str, str]:
         if not compiled:
             _register_reference(device_type)
         _BACKENDS[device_type] = "compiled" if compiled else "reference"
+    if not torch._C._dispatch_has_kernel_for_dispatch_key(_OPS[0], "Autograd"):
+        torch.library.register_autograd(_OPS[0], _backward, setup_context=_setup_context,
+                                        lib=_LIB)
     return _BACKENDS
 
 
@@ -92,12 +108,18 @@ def group_rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.
     ``x`` is ``(..., D)``; ``numerator`` is ``(g, m+1)`` with a_0 first; ``denominator`` is
     ``(g, n)`` with b_1 first; channel ``i`` uses group ``i // (D // g)``. ``variant`` picks
     Q = 1 + sum_k |b_k||x|^k (``"sum_abs"``) or Q = 1 + |sum_k b_k x^k| (``"abs_sum"``). The
-    output has the dtype and shape of ``x``; gradients flow to all three tensors.
+    output has the dtype and shape of ``x``; gradients flow to all three tensors. Under
+    ``torch.autocast`` a float32/float64 ``x`` is cast to the autocast dtype first (as ``linear``
+    casts its input), so the rational and what follows it run in bf16/fp16; the coefficients and
+    their gradients stay in their own dtype.
     """
     check_arguments(x, numerator, denominator, variant)
     if not _BACKENDS:
         load_kernels()
-    return torch.ops.katbench.group_rational(x, numerator, denominator, variant)
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type) and x.dtype in _AUTOCAST_FROM:
+        x = x.to(torch.get_autocast_dtype(device_type))
+    return _GROUP_RATIONAL(x, numerator, denominator, variant)
 
 
 @torch.library.register_fake("katbench::group_rational", lib=_LIB)
@@ -111,6 +133,7 @@ def _group_rational_backward_fake(grad_output, x, numerator, denominator, varian
             torch.empty_like(numerator), torch.empty_like(denominator))
 
 
+# The Python autograd, used when no compiled kernels (and so no C++ autograd kernel) are loaded.
 def _setup_context(ctx, inputs, output) -> None:
     x, numerator, denominator, variant = inputs
     ctx.save_for_backward(x, numerator, denominator)
@@ -130,6 +153,3 @@ def _backward(ctx, grad_output):
     return (grad_x if needs[0] else None, grad_num if needs[1] else None,
             grad_den if needs[2] else None, None)
 
-
-torch.library.register_autograd("katbench::group_rational", _backward,
-                                setup_context=_setup_context, lib=_LIB)

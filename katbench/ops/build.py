@@ -99,7 +99,7 @@ def compile_and_load(with_cuda: bool, verbose: bool = False) -> None:
     """Compile (if needed) and load the kernels, registering them under ``katbench::``."""
     from torch.utils.cpp_extension import load
 
-    sources = [CSRC / "group_rational_cpu.cpp"]
+    sources = [CSRC / "group_rational_cpu.cpp", CSRC / "group_rational_autograd.cpp"]
     if with_cuda:
         sources.append(CSRC / "group_rational_cuda.cu")
     cflags = ["-O3", "-march=native", "-fopenmp"]

@@ -215,16 +215,20 @@ def test_torch_compile_fullgraph_matches_eager():
     torch.testing.assert_close(compiled(x), block(x))
 
 
-def test_autocast_runs_in_input_dtype():
+def test_autocast_casts_float32_input_to_the_autocast_dtype():
     num, den = coefficients(4, (5, 4))
     linear = torch.nn.Linear(16, 16)
     x = torch.randn(8, 16, requires_grad=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        h = linear(x)
-        y = group_rational(h, num.requires_grad_(), den.requires_grad_())
-    assert h.dtype == torch.bfloat16 and y.dtype == torch.bfloat16
+        first = group_rational(x, num.requires_grad_(), den.requires_grad_())  # float32 input
+        y = group_rational(linear(first), num, den)
+    assert first.dtype == y.dtype == torch.bfloat16
+    torch.testing.assert_close(first, group_rational(x.bfloat16(), num, den))
     y.float().sum().backward()
-    assert num.grad.dtype == torch.float32 and torch.isfinite(x.grad).all()
+    assert num.grad.dtype == torch.float32 and x.grad.dtype == torch.float32
+    assert torch.isfinite(x.grad).all()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=False):
+        assert group_rational(x, num, den).dtype == torch.float32
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -1,0 +1,72 @@
+// Autograd kernel of katbench::group_rational, in C++ so that a training step pays no Python
+// cost for it: the forward saves (x, numerator, denominator) and the backward calls
+// katbench::group_rational_backward, both through the dispatcher (CPU, CUDA, fake tensors under
+// torch.compile alike). Higher derivatives (create_graph=True, e.g. u'' in a PINN) call
+// katbench::group_rational_backward_differentiable instead: the reference's explicit gradient
+// formulas in plain torch ops (registered in katbench/ops/__init__.py), which are themselves
+// differentiable.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/library.h>
+
+#include <string>
+#include <tuple>
+
+namespace katbench {
+namespace {
+
+using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+using BackwardSignature = Grads(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                const at::Tensor&, c10::string_view);
+
+const c10::TypedOperatorHandle<BackwardSignature>& backward_op(bool differentiable) {
+  static const auto kernel =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("katbench::group_rational_backward", "")
+          .typed<BackwardSignature>();
+  static const auto formulas =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("katbench::group_rational_backward_differentiable", "")
+          .typed<BackwardSignature>();
+  return differentiable ? formulas : kernel;
+}
+
+class GroupRational : public torch::autograd::Function<GroupRational> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const at::Tensor& num, const at::Tensor& den,
+                            c10::string_view variant) {
+    static const auto op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("katbench::group_rational", "")
+                               .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
+                                                 const at::Tensor&, c10::string_view)>();
+    ctx->save_for_backward({x, num, den});
+    ctx->saved_data["variant"] = std::string(variant);
+    const at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return op.call(x, num, den, variant);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const std::string variant = ctx->saved_data["variant"].toStringRef();
+    auto [dx, dnum, dden] = backward_op(at::GradMode::is_enabled())
+                                .call(grads[0], saved[0], saved[1], saved[2], variant);
+    return {ctx->needs_input_grad(0) ? dx : at::Tensor(),
+            ctx->needs_input_grad(1) ? dnum : at::Tensor(),
+            ctx->needs_input_grad(2) ? dden : at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor group_rational_autograd(const at::Tensor& x, const at::Tensor& num,
+                                   const at::Tensor& den, c10::string_view variant) {
+  return GroupRational::apply(x, num, den, variant);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(katbench, Autograd, m) {
+  m.impl("group_rational", &group_rational_autograd);
+}
+
+}  // namespace katbench
