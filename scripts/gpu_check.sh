@@ -3,9 +3,9 @@
 # build the CUDA kernels, compare launch settings (bench tune), run the op tests on CUDA, then
 # the op, block and model benchmarks. One log and the benchmark files land in OUT_DIR.
 # Usage: bash scripts/gpu_check.sh OUT_DIR [quick|tune|full] [tune variants...]
-#   quick: tests + headline benchmarks; tune: also `bench tune`, the per-kernel profile and ncu
-#   counters; full: tune, the profile, the op sweep (Figures 6/7) and digits training (needs
-#   hydra-core/omegaconf importable, e.g. from .whl/site).
+#   quick: tests, the per-kernel profile and the headline benchmarks; tune: also `bench tune`
+#   and ncu counters; full: tune, the op sweep (Figures 6/7), compiled model throughput and
+#   digits training (needs hydra-core/omegaconf importable, e.g. from .whl/site).
 set -euo pipefail
 out=${1:-results/gpu_check}
 mode=${2:-quick}
@@ -31,10 +31,8 @@ wait $build || { cat /tmp/build.txt; exit 1; }
 cat /tmp/build.txt >>"$log"
 step pytest tests/ops
 python3 -m pytest tests/ops -q -p no:cacheprovider 2>&1 | tail -15 | tee -a "$log" || true
-if [ "$mode" != quick ]; then
-    step profile
-    python3 scripts/profile_op.py 2>&1 | tee -a "$log"
-fi
+step profile
+python3 scripts/profile_op.py 2>&1 | tee -a "$log"
 if [ "$mode" = tune ]; then
     step ncu
     ncu --clock-control none -k regex:"forward_kernel|backward_kernel|reduce_partials" -c 12 \
@@ -52,6 +50,11 @@ python3 -m katbench.bench block 2>&1 | tee -a "$log"
 step bench model
 python3 -m katbench.bench model vit_tiny_patch16_224 kat_tiny_patch16_224 vit_small_patch16_224 \
     kat_small_patch16_224 --json "$out/throughput.json" 2>&1 | tee -a "$log"
+if [ "$mode" = full ]; then
+    step bench model --compile
+    python3 -m katbench.bench model vit_tiny_patch16_224 kat_tiny_patch16_224 --compile \
+        --rounds 1 --json "$out/throughput_compiled.json" 2>&1 | tee -a "$log" | tail -6
+fi
 if [ "$mode" = full ] && python3 -c "import hydra, omegaconf" 2>/dev/null; then
     step digits on the GPU, paper profile, all mixers
     timeout 150 python3 -m katbench.run task=digits mixer=mlp,kan,grkan profile=paper \

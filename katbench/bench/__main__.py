@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     model.add_argument("--img-size", type=int, default=224)
     model.add_argument("--steps", type=int, default=20)
     model.add_argument("--warmup", type=int, default=5)
+    model.add_argument("--rounds", type=int, default=3,
+                       help="interleaved rounds over the models; each row keeps the median")
     model.add_argument("--no-amp", action="store_true", help="float32 instead of bf16 autocast")
     model.add_argument("--compile", action="store_true", help="torch.compile the models")
     model.add_argument("--json", type=Path, help="also write the rows to this JSON file")
@@ -85,10 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "model":
         rows = throughput_table(args.names, batch_size=args.batch_size, img_size=args.img_size,
                                 steps=args.steps, warmup=args.warmup, device=device,
-                                amp=not args.no_amp, compile=args.compile)
+                                amp=not args.no_amp, compile=args.compile,
+                                rounds=args.rounds)
         print(f"THROUGHPUT ONLY (random tensors), device: {device_name(device)}, batch "
               f"{args.batch_size}, {args.img_size}px, amp={not args.no_amp}, "
-              f"compile={args.compile}")
+              f"compile={args.compile}, median of {args.rounds} interleaved rounds")
         print("\n".join(format_table(rows)))
         if args.json:
             args.json.write_text(json.dumps({"device": device_name(device), "rows": rows},

@@ -74,21 +74,36 @@ def measure_throughput(model: torch.nn.Module, *, train: bool, batch_size: int =
             "amp": use_amp, "compile": compile}
 
 
-def throughput_table(names: list[str], **kwargs: Any) -> list[dict[str, Any]]:
-    """One row per model and mode (train, inference), with the ratio to the first model."""
+def throughput_table(names: list[str], rounds: int = 3, **kwargs: Any) -> list[dict[str, Any]]:
+    """One row per model and mode (train, inference), with the ratio to the first model.
+
+    The models are measured in ``rounds`` interleaved rounds (A, B, A, B, ...) and each row keeps
+    the median round, so a drift of the host or the GPU clock over the run hits every model
+    alike; ``images_per_s_rounds`` lists every round.
+    """
+    import statistics
+
     import timm
 
     import katbench.models  # noqa: F401  (registers kat_* / vit_*_kan)
 
-    rows = []
+    models = {}
     for name in names:
         torch.manual_seed(0)
-        model = timm.create_model(name, img_size=kwargs.get("img_size", 224))
-        for train in (True, False):
-            rows.append({"model": name, **measure_throughput(model, train=train, **kwargs)})
-        del model
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        models[name] = timm.create_model(name, img_size=kwargs.get("img_size", 224))
+    runs: dict[tuple[str, bool], list[dict[str, Any]]] = {}
+    for _ in range(rounds):
+        for name, model in models.items():
+            for train in (True, False):
+                runs.setdefault((name, train), []).append(
+                    measure_throughput(model, train=train, **kwargs))
+    rows = []
+    for (name, _), measured in runs.items():
+        speeds = [m["images_per_s"] for m in measured]
+        median = sorted(measured, key=lambda m: m["images_per_s"])[(len(measured) - 1) // 2]
+        rows.append({"model": name, **median, "images_per_s": statistics.median(speeds),
+                     "images_per_s_rounds": speeds,
+                     "peak_memory_mb": max((m["peak_memory_mb"] or 0) for m in measured) or None})
     for row in rows:
         first = next(r for r in rows if r["mode"] == row["mode"])
         row["ratio_to_first"] = row["images_per_s"] / first["images_per_s"]

@@ -117,7 +117,8 @@ def group_rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.
     if not _BACKENDS:
         load_kernels()
     device_type = x.device.type
-    if torch.is_autocast_enabled(device_type) and x.dtype in _AUTOCAST_FROM:
+    if (x.dtype in _AUTOCAST_FROM and device_type in ("cpu", "cuda")
+            and torch.is_autocast_enabled(device_type)):
         x = x.to(torch.get_autocast_dtype(device_type))
     return _GROUP_RATIONAL(x, numerator, denominator, variant)
 
