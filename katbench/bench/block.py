@@ -8,6 +8,7 @@ memory and KAT/MLP ratios.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -28,20 +29,27 @@ class BlockMeasurement:
     peak_mib: float | None
 
 
-def measure_block(mixer: str, size: str, tokens: tuple[int, int], device: torch.device,
-                  min_run_time: float) -> BlockMeasurement:
-    """Time forward+backward of ``build_mixer(mixer, D, 4D)`` on ``tokens + (D,)`` inputs."""
+def block_step(mixer: str, size: str, tokens: tuple[int, int],
+               device: torch.device) -> Callable[[], None]:
+    """One forward+backward of ``build_mixer(mixer, D, 4D)`` on ``tokens + (D,)`` inputs."""
     width, hidden = WIDTHS[size]
     block = build_mixer(mixer, width, hidden).to(device)
     x = torch.randn(*tokens, width, device=device, requires_grad=True)
     grad = torch.randn_like(x)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
-    def step():
+    def step() -> None:
         with autocast:
             y = block(x)
         y.backward(grad.to(y.dtype))
 
+    return step
+
+
+def measure_block(mixer: str, size: str, tokens: tuple[int, int], device: torch.device,
+                  min_run_time: float) -> BlockMeasurement:
+    """Time forward+backward of ``build_mixer(mixer, D, 4D)`` on ``tokens + (D,)`` inputs."""
+    step = block_step(mixer, size, tokens, device)
     return BlockMeasurement(size, mixer, time_ms(step, min_run_time), peak_mib(step, device))
 
 
