@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from katbench.init import rational_init
-from katbench.ops import group_rational
+from katbench.ops import group_rational, load_kernels
 
 
 class GroupRational(nn.Module):
@@ -41,6 +41,7 @@ class GroupRational(nn.Module):
         self.numerator = nn.Parameter(torch.empty(1 if shared_numerator else num_groups, m + 1))
         self.denominator = nn.Parameter(torch.empty(num_groups, n))
         self.reset_parameters()
+        load_kernels()  # build/load now, not inside the first (possibly compiled) forward
 
     @property
     def gain(self) -> float:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import torch
@@ -86,3 +90,24 @@ def test_unknown_init_and_bad_groups_raise():
         GroupRational(order=(2, 9))
     with pytest.raises(ValueError, match="num_groups=0 must be >= 1"):
         GroupRational(num_groups=0)
+
+
+def test_a_fresh_process_compiles_the_layer_without_graph_breaks():
+    """The kernels load when the layer is built, so the first compiled forward (fullgraph,
+    under autocast) does not trace into the build and break the graph."""
+    code = textwrap.dedent("""
+        import torch
+        from katbench.layers import GroupRational
+        layer = GroupRational(4, init="gelu")
+        compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+        x = torch.randn(3, 8, requires_grad=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = compiled(x)
+        y.float().sum().backward()
+        assert y.dtype == torch.bfloat16 and x.grad is not None
+        print("compiled ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "compiled ok" in result.stdout
