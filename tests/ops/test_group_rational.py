@@ -142,6 +142,7 @@ def test_non_contiguous_input(device):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("order", [(5, 4), (8, 8)])
+@pytest.mark.kernels
 def test_huge_inputs_stay_finite(device, variant, order):
     skip_without(device)
     num, den = coefficients(2, order, device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -42,6 +43,7 @@ def problems(draw):
     return x, num, den, draw(st.sampled_from(VARIANTS))
 
 
+@pytest.mark.kernels
 @settings(max_examples=60, deadline=None)
 @given(problems())
 def test_finite_inputs_give_finite_outputs_and_gradients(problem):
@@ -57,6 +59,7 @@ def test_finite_inputs_give_finite_outputs_and_gradients(problem):
     assert not num.grad.isnan().any() and not den.grad.isnan().any()
 
 
+@pytest.mark.kernels
 @settings(max_examples=60, deadline=None)
 @given(problems())
 def test_kernel_agrees_with_float64_reference(problem):
