@@ -62,7 +62,8 @@ void forward_impl(const T* x, T* y, const at::Tensor& num, const at::Tensor& den
   });
 }
 
-// One (row, group) segment of the backward pass; adds coefficient gradients into acc (K slots).
+// One (row, group) segment of the backward pass; adds coefficient gradients into acc (K slots;
+// dL/d|b_k| for sum_abs until backward_impl applies the signs).
 template <typename T, int MM, int NN, bool SUM_ABS>
 void backward_segment(const T* xs, const T* gs, T* dxs, int64_t count,
                       const GroupCoefficients<T, MM, NN>& k, double* acc) {
@@ -72,7 +73,7 @@ void backward_segment(const T* xs, const T* gs, T* dxs, int64_t count,
     for (int64_t c = 0; c < count; ++c) {
       const auto t = rational_backward<double, MM, NN, SUM_ABS>(xs[c], gs[c], k);
       dxs[c] = static_cast<T>(t.dx);
-      add_coefficient_grads<double, MM, NN, SUM_ABS>(xs[c], t.gq, t.gf, t.u, k, sums, 1);
+      add_coefficient_grads<double, MM, NN>(xs[c], t.gq, t.gf, t.u, sums, 1);
     }
     for (int s = 0; s < K; ++s) acc[s] += sums[s];
     return;
@@ -85,13 +86,13 @@ void backward_segment(const T* xs, const T* gs, T* dxs, int64_t count,
       const T xv = xs[c0 + l];
       const auto t = rational_backward<T, MM, NN, SUM_ABS>(xv, gs[c0 + l], k);
       dxs[c0 + l] = t.dx;
-      add_coefficient_grads<T, MM, NN, SUM_ABS>(xv, t.gq, t.gf, t.u, k, &lanes[0][l], kLanes);
+      add_coefficient_grads<T, MM, NN>(xv, t.gq, t.gf, t.u, &lanes[0][l], kLanes);
     }
   }
   for (int64_t c = c0; c < count; ++c) {
     const auto t = rational_backward<T, MM, NN, SUM_ABS>(xs[c], gs[c], k);
     dxs[c] = t.dx;
-    add_coefficient_grads<T, MM, NN, SUM_ABS>(xs[c], t.gq, t.gf, t.u, k, &lanes[0][0], kLanes);
+    add_coefficient_grads<T, MM, NN>(xs[c], t.gq, t.gf, t.u, &lanes[0][0], kLanes);
   }
   for (int s = 0; s < K; ++s) {
     double total = 0.0;
@@ -123,7 +124,10 @@ at::Tensor backward_impl(const T* grad, const T* x, T* dx, const at::Tensor& num
       }
     }
   });
-  return partial.sum(0);  // (groups, K), summed in chunk order
+  auto sums = partial.sum(0);  // (groups, K), summed in chunk order
+  for (int64_t gi = 0; gi < geo.groups; ++gi)
+    apply_denominator_signs<MM, NN, SUM_ABS>(groups[gi], sums.data_ptr<double>() + gi * K);
+  return sums;
 }
 
 at::ScalarType compute_type(const at::Tensor& x) {

@@ -155,7 +155,7 @@ __device__ __forceinline__ Pack<scalar_t, VEC> backward_pack(
 #pragma unroll
     for (int v = 0; v < VEC; ++v) {
       const auto t = rational_backward<acc_t, MM, NN, SUM_ABS>(xs[v], acc_t(gin.v[v]), k);
-      add_coefficient_grads<acc_t, MM, NN, SUM_ABS, false>(xs[v], t.gq, t.gf, t.u, k, sums, 1);
+      add_coefficient_grads<acc_t, MM, NN>(xs[v], t.gq, t.gf, t.u, sums, 1);
       out.v[v] = static_cast<scalar_t>(t.dx);
     }
     return out;
@@ -165,11 +165,11 @@ __device__ __forceinline__ Pack<scalar_t, VEC> backward_pack(
     const acc_t gv = static_cast<acc_t>(gin.v[v]);
     if (fabs(xs[v]) > kLargeInput) {  // rare: huge x in double
       const auto t = rational_backward<double, MM, NN, SUM_ABS>(xs[v], gv, k);
-      add_coefficient_grads<double, MM, NN, SUM_ABS, false>(xs[v], t.gq, t.gf, t.u, k, sums, 1);
+      add_coefficient_grads<double, MM, NN>(xs[v], t.gq, t.gf, t.u, sums, 1);
       out.v[v] = static_cast<scalar_t>(t.dx);
     } else {
       const auto t = rational_backward<acc_t, MM, NN, SUM_ABS>(xs[v], gv, k);
-      add_coefficient_grads<acc_t, MM, NN, SUM_ABS, false>(xs[v], t.gq, t.gf, t.u, k, sums, 1);
+      add_coefficient_grads<acc_t, MM, NN>(xs[v], t.gq, t.gf, t.u, sums, 1);
       out.v[v] = static_cast<scalar_t>(t.dx);
     }
   }

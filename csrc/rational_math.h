@@ -132,14 +132,12 @@ KATBENCH_HD BackwardTerms<T> rational_backward(T x, T g, const GroupCoefficients
 
 // Takes scalars rather than BackwardTerms: a struct argument stays in memory inside
 // `omp simd` loops and blocks GCC's vectoriser.
-// Adds dL/da_j = gq x^j into slots[j * stride] (j = 0..MM) and dL/db_k = gf u^k (times
-// sign(b_k) for sum_abs when APPLY_SIGN) into slots[(MM + k) * stride] (k = 1..NN). Without
-// APPLY_SIGN the caller multiplies the sums by sign(b_k) once (:func:`apply_denominator_signs`).
-template <typename T, int MM, int NN, bool SUM_ABS, bool APPLY_SIGN = true, typename CT,
-          typename S>
-KATBENCH_HD void add_coefficient_grads(T x, T gq, T gf, T u,
-                                       const GroupCoefficients<CT, MM, NN>& k, S* slots,
-                                       int stride) {
+// Adds dL/da_j = gq x^j into slots[j * stride] (j = 0..MM) and dL/db_k = gf u^k into
+// slots[(MM + k) * stride] (k = 1..NN). For sum_abs that is dL/d|b_k|: the caller multiplies the
+// summed slots by sign(b_k) once (apply_denominator_signs), which is exact, so the result is
+// the same as signing every term.
+template <typename T, int MM, int NN, typename S>
+KATBENCH_HD void add_coefficient_grads(T x, T gq, T gf, T u, S* slots, int stride) {
   T power = gq;
   KATBENCH_UNROLL
   for (int j = 0; j <= MM; ++j) {
@@ -149,13 +147,12 @@ KATBENCH_HD void add_coefficient_grads(T x, T gq, T gf, T u,
   power = gf * u;
   KATBENCH_UNROLL
   for (int i = 0; i < NN; ++i) {
-    slots[(MM + 1 + i) * stride] +=
-        static_cast<S>(SUM_ABS && APPLY_SIGN ? power * static_cast<T>(k.sb[i]) : power);
+    slots[(MM + 1 + i) * stride] += static_cast<S>(power);
     power *= u;
   }
 }
 
-// sum_abs: turns sums of dL/d|b_k| (add_coefficient_grads without APPLY_SIGN) into dL/db_k.
+// sum_abs: turns summed dL/d|b_k| (from add_coefficient_grads) into dL/db_k.
 template <int MM, int NN, bool SUM_ABS, typename T, typename CT>
 KATBENCH_HD void apply_denominator_signs(const GroupCoefficients<CT, MM, NN>& k, T* sums) {
   if constexpr (SUM_ABS) {
