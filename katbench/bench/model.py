@@ -78,11 +78,9 @@ def throughput_table(names: list[str], rounds: int = 3, **kwargs: Any) -> list[d
     """One row per model and mode (train, inference), with the ratio to the first model.
 
     The models are measured in ``rounds`` interleaved rounds (A, B, A, B, ...) and each row keeps
-    the median round, so a drift of the host or the GPU clock over the run hits every model
-    alike; ``images_per_s_rounds`` lists every round.
+    the median round (the lower middle one for an even count), so a drift of the host or the GPU
+    clock over the run hits every model alike; ``images_per_s_rounds`` lists every round.
     """
-    import statistics
-
     import timm
 
     import katbench.models  # noqa: F401  (registers kat_* / vit_*_kan)
@@ -99,10 +97,9 @@ def throughput_table(names: list[str], rounds: int = 3, **kwargs: Any) -> list[d
                     measure_throughput(model, train=train, **kwargs))
     rows = []
     for (name, _), measured in runs.items():
-        speeds = [m["images_per_s"] for m in measured]
         median = sorted(measured, key=lambda m: m["images_per_s"])[(len(measured) - 1) // 2]
-        rows.append({"model": name, **median, "images_per_s": statistics.median(speeds),
-                     "images_per_s_rounds": speeds,
+        rows.append({"model": name, **median,
+                     "images_per_s_rounds": [m["images_per_s"] for m in measured],
                      "peak_memory_mb": max((m["peak_memory_mb"] or 0) for m in measured) or None})
     for row in rows:
         first = next(r for r in rows if r["mode"] == row["mode"])
