@@ -25,11 +25,17 @@ inline bool is_sum_abs(c10::string_view variant) {
 
 inline Geometry geometry(const at::Tensor& x, const at::Tensor& num, const at::Tensor& den) {
   TORCH_CHECK(x.dim() >= 1, "group_rational: x must have at least one dimension (..., D)");
-  TORCH_CHECK(num.dim() == 2 && den.dim() == 2 && num.size(0) == den.size(0),
-              "group_rational: numerator must be (g, m+1) and denominator (g, n)");
+  TORCH_CHECK(at::isFloatingType(x.scalar_type()) && at::isFloatingType(num.scalar_type()) &&
+                  at::isFloatingType(den.scalar_type()),
+              "group_rational: x, numerator and denominator must be floating-point tensors");
+  TORCH_CHECK(num.device() == x.device() && den.device() == x.device(),
+              "group_rational: x, numerator and denominator must be on one device");
+  TORCH_CHECK(num.dim() == 2 && den.dim() == 2 &&
+                  (num.size(0) == den.size(0) || num.size(0) == 1),
+              "group_rational: numerator must be (g, m+1) or shared (1, m+1), denominator (g, n)");
   Geometry geo;
   geo.width = x.size(-1);
-  geo.groups = num.size(0);
+  geo.groups = den.size(0);
   TORCH_CHECK(geo.groups > 0 && geo.width % geo.groups == 0, "group_rational: width D=",
               geo.width, " is not divisible by g=", geo.groups, " groups");
   geo.rows = geo.width == 0 ? 0 : x.numel() / geo.width;
@@ -56,22 +62,26 @@ void dispatch_orders(const Geometry& geo, bool sum_abs, F&& body) {
   else body(Padded{}, std::false_type{});
 }
 
-// Zero-padded (g, MM+1) and (g, NN) copies of the coefficients in the arithmetic dtype.
+// Zero-padded (g, MM+1) and (g, NN) copies of the coefficients in the arithmetic dtype (a shared
+// (1, m+1) numerator is repeated for every group).
 inline std::pair<at::Tensor, at::Tensor> padded_coefficients(const at::Tensor& num,
                                                              const at::Tensor& den, int mm, int nn,
                                                              at::ScalarType type) {
-  auto a = at::zeros({num.size(0), mm + 1}, num.options().dtype(type));
+  auto a = at::zeros({den.size(0), mm + 1}, num.options().dtype(type));
   auto b = at::zeros({den.size(0), nn}, den.options().dtype(type));
   a.narrow(1, 0, num.size(1)).copy_(num);
   b.narrow(1, 0, den.size(1)).copy_(den);
   return {a, b};
 }
 
-// Splits (g, MM+1+NN) coefficient-gradient sums into the numerator and denominator gradients.
+// Splits (g, MM+1+NN) coefficient-gradient sums into the numerator and denominator gradients; a
+// shared (1, m+1) numerator gets the sum over groups (in group order).
 inline std::tuple<at::Tensor, at::Tensor> split_coefficient_grads(const at::Tensor& sums, int mm,
                                                                   const at::Tensor& num,
                                                                   const at::Tensor& den) {
-  return {sums.narrow(1, 0, num.size(1)).to(num.scalar_type()).contiguous(),
+  auto grad_num = sums.narrow(1, 0, num.size(1));
+  if (num.size(0) != sums.size(0)) grad_num = grad_num.sum(0, /*keepdim=*/true);
+  return {grad_num.to(num.scalar_type()).contiguous(),
           sums.narrow(1, mm + 1, den.size(1)).to(den.scalar_type()).contiguous()};
 }
 

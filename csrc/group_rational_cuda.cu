@@ -8,9 +8,12 @@
 // arithmetic is float32 (float64 for double inputs).
 //
 // Backward: each thread accumulates its coefficient gradients in registers over all its rows; the
-// block reduces them across threadIdx.y in shared memory and writes one partial per
-// (blockIdx.y, column vector). A second small kernel sums each group's partials in a fixed order,
-// so coefficient gradients are bitwise deterministic and no global atomics are used at all.
+// block reduces them in shared memory, first across threadIdx.y, then across the column vectors
+// of each group (of all groups for the slots of a shared numerator), and writes one partial per
+// (slot, segment, blockIdx.y), a segment being the part of a group inside one blockIdx.x. A
+// second small kernel, one block per coefficient, sums each coefficient's contiguous run of
+// partials in a fixed order, so coefficient gradients are bitwise deterministic and no global
+// atomics are used at all.
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
@@ -83,7 +86,7 @@ Launch launch_shape(const Geometry& geo, int vec) {
 }
 
 // The coefficient tensors as the kernels read them, in place: unit stride along the order, any
-// stride between groups (0 for a numerator shared by all groups and expanded to (g, m+1)).
+// stride between groups (0 for a numerator shared by all groups, (1, m+1) or expanded).
 template <typename acc_t>
 struct Coefficients {
   const acc_t* num;
@@ -213,17 +216,23 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocks)
                                            load_pack<scalar_t, VEC>(x + r * width + column), k));
 }
 
+// Where blockIdx.x's part of `group` lies among the segments (a group's segments are
+// consecutive; numbering them group + blockIdx.x leaves gaps but needs no table).
+__host__ __device__ __forceinline__ int64_t segment_of(int64_t group, int64_t block_x) {
+  return group + block_x;
+}
+
 template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS>
 __global__ void __launch_bounds__(kThreadsPerBlock, kBackwardMinBlocks)
     backward_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ x,
                     scalar_t* __restrict__ dx, const Coefficients<acc_type<scalar_t>> coefficients,
                     acc_type<scalar_t>* __restrict__ partial, int64_t rows, int64_t width,
-                    int64_t group_width) {
+                    int64_t group_width, bool shared_numerator) {
   using acc_t = acc_type<scalar_t>;
   using P = Pack<scalar_t, VEC>;
   constexpr int K = MM + 1 + NN;
   extern __shared__ unsigned char shared_bytes[];
-  acc_t* shared = reinterpret_cast<acc_t*>(shared_bytes);  // [TY][TX][K]
+  acc_t* shared = reinterpret_cast<acc_t*>(shared_bytes);  // [TY][TX][K], then [TX][K]
 
   const int64_t column_vector = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t column = column_vector * VEC;
@@ -256,51 +265,74 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kBackwardMinBlocks)
     apply_denominator_signs<MM, NN, SUM_ABS>(k, sums);
   }
   const int tx = threadIdx.x, ty = threadIdx.y, TX = blockDim.x, TY = blockDim.y;
+  acc_t* columns = shared + TY * TX * K;
 #pragma unroll
   for (int s = 0; s < K; ++s) shared[(ty * TX + tx) * K + s] = sums[s];
   __syncthreads();
   // Fixed-order reduction over threadIdx.y: thread (tx, ty) sums slot s = ty, ty + TY, ...
-  if (active) {
-    for (int s = ty; s < K; s += TY) {
-      acc_t total = acc_t(0);
-      for (int row = 0; row < TY; ++row) total += shared[(row * TX + tx) * K + s];
-      partial[(static_cast<int64_t>(blockIdx.y) * (width / VEC) + column_vector) * K + s] = total;
-    }
+  for (int s = ty; s < K; s += TY) {
+    acc_t total = acc_t(0);
+    for (int row = 0; row < TY; ++row) total += shared[(row * TX + tx) * K + s];
+    columns[tx * K + s] = total;
+  }
+  __syncthreads();
+  // Then over the block's column vectors of each group, in column order (over all of them for a
+  // shared numerator's slots, which become segment blockIdx.x): partial[slot][segment][blockIdx.y].
+  const int64_t column_vectors = width / VEC, vectors_per_group = group_width / VEC;
+  const int64_t segments = width / group_width + gridDim.x - 1;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * TX;
+  const int64_t end = std::min<int64_t>(first + TX, column_vectors);
+  const int64_t first_group = first / vectors_per_group;
+  const int64_t local_groups = first < end ? (end - 1) / vectors_per_group - first_group + 1 : 0;
+  for (int64_t o = ty * TX + tx; o < local_groups * K; o += TX * TY) {
+    const int s = static_cast<int>(o % K);
+    const int64_t group = first_group + o / K;
+    const bool pooled = shared_numerator && s <= MM;
+    if (pooled && group > first_group) continue;
+    const int64_t begin = pooled ? first : std::max(first, group * vectors_per_group);
+    const int64_t stop = pooled ? end : std::min(end, (group + 1) * vectors_per_group);
+    acc_t total = acc_t(0);
+    for (int64_t c = begin; c < stop; ++c) total += columns[(c - first) * K + s];
+    const int64_t segment = pooled ? blockIdx.x : segment_of(group, blockIdx.x);
+    partial[(s * segments + segment) * gridDim.y + blockIdx.y] = total;
   }
 }
 
-// Sums the backward partials (blocks_y, D/VEC, K) of each group into its coefficient gradients:
-// one block per group, each thread over a fixed strided subset, then a fixed-order tree, so the
-// result is bitwise deterministic. Writes grad_num (g, m+1) and grad_den (g, n).
-template <typename acc_t, int MM, int NN>
+// Sums the backward partials (K, segments, blocks_y) into the coefficient gradients: one block
+// per coefficient, whose partials (its group's segments, or blockIdx.x 0..blocks_x-1 for a
+// shared numerator, times blocks_y) are one contiguous run; each thread sums a fixed strided
+// subset, then a fixed-order tree, so the result is bitwise deterministic. Writes grad_num
+// (numerator_rows, m+1) and grad_den (g, n).
+template <typename acc_t, int MM>
 __global__ void __launch_bounds__(kReduceThreads)
-    reduce_partials_kernel(const acc_t* __restrict__ partial, int64_t blocks_y,
-                           int64_t column_vectors, int64_t vectors_per_group, int m, int n,
-                           acc_t* __restrict__ grad_num, acc_t* __restrict__ grad_den) {
-  constexpr int K = MM + 1 + NN;
-  __shared__ acc_t shared[kReduceThreads][K];
-  const int64_t group = blockIdx.x;
-  acc_t local[K];
-#pragma unroll
-  for (int s = 0; s < K; ++s) local[s] = acc_t(0);
-  for (int64_t i = threadIdx.x; i < blocks_y * vectors_per_group; i += kReduceThreads) {
-    const int64_t by = i / vectors_per_group, j = i % vectors_per_group;
-    const acc_t* p = partial + (by * column_vectors + group * vectors_per_group + j) * K;
-#pragma unroll
-    for (int s = 0; s < K; ++s) local[s] += p[s];
+    reduce_partials_kernel(const acc_t* __restrict__ partial, int64_t blocks_x, int64_t blocks_y,
+                           int64_t segments, int64_t block_vectors, int64_t vectors_per_group,
+                           int64_t numerator_rows, int m, int n, acc_t* __restrict__ grad_num,
+                           acc_t* __restrict__ grad_den) {
+  __shared__ acc_t shared[kReduceThreads];
+  const int64_t numerator_outputs = numerator_rows * (m + 1);
+  const bool numerator = blockIdx.x < numerator_outputs;
+  const int64_t index = numerator ? blockIdx.x : blockIdx.x - numerator_outputs;
+  const int64_t group = numerator ? index / (m + 1) : index / n;
+  const int64_t slot = numerator ? index % (m + 1) : MM + 1 + index % n;
+  int64_t first = 0, count = blocks_x;  // a shared numerator: every blockIdx.x
+  if (!numerator || numerator_rows > 1) {
+    const int64_t first_block = group * vectors_per_group / block_vectors;
+    const int64_t last_block = ((group + 1) * vectors_per_group - 1) / block_vectors;
+    first = segment_of(group, first_block);
+    count = last_block - first_block + 1;
   }
-#pragma unroll
-  for (int s = 0; s < K; ++s) shared[threadIdx.x][s] = local[s];
+  const acc_t* run = partial + (slot * segments + first) * blocks_y;
+  acc_t total = acc_t(0);
+#pragma unroll 4
+  for (int64_t i = threadIdx.x; i < count * blocks_y; i += kReduceThreads) total += run[i];
+  shared[threadIdx.x] = total;
   __syncthreads();
   for (int stride = kReduceThreads / 2; stride > 0; stride /= 2) {
-    if (threadIdx.x < stride)
-#pragma unroll
-      for (int s = 0; s < K; ++s) shared[threadIdx.x][s] += shared[threadIdx.x + stride][s];
+    if (threadIdx.x < stride) shared[threadIdx.x] += shared[threadIdx.x + stride];
     __syncthreads();
   }
-  const int s = threadIdx.x;
-  if (s <= m) grad_num[group * (m + 1) + s] = shared[0][s];
-  if (s > MM && s - (MM + 1) < n) grad_den[group * n + s - (MM + 1)] = shared[0][s];
+  if (threadIdx.x == 0) (numerator ? grad_num : grad_den)[index] = shared[0];
 }
 
 // A coefficient tensor in the arithmetic dtype with unit stride along the order: the parameter
@@ -313,8 +345,8 @@ inline at::Tensor coefficients_as(const at::Tensor& t, at::ScalarType type) {
 template <typename acc_t>
 Coefficients<acc_t> coefficients_of(const at::Tensor& a, const at::Tensor& b,
                                     const Geometry& geo) {
-  return {a.template data_ptr<acc_t>(), b.template data_ptr<acc_t>(), a.stride(0), b.stride(0),
-          geo.m, geo.n};
+  return {a.template data_ptr<acc_t>(), b.template data_ptr<acc_t>(),
+          a.size(0) == 1 ? 0 : a.stride(0), b.stride(0), geo.m, geo.n};
 }
 
 template <typename scalar_t, int MM, int NN, bool SUM_ABS>
@@ -346,25 +378,26 @@ std::pair<at::Tensor, at::Tensor> launch_backward(const at::Tensor& grad, const 
   const auto a = coefficients_as(num, acc), b = coefficients_as(den, acc);
   const int vec = vector_width<scalar_t>(geo, {x.data_ptr(), grad.data_ptr(), dx.data_ptr()});
   const Launch l = launch_shape(geo, vec);
-  const int64_t column_vectors = geo.width / vec;
-  auto partial = at::empty({static_cast<int64_t>(l.grid.y), column_vectors, K},
-                           x.options().dtype(acc));
-  const size_t shared = static_cast<size_t>(l.block.x) * l.block.y * K * sizeof(acc_t);
+  const int64_t numerator_rows = num.size(0);  // 1: shared by all groups
+  const int64_t segments = geo.groups + l.grid.x - 1;
+  auto partial = at::empty({K, segments, static_cast<int64_t>(l.grid.y)}, x.options().dtype(acc));
+  const size_t shared = static_cast<size_t>(l.block.x) * (l.block.y + 1) * K * sizeof(acc_t);
+  const auto stream = at::cuda::getCurrentCUDAStream();
   auto kernel = vec == V ? backward_kernel<scalar_t, V, MM, NN, SUM_ABS>
                          : backward_kernel<scalar_t, 1, MM, NN, SUM_ABS>;
-  kernel<<<l.grid, l.block, shared, at::cuda::getCurrentCUDAStream()>>>(
-      grad.template data_ptr<scalar_t>(), x.template data_ptr<scalar_t>(), dx.template data_ptr<scalar_t>(),
-      coefficients_of<acc_t>(a, b, geo), partial.template data_ptr<acc_t>(), geo.rows, geo.width,
-      geo.group_width);
+  kernel<<<l.grid, l.block, shared, stream>>>(
+      grad.template data_ptr<scalar_t>(), x.template data_ptr<scalar_t>(),
+      dx.template data_ptr<scalar_t>(), coefficients_of<acc_t>(a, b, geo),
+      partial.template data_ptr<acc_t>(), geo.rows, geo.width, geo.group_width,
+      numerator_rows == 1);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  auto grad_num = at::empty({geo.groups, geo.m + 1}, a.options());
+  auto grad_num = at::empty({numerator_rows, geo.m + 1}, a.options());
   auto grad_den = at::empty({geo.groups, geo.n}, b.options());
-  reduce_partials_kernel<acc_t, MM, NN>
-      <<<static_cast<unsigned>(geo.groups), kReduceThreads, 0,
-         at::cuda::getCurrentCUDAStream()>>>(
-          partial.template data_ptr<acc_t>(), l.grid.y, column_vectors,
-          column_vectors / geo.groups, geo.m, geo.n, grad_num.template data_ptr<acc_t>(),
-          grad_den.template data_ptr<acc_t>());
+  const int64_t outputs = numerator_rows * (geo.m + 1) + geo.groups * geo.n;
+  reduce_partials_kernel<acc_t, MM><<<static_cast<unsigned>(outputs), kReduceThreads, 0, stream>>>(
+      partial.template data_ptr<acc_t>(), l.grid.x, l.grid.y, segments, l.block.x,
+      geo.group_width / vec, numerator_rows, geo.m, geo.n, grad_num.template data_ptr<acc_t>(),
+      grad_den.template data_ptr<acc_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {grad_num, grad_den};
 }

@@ -53,7 +53,7 @@ def rational_curves(npz: Path, x: np.ndarray) -> dict[str, np.ndarray]:
     for key in sorted(k for k in data.files if k.endswith(".numerator")):
         layer = key.removesuffix(".numerator")
         den = torch.from_numpy(data[f"{layer}.denominator"])
-        num = torch.from_numpy(data[key]).expand(den.shape[0], -1)  # a shared row broadcasts
+        num = torch.from_numpy(data[key])  # (1, m+1) when shared by all groups
         variant = str(data[f"{layer}.variant"]) or "sum_abs"
         xs = torch.from_numpy(x).double()[:, None].expand(-1, den.shape[0]).contiguous()
         curves[layer] = group_rational_reference(xs, num, den, variant).numpy()

@@ -31,17 +31,25 @@ class BlockMeasurement:
 
 def block_step(mixer: str, size: str, tokens: tuple[int, int],
                device: torch.device) -> Callable[[], None]:
-    """One forward+backward of ``build_mixer(mixer, D, 4D)`` on ``tokens + (D,)`` inputs."""
+    """One forward+backward of ``build_mixer(mixer, D, 4D)`` on ``tokens + (D,)`` inputs.
+
+    Each step starts from cleared gradients, as a training step after
+    ``zero_grad(set_to_none=True)`` does (no gradient-accumulation kernels).
+    """
     width, hidden = WIDTHS[size]
     block = build_mixer(mixer, width, hidden).to(device)
     x = torch.randn(*tokens, width, device=device, requires_grad=True)
-    grad = torch.randn_like(x)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    on_cuda = device.type == "cuda"
+    grad = torch.randn_like(x, dtype=torch.bfloat16 if on_cuda else torch.float32)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda)
+    leaves = [x, *block.parameters()]
 
     def step() -> None:
+        for leaf in leaves:
+            leaf.grad = None
         with autocast:
             y = block(x)
-        y.backward(grad.to(y.dtype))
+        y.backward(grad)
 
     return step
 

@@ -49,8 +49,9 @@ class Measurement:
 def looped_rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
                     variant: str = "sum_abs") -> torch.Tensor:
     """Per-group loop baseline: evaluate each group's channel slice separately and concatenate."""
-    groups = numerator.shape[0]
-    return torch.cat([group_rational_reference(chunk, numerator[i:i + 1], denominator[i:i + 1],
+    groups = denominator.shape[0]
+    rows = numerator.expand(groups, -1)  # a shared (1, m+1) numerator serves every group
+    return torch.cat([group_rational_reference(chunk, rows[i:i + 1], denominator[i:i + 1],
                                                variant)
                       for i, chunk in enumerate(x.chunk(groups, dim=-1))], dim=-1)
 
@@ -80,8 +81,8 @@ def _parameters(impl: str, groups: int, device: torch.device,
                 dtype: torch.dtype) -> list[torch.Tensor]:
     """Learnable parameters of ``impl``: rational coefficients, PReLU's slope, or none."""
     if impl in RATIONALS:
-        numerator = torch.randn(1, 6, device=device).expand(groups, 6).contiguous()
-        return [numerator, torch.rand(groups, 4, device=device)]
+        # GR-KAN's shared numerator (one row for all groups) and per-group denominators
+        return [torch.randn(1, 6, device=device), torch.rand(groups, 4, device=device)]
     if impl == "prelu":
         return [torch.full((1,), 0.25, device=device, dtype=dtype)]
     return []

@@ -55,8 +55,7 @@ class GroupRational(nn.Module):
         self.denominator.copy_(torch.tensor(self.fitted.denominator).expand_as(self.denominator))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        numerator = self.numerator.expand(self.num_groups, -1)
-        return group_rational(x, numerator, self.denominator, self.variant)
+        return group_rational(x, self.numerator, self.denominator, self.variant)
 
     def extra_repr(self) -> str:
         return (f"num_groups={self.num_groups}, order={self.order}, init={self.init!r}, "

@@ -105,22 +105,27 @@ def group_rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.
                    variant: str = "sum_abs") -> torch.Tensor:
     """Group-wise safe Padé activation F(x) = P(x) / Q(x) over the last dimension of ``x``.
 
-    ``x`` is ``(..., D)``; ``numerator`` is ``(g, m+1)`` with a_0 first; ``denominator`` is
-    ``(g, n)`` with b_1 first; channel ``i`` uses group ``i // (D // g)``. ``variant`` picks
-    Q = 1 + sum_k |b_k||x|^k (``"sum_abs"``) or Q = 1 + |sum_k b_k x^k| (``"abs_sum"``). The
+    ``x`` is ``(..., D)``; ``numerator`` is ``(g, m+1)`` with a_0 first, or ``(1, m+1)``
+    shared by all groups (the paper's GR-KAN; its gradient is the sum over groups);
+    ``denominator`` is ``(g, n)`` with b_1 first; channel ``i`` uses group ``i // (D // g)``.
+    ``variant`` picks Q = 1 + sum_k |b_k||x|^k (``"sum_abs"``) or Q = 1 + |sum_k b_k x^k|
+    (``"abs_sum"``). The
     output has the dtype and shape of ``x``; gradients flow to all three tensors. Under
     ``torch.autocast`` a float32/float64 ``x`` is cast to the autocast dtype first (as ``linear``
     casts its input), so the rational and what follows it run in bf16/fp16; the coefficients and
     their gradients stay in their own dtype.
     """
-    check_arguments(x, numerator, denominator, variant)
     if not _BACKENDS:
         load_kernels()
     device_type = x.device.type
     if (x.dtype in _AUTOCAST_FROM and device_type in ("cpu", "cuda")
             and torch.is_autocast_enabled(device_type)):
         x = x.to(torch.get_autocast_dtype(device_type))
-    return _GROUP_RATIONAL(x, numerator, denominator, variant)
+    try:  # the kernels check their arguments; Python only explains a failure (no cost per call)
+        return _GROUP_RATIONAL(x, numerator, denominator, variant)
+    except RuntimeError:
+        check_arguments(x, numerator, denominator, variant)  # raises, naming the problem and fix
+        raise
 
 
 @torch.library.register_fake("katbench::group_rational", lib=_LIB)

@@ -6,7 +6,8 @@ denominator in one of two forms:
 * ``sum_abs`` (the official KAT kernels): Q(x) = 1 + sum_k |b_k| |x|^k
 * ``abs_sum`` (the paper's Eq. 9):        Q(x) = 1 + |A(x)|,  A(x) = sum_k b_k x^k
 
-Channel ``i`` of width ``D`` uses coefficient row ``i // (D // g)``. Everything is vectorised over
+Channel ``i`` of width ``D`` uses coefficient row ``i // (D // g)``; a numerator of one row
+is shared by all ``g`` groups (its gradient is summed over them). Everything is vectorised over
 groups: coefficients are expanded to per-channel rows once and broadcast over the leading
 dimensions. Arithmetic runs in float32 (float64 for float64 inputs) and results are cast back to
 the input dtypes. Evaluate a float64 copy of ``x`` to get a reference that never overflows for
@@ -81,13 +82,13 @@ def check_arguments(x: torch.Tensor, numerator: torch.Tensor, denominator: torch
         raise ValueError("group_rational: x must have at least one dimension (..., D)")
     if numerator.dim() != 2 or denominator.dim() != 2:
         raise ValueError(
-            "group_rational: numerator must be (g, m+1) and denominator (g, n); got shapes "
-            f"{tuple(numerator.shape)} and {tuple(denominator.shape)}")
-    groups = numerator.shape[0]
-    if denominator.shape[0] != groups:
+            "group_rational: numerator must be (g, m+1) or (1, m+1) and denominator (g, n); "
+            f"got shapes {tuple(numerator.shape)} and {tuple(denominator.shape)}")
+    groups = denominator.shape[0]
+    if numerator.shape[0] not in (1, groups):
         raise ValueError(
-            f"group_rational: numerator has {groups} groups but denominator has "
-            f"{denominator.shape[0]}; both need the same first dimension g")
+            f"group_rational: numerator has {numerator.shape[0]} groups but denominator has "
+            f"{groups}; give the numerator g rows, or one row shared by all groups")
     m, n = numerator.shape[1] - 1, denominator.shape[1]
     if not (0 <= m <= 8 and 1 <= n <= 8):
         raise ValueError(
@@ -122,7 +123,7 @@ def group_rational_backward_reference(grad_output: torch.Tensor, x: torch.Tensor
                                       numerator: torch.Tensor, denominator: torch.Tensor,
                                       variant: str = "sum_abs"):
     """Explicit gradients (dx, d numerator, d denominator) in the dtypes of the inputs."""
-    groups, width = numerator.shape[0], x.shape[-1]
+    width = x.shape[-1]
     m, n = numerator.shape[1] - 1, denominator.shape[1]
     dtype = compute_dtype(x)
     a, b = _channel_rows(numerator, width, dtype), _channel_rows(denominator, width, dtype)
@@ -139,7 +140,7 @@ def group_rational_backward_reference(grad_output: torch.Tensor, x: torch.Tensor
     power = torch.ones_like(xd)
     grad_num = []
     for _ in range(m + 1):
-        grad_num.append(_group_sum(g_over_q * power, groups))
+        grad_num.append(_group_sum(g_over_q * power, numerator.shape[0]))
         power = power * xd
     # dQ/db_k = sign(inner) * sign(b_k) * |x|^k (sum_abs) or sign(inner) * x^k (abs_sum)
     coefficient_sign = (torch.where(b < 0, -1.0, 1.0).to(b.dtype) if variant == "sum_abs"
@@ -148,7 +149,7 @@ def group_rational_backward_reference(grad_output: torch.Tensor, x: torch.Tensor
     power = u
     grad_den = []
     for k in range(n):
-        grad_den.append(_group_sum(scale * power * coefficient_sign[k], groups))
+        grad_den.append(_group_sum(scale * power * coefficient_sign[k], denominator.shape[0]))
         power = power * u
     return (grad_x.to(x.dtype),
             torch.stack(grad_num, 1).to(numerator.dtype),

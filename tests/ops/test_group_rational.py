@@ -129,6 +129,42 @@ def test_shapes(device, shape, groups):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("shape,groups", [
+    ((64, 512), 8),        # the usual case: each group inside one CUDA block
+    ((40, 192), 8),        # group width 24: groups split across CUDA blocks
+    ((9, 2048), 8),        # many blocks along the width
+    ((33, 30), 5),         # group width 6: the unvectorised path
+    ((17, 48), 48),        # a group per channel
+    ((5, 16), 1),          # one group
+])
+def test_shared_numerator_row_matches_expanded_numerator(device, variant, dtype, shape, groups):
+    """A (1, m+1) numerator serves every group; its gradient is the sum over the groups'."""
+    skip_without(device)
+    num, den = coefficients(groups, (5, 4), device)
+    shared = num[:1].clone().requires_grad_()
+    expanded = num[:1].expand(groups, -1).clone().requires_grad_()
+    den_shared, den_expanded = den.clone().requires_grad_(), den.clone().requires_grad_()
+    x = (torch.randn(*shape, device=device) * 1.5).to(dtype)
+    x_shared, x_expanded = x.clone().requires_grad_(), x.clone().requires_grad_()
+    grad = torch.randn_like(x)
+    y = group_rational(x_shared, shared, den_shared, variant)
+    torch.testing.assert_close(y, group_rational(x_expanded, expanded, den_expanded, variant),
+                               rtol=0, atol=0)
+    y.backward(grad)
+    group_rational(x_expanded, expanded, den_expanded, variant).backward(grad)
+    assert shared.grad.shape == (1, 6)
+    torch.testing.assert_close(x_shared.grad, x_expanded.grad, rtol=0, atol=0)
+    torch.testing.assert_close(den_shared.grad, den_expanded.grad, rtol=0, atol=0)
+    torch.testing.assert_close(shared.grad, expanded.grad.sum(0, keepdim=True),
+                               rtol=1e-5, atol=1e-5 * expanded.grad.abs().max().item())
+    reference = group_rational_backward_reference(grad.double(), x.double(), num[:1].double(),
+                                                  den.double(), variant)[1]
+    assert relative_error(shared.grad, reference) < (1e-4 if dtype == torch.float32 else 1e-2)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_non_contiguous_input(device):
     skip_without(device)
     num, den = coefficients(4, (5, 4), device)
@@ -176,11 +212,12 @@ def test_cuda_coefficient_gradients_are_bitwise_stable():
     num, den = coefficients(8, (5, 4), "cuda")
     x = torch.randn(64, 1000, 512, device="cuda")
     grad = torch.randn_like(x)
-    runs = [torch.ops.katbench.group_rational_backward(grad, x, num, den, "sum_abs")
-            for _ in range(3)]
-    for run in runs[1:]:
-        for a, b in zip(runs[0], run, strict=True):
-            assert torch.equal(a, b)
+    for numerator in (num, num[:1]):  # per-group and shared numerator
+        runs = [torch.ops.katbench.group_rational_backward(grad, x, numerator, den, "sum_abs")
+                for _ in range(3)]
+        for run in runs[1:]:
+            for a, b in zip(runs[0], run, strict=True):
+                assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("make,match", [
