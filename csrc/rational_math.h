@@ -84,17 +84,37 @@ KATBENCH_HD void load_group(GroupCoefficients<T, MM, NN>& k, const CT* num, cons
   }
 }
 
+// c[0] + c[1] t + ... + c[D] t^D by Horner's rule, starting from c[D] (a start from zero would
+// cost a multiply-add per call: 0 * t is not foldable in IEEE arithmetic).
+template <typename T, int D, typename CT>
+KATBENCH_HD T horner(const CT* c, T t) {
+  T q = static_cast<T>(c[D]);
+  KATBENCH_UNROLL
+  for (int j = D - 1; j >= 0; --j) q = q * t + static_cast<T>(c[j]);
+  return q;
+}
+
+// The same polynomial and its derivative in one interleaved Horner pass.
+template <typename T, int D, typename CT>
+KATBENCH_HD void horner_with_derivative(const CT* c, T t, T& q, T& dq) {
+  q = static_cast<T>(c[D]);
+  dq = T(0);
+  if constexpr (D > 0) {
+    dq = q;
+    q = q * t + static_cast<T>(c[D - 1]);
+    KATBENCH_UNROLL
+    for (int j = D - 2; j >= 0; --j) {
+      dq = dq * t + q;
+      q = q * t + static_cast<T>(c[j]);
+    }
+  }
+}
+
 template <typename T, int MM, int NN, bool SUM_ABS, typename CT>
 KATBENCH_HD T rational_forward(T x, const GroupCoefficients<CT, MM, NN>& k) {
-  T p = T(0);
-  KATBENCH_UNROLL
-  for (int j = MM; j >= 0; --j)
-    p = p * x + static_cast<T>(k.a[j]);
+  const T p = horner<T, MM>(k.a, x);
   const T u = SUM_ABS ? abs_of(x) : x;
-  T inner = T(0);
-  KATBENCH_UNROLL
-  for (int i = NN - 1; i >= 0; --i)
-    inner = (inner + static_cast<T>(k.c[i])) * u;
+  const T inner = horner<T, NN - 1>(k.c, u) * u;  // inner(u) = u h(u): no constant term
   return divide(p, T(1) + abs_of(inner));
 }
 
@@ -106,21 +126,11 @@ struct BackwardTerms {
 
 template <typename T, int MM, int NN, bool SUM_ABS, typename CT>
 KATBENCH_HD BackwardTerms<T> rational_backward(T x, T g, const GroupCoefficients<CT, MM, NN>& k) {
-  T p = T(0), dp = T(0);
-  KATBENCH_UNROLL
-  for (int j = MM; j >= 0; --j) {
-    dp = dp * x + p;
-    p = p * x + static_cast<T>(k.a[j]);
-  }
+  T p, dp, h, dh;
+  horner_with_derivative<T, MM>(k.a, x, p, dp);
   const T u = SUM_ABS ? abs_of(x) : x;
-  T inner = T(0), dinner = T(0);
-  KATBENCH_UNROLL
-  for (int i = NN - 1; i >= 0; --i) {
-    dinner = dinner * u + inner;
-    inner = inner * u + static_cast<T>(k.c[i]);
-  }
-  dinner = dinner * u + inner;  // constant term of inner is 0
-  inner = inner * u;
+  horner_with_derivative<T, NN - 1>(k.c, u, h, dh);
+  const T inner = h * u, dinner = dh * u + h;  // inner(u) = u h(u), inner' = h + u h'
   const T s = SUM_ABS ? T(1) : sign_of(inner);  // sum_abs: inner >= 0, Q = 1 + inner
   const T rq = divide(T(1), T(1) + s * inner);
   const T f = p * rq;
@@ -136,8 +146,23 @@ KATBENCH_HD BackwardTerms<T> rational_backward(T x, T g, const GroupCoefficients
 // slots[(MM + k) * stride] (k = 1..NN). For sum_abs that is dL/d|b_k|: the caller multiplies the
 // summed slots by sign(b_k) once (apply_denominator_signs), which is exact, so the result is
 // the same as signing every term.
+#ifndef KATBENCH_POWER_GRADS
+#define KATBENCH_POWER_GRADS 0
+#endif
 template <typename T, int MM, int NN, typename S>
 KATBENCH_HD void add_coefficient_grads(T x, T gq, T gf, T u, S* slots, int stride) {
+#if KATBENCH_POWER_GRADS
+  constexpr int kPowers = (MM > NN ? MM : NN) + 1;
+  T xk[kPowers];  // x^0 .. x^max(MM, NN), each by one multiply of two lower powers
+  xk[0] = T(1);
+  KATBENCH_UNROLL
+  for (int j = 1; j < kPowers; ++j) xk[j] = j == 1 ? x : xk[j / 2] * xk[j - j / 2];
+  KATBENCH_UNROLL
+  for (int j = 0; j <= MM; ++j) slots[j * stride] += static_cast<S>(gq * xk[j]);
+  KATBENCH_UNROLL  // u^k is x^k for even k and u x^(k-1) for odd k (u = |x| or x)
+  for (int k = 1; k <= NN; ++k)
+    slots[(MM + k) * stride] += static_cast<S>(gf * (k % 2 ? u * xk[k - 1] : xk[k]));
+#else
   T power = gq;
   KATBENCH_UNROLL
   for (int j = 0; j <= MM; ++j) {
@@ -150,6 +175,7 @@ KATBENCH_HD void add_coefficient_grads(T x, T gq, T gf, T u, S* slots, int strid
     slots[(MM + 1 + i) * stride] += static_cast<S>(power);
     power *= u;
   }
+#endif
 }
 
 // sum_abs: turns summed dL/d|b_k| (from add_coefficient_grads) into dL/db_k.
