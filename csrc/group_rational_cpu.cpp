@@ -125,8 +125,10 @@ at::Tensor backward_impl(const T* grad, const T* x, T* dx, const at::Tensor& num
     }
   });
   auto sums = partial.sum(0);  // (groups, K), summed in chunk order
+  const auto b = den.to(at::kDouble).contiguous();
   for (int64_t gi = 0; gi < geo.groups; ++gi)
-    apply_denominator_signs<MM, NN, SUM_ABS>(groups[gi], sums.data_ptr<double>() + gi * K);
+    apply_denominator_signs<MM, NN, SUM_ABS>(b.data_ptr<double>() + gi * geo.n, geo.n,
+                                             sums.data_ptr<double>() + gi * K);
   return sums;
 }
 

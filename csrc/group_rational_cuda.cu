@@ -241,7 +241,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kBackwardMinBlocks)
 #pragma unroll
   for (int s = 0; s < K; ++s) sums[s] = acc_t(0);
   if (active) {
-    const auto k = group_of<acc_t, MM, NN, SUM_ABS>(coefficients, column / group_width);
+    const int64_t group = column / group_width;
+    const auto k = group_of<acc_t, MM, NN, SUM_ABS>(coefficients, group);
     const int64_t step = static_cast<int64_t>(gridDim.y) * blockDim.y;
     int64_t r = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y;
     for (; r + (kBackwardRows - 1) * step < rows; r += kBackwardRows * step) {
@@ -262,7 +263,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kBackwardMinBlocks)
                                   load_pack<scalar_t, VEC>(x + offset),
                                   load_pack<scalar_t, VEC>(grad + offset), k, sums));
     }
-    apply_denominator_signs<MM, NN, SUM_ABS>(k, sums);
+    apply_denominator_signs<MM, NN, SUM_ABS>(
+        coefficients.den + group * coefficients.den_group_stride, coefficients.n, sums);
   }
   const int tx = threadIdx.x, ty = threadIdx.y, TX = blockDim.x, TY = blockDim.y;
   acc_t* columns = shared + TY * TX * K;

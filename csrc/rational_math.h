@@ -63,12 +63,12 @@ KATBENCH_HD T divide(T n, T q) {
 }
 
 // Coefficients of one group in the arithmetic type: a[0..m], c[0..n-1] (|b| for sum_abs),
-// sb[k] = sign(b_k) (used by sum_abs gradients only).
+// (sign(b_k), needed by sum_abs gradients only, is read from b at the end: see
+// apply_denominator_signs).
 template <typename T, int MM, int NN>
 struct GroupCoefficients {
   T a[MM + 1];
   T c[NN];
-  T sb[NN];
 };
 
 template <typename T, int MM, int NN, bool SUM_ABS, typename CT>
@@ -80,7 +80,6 @@ KATBENCH_HD void load_group(GroupCoefficients<T, MM, NN>& k, const CT* num, cons
   for (int i = 0; i < NN; ++i) {
     const T b = i < n ? static_cast<T>(den[i]) : T(0);
     k.c[i] = SUM_ABS ? abs_of(b) : b;
-    k.sb[i] = b < T(0) ? T(-1) : T(1);  // d|b|/db, taken as +1 at b = 0 (see header)
   }
 }
 
@@ -146,12 +145,8 @@ KATBENCH_HD BackwardTerms<T> rational_backward(T x, T g, const GroupCoefficients
 // slots[(MM + k) * stride] (k = 1..NN). For sum_abs that is dL/d|b_k|: the caller multiplies the
 // summed slots by sign(b_k) once (apply_denominator_signs), which is exact, so the result is
 // the same as signing every term.
-#ifndef KATBENCH_POWER_GRADS
-#define KATBENCH_POWER_GRADS 0
-#endif
 template <typename T, int MM, int NN, typename S>
 KATBENCH_HD void add_coefficient_grads(T x, T gq, T gf, T u, S* slots, int stride) {
-#if KATBENCH_POWER_GRADS
   constexpr int kPowers = (MM > NN ? MM : NN) + 1;
   T xk[kPowers];  // x^0 .. x^max(MM, NN), each by one multiply of two lower powers
   xk[0] = T(1);
@@ -162,28 +157,16 @@ KATBENCH_HD void add_coefficient_grads(T x, T gq, T gf, T u, S* slots, int strid
   KATBENCH_UNROLL  // u^k is x^k for even k and u x^(k-1) for odd k (u = |x| or x)
   for (int k = 1; k <= NN; ++k)
     slots[(MM + k) * stride] += static_cast<S>(gf * (k % 2 ? u * xk[k - 1] : xk[k]));
-#else
-  T power = gq;
-  KATBENCH_UNROLL
-  for (int j = 0; j <= MM; ++j) {
-    slots[j * stride] += static_cast<S>(power);
-    power *= x;
-  }
-  power = gf * u;
-  KATBENCH_UNROLL
-  for (int i = 0; i < NN; ++i) {
-    slots[(MM + 1 + i) * stride] += static_cast<S>(power);
-    power *= u;
-  }
-#endif
 }
 
-// sum_abs: turns summed dL/d|b_k| (from add_coefficient_grads) into dL/db_k.
+// sum_abs: turns summed dL/d|b_k| (from add_coefficient_grads) into dL/db_k, with
+// d|b|/db = sign(b) taken as +1 at b = 0 (see header); den[0..n-1] holds b_1..b_n.
 template <int MM, int NN, bool SUM_ABS, typename T, typename CT>
-KATBENCH_HD void apply_denominator_signs(const GroupCoefficients<CT, MM, NN>& k, T* sums) {
+KATBENCH_HD void apply_denominator_signs(const CT* den, int n, T* sums) {
   if constexpr (SUM_ABS) {
     KATBENCH_UNROLL
-    for (int i = 0; i < NN; ++i) sums[MM + 1 + i] *= static_cast<T>(k.sb[i]);
+    for (int i = 0; i < NN; ++i)
+      if (i < n && den[i] < CT(0)) sums[MM + 1 + i] = -sums[MM + 1 + i];
   }
 }
 

@@ -115,17 +115,14 @@ def group_rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.
     casts its input), so the rational and what follows it run in bf16/fp16; the coefficients and
     their gradients stay in their own dtype.
     """
+    check_arguments(x, numerator, denominator, variant)
     if not _BACKENDS:
         load_kernels()
     device_type = x.device.type
     if (x.dtype in _AUTOCAST_FROM and device_type in ("cpu", "cuda")
             and torch.is_autocast_enabled(device_type)):
         x = x.to(torch.get_autocast_dtype(device_type))
-    try:  # the kernels check their arguments; Python only explains a failure (no cost per call)
-        return _GROUP_RATIONAL(x, numerator, denominator, variant)
-    except RuntimeError:
-        check_arguments(x, numerator, denominator, variant)  # raises, naming the problem and fix
-        raise
+    return _GROUP_RATIONAL(x, numerator, denominator, variant)
 
 
 @torch.library.register_fake("katbench::group_rational", lib=_LIB)
