@@ -17,11 +17,12 @@ import torch
 
 from katbench.bench.block import WIDTHS, block_step
 from katbench.bench.op import DTYPES, activations, build_step
-from katbench.bench.timing import gpu_kernel_us
+from katbench.bench.timing import gpu_kernel_us, host_op_us
 
 
-def report(label: str, step, steps: int) -> None:
-    """Print wall, host-issue and GPU-busy time per step, then each kernel's GPU time."""
+def report(label: str, step, steps: int, host_ops: int = 0) -> None:
+    """Print wall, host-issue and GPU-busy time per step, each kernel's GPU time and, if
+    ``host_ops``, the ops taking the most host time."""
     for _ in range(3):
         step()
     torch.cuda.synchronize()
@@ -39,6 +40,11 @@ def report(label: str, step, steps: int) -> None:
           f"  GPU busy {sum(kernels.values()):7.1f} us/step")
     for key, us in sorted(kernels.items(), key=lambda item: -item[1]):
         print(f"    {us:8.1f} us  {key[:100]}")
+    if host_ops:
+        ops = host_op_us(step, steps)
+        print(f"  host self time, top {host_ops} of {sum(ops.values()):.1f} us/step (profiled):")
+        for key, us in sorted(ops.items(), key=lambda item: -item[1])[:host_ops]:
+            print(f"    {us:8.1f} us  {key[:100]}")
 
 
 def main() -> None:
@@ -49,6 +55,8 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=8)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--ncu", action="store_true", help="two plain steps each, for ncu")
+    parser.add_argument("--host-ops", type=int, default=0, metavar="N",
+                        help="also list the N ops taking the most host (CPU) time")
     parser.add_argument("--block", choices=list(WIDTHS),
                         help="profile the KAT and GELU MLP blocks at this ViT size instead")
     args = parser.parse_args()
@@ -56,7 +64,7 @@ def main() -> None:
     if args.block:
         for mixer in ("mlp", "grkan"):
             report(f"block {args.block} {mixer:5s}",
-                   block_step(mixer, args.block, (128, 197), device), args.steps)
+                   block_step(mixer, args.block, (128, 197), device), args.steps, args.host_ops)
         return
     table = activations("sum_abs")
     for name in args.dtypes:
@@ -68,7 +76,7 @@ def main() -> None:
                 step()
                 torch.cuda.synchronize()
                 continue
-            report(f"{name:9s} {impl:5s}", step, args.steps)
+            report(f"{name:9s} {impl:5s}", step, args.steps, args.host_ops)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,18 @@ def gpu_kernel_us(fn: Callable[[], object], steps: int = 20) -> dict[str, float]
             if e.device_type == DeviceType.CUDA}
 
 
+def host_op_us(fn: Callable[[], object], steps: int = 20) -> dict[str, float]:
+    """Host (CPU) self time of each op of one ``fn()`` call, in microseconds (``torch.profiler``,
+    whose own bookkeeping inflates every op alike): where the time to issue a step goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            fn()
+    return {e.key: e.self_cpu_time_total / steps for e in prof.key_averages()}
+
+
 def gpu_busy_us(fn: Callable[[], object], steps: int = 20) -> float:
     """GPU kernel time of one ``fn()`` call in microseconds, summed over its kernels."""
     return sum(gpu_kernel_us(fn, steps).values())

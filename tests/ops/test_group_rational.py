@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -232,6 +235,27 @@ def test_bad_shapes_raise_value_error(make, match):
     x, num, den = make()
     with pytest.raises(ValueError, match=match):
         group_rational(x, num, den)
+
+
+@pytest.mark.kernels
+def test_kernel_argument_errors_raise_instead_of_crashing():
+    """A check inside the compiled kernels (the op called directly, below the Python checks)
+    surfaces as a RuntimeError. In a subprocess, so that a crash fails this test only."""
+    code = textwrap.dedent("""
+        import torch
+        from katbench.ops import load_kernels
+        load_kernels()
+        x = torch.randn(4, 10)
+        try:
+            torch.ops.katbench.group_rational_backward(x, x, torch.randn(4, 6),
+                                                       torch.randn(4, 4), "sum_abs")
+        except RuntimeError as error:
+            print("raised:", error)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-2000:]}"
+    assert "width D=10 is not divisible by g=4" in result.stdout
 
 
 def test_bad_dtype_and_variant_raise():
