@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from katbench.bench.timing import peak_mib, time_ms
+from katbench.bench.timing import gpu_busy_us, peak_mib, time_ms
 from katbench.mixers import build_mixer
 
 WIDTHS = {"T": (192, 768), "S": (384, 1536), "B": (768, 3072)}
@@ -27,6 +27,7 @@ class BlockMeasurement:
     mixer: str
     ms: float
     peak_mib: float | None
+    gpu_us: float | None  # GPU kernel time per step (CUDA): the host-independent measure
 
 
 def block_step(mixer: str, size: str, tokens: tuple[int, int],
@@ -58,19 +59,27 @@ def measure_block(mixer: str, size: str, tokens: tuple[int, int], device: torch.
                   min_run_time: float) -> BlockMeasurement:
     """Time forward+backward of ``build_mixer(mixer, D, 4D)`` on ``tokens + (D,)`` inputs."""
     step = block_step(mixer, size, tokens, device)
-    return BlockMeasurement(size, mixer, time_ms(step, min_run_time), peak_mib(step, device))
+    gpu_us = gpu_busy_us(step) if device.type == "cuda" else None
+    return BlockMeasurement(size, mixer, time_ms(step, min_run_time), peak_mib(step, device),
+                            gpu_us)
 
 
 def run_block_benchmark(device: torch.device, sizes: list[str], tokens: tuple[int, int],
                         min_run_time: float) -> list[str]:
-    """Measure mlp and grkan at each size; return printable lines with the ratios."""
+    """Measure mlp and grkan at each size; return printable lines with the ratios.
+
+    ``time ratio`` is wall time (host overhead included, so it moves with the host's speed);
+    ``GPU ratio`` is GPU kernel time (CUDA only), the ratio of what the GPU does.
+    """
     lines = [f"{'size':>4} {'mlp ms':>9} {'grkan ms':>9} {'time ratio':>10} "
-             f"{'mlp MiB':>9} {'grkan MiB':>9} {'mem ratio':>9}"]
+             f"{'mlp MiB':>9} {'grkan MiB':>9} {'mem ratio':>9} {'GPU ratio':>9}"]
+    print(lines[0], flush=True)
     for size in sizes:
         mlp = measure_block("mlp", size, tokens, device, min_run_time)
         kat = measure_block("grkan", size, tokens, device, min_run_time)
         mem = (f"{mlp.peak_mib:9.1f} {kat.peak_mib:9.1f} {kat.peak_mib / mlp.peak_mib:9.2f}"
                if mlp.peak_mib else f"{'-':>9} {'-':>9} {'-':>9}")
-        lines.append(f"{size:>4} {mlp.ms:9.3f} {kat.ms:9.3f} {kat.ms / mlp.ms:10.2f} {mem}")
+        gpu = f"{kat.gpu_us / mlp.gpu_us:9.2f}" if mlp.gpu_us else f"{'-':>9}"
+        lines.append(f"{size:>4} {mlp.ms:9.3f} {kat.ms:9.3f} {kat.ms / mlp.ms:10.2f} {mem} {gpu}")
         print(lines[-1], flush=True)
     return lines

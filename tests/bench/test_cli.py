@@ -28,8 +28,10 @@ def test_op_benchmark_writes_csv_png_and_ratios(tmp_path, capsys):
 def test_block_benchmark_prints_ratios(capsys):
     assert main(["block", "--device", "cpu", "--sizes", "T", "--tokens", "2", "8",
                  "--min-run-time", "0.01"]) == 0
-    line = capsys.readouterr().out.strip().splitlines()[-1].split()
+    header, line = (row.split() for row in capsys.readouterr().out.strip().splitlines()[-2:])
+    assert header[0] == "size" and header[-2:] == ["GPU", "ratio"]
     assert line[0] == "T" and float(line[3]) > 0  # time ratio grkan / mlp
+    assert line[-1] == "-"  # GPU kernel time: CUDA only
 
 
 def test_model_benchmark_ratios_to_first(tmp_path, capsys):
