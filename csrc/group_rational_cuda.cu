@@ -3,9 +3,9 @@
 // x is viewed as (rows, D). A block is TX x TY threads: threadIdx.x walks column vectors of VEC
 // channels (one 16-byte load each), threadIdx.y and blockIdx.y walk rows. Every VEC-wide column
 // vector lies inside one group, so each thread loads its group's coefficients into registers once
-// and reuses them for all its rows. A thread issues the loads of several rows before computing
-// any, so that enough independent 16-byte loads are in flight to saturate memory bandwidth. All
-// arithmetic is float32 (float64 for double inputs).
+// and reuses them for all its rows. While a thread computes one row, the loads of its next rows
+// are in flight (cp.async into shared memory, see for_each_row), so that memory stays busy
+// without registers held for it. All arithmetic is float32 (float64 for double inputs).
 //
 // Backward: each thread accumulates its coefficient gradients in registers over all its rows; the
 // block reduces them in shared memory, first across threadIdx.y, then across the column vectors
@@ -17,6 +17,8 @@
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
+
+#include <cuda_pipeline.h>
 
 #include <algorithm>
 
@@ -39,25 +41,28 @@ namespace {
 #ifndef KATBENCH_BACKWARD_MIN_BLOCKS  // likewise for backward, whose occupancy limits it
 #define KATBENCH_BACKWARD_MIN_BLOCKS 3
 #endif
-#ifndef KATBENCH_FORWARD_ROWS  // rows whose loads a thread issues before computing any
-#define KATBENCH_FORWARD_ROWS 2
+#ifndef KATBENCH_FORWARD_STAGES  // rows of a thread's loads in flight, cp.async (0: plain loads)
+#define KATBENCH_FORWARD_STAGES 2
 #endif
-#ifndef KATBENCH_BACKWARD_ROWS  // likewise in backward (two loads, x and grad, per row)
-#define KATBENCH_BACKWARD_ROWS 1
+#ifndef KATBENCH_BACKWARD_STAGES  // likewise for backward (two 16-byte loads, x and grad, per row)
+#define KATBENCH_BACKWARD_STAGES 2
 #endif
 constexpr int kThreadsPerBlock = KATBENCH_THREADS_PER_BLOCK;
 constexpr int kBlocksPerSM = KATBENCH_BLOCKS_PER_SM;
 constexpr int kMinBlocks = KATBENCH_MIN_BLOCKS;
 constexpr int kBackwardMinBlocks = KATBENCH_BACKWARD_MIN_BLOCKS;
-constexpr int kForwardRows = KATBENCH_FORWARD_ROWS;
-constexpr int kBackwardRows = KATBENCH_BACKWARD_ROWS;
+constexpr int kForwardStages = KATBENCH_FORWARD_STAGES;
+constexpr int kBackwardStages = KATBENCH_BACKWARD_STAGES;
 constexpr int kReduceThreads = 256;
+static_assert(2 * 16 * kBackwardStages * kThreadsPerBlock <= 48 * 1024,
+              "the staged rows must fit the 48 KiB of shared memory a launch gets by default");
 
 template <typename scalar_t>
 using acc_type = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
 
 template <typename scalar_t, int VEC>
 struct alignas(sizeof(scalar_t) * VEC) Pack {
+  static constexpr int size = VEC;
   scalar_t v[VEC];
 };
 
@@ -189,6 +194,59 @@ __device__ __forceinline__ void store_pack(scalar_t* p, const Pack<scalar_t, VEC
   *reinterpret_cast<Pack<scalar_t, VEC>*>(p) = v;
 }
 
+// Bytes of shared memory for for_each_row's staged packs (none for unvectorised launches).
+inline size_t staging_bytes(int stages, int inputs, int vec, int vector_width,
+                            const dim3& block) {
+  return vec == vector_width ? static_cast<size_t>(stages) * inputs * 16 * block.x * block.y : 0;
+}
+
+// Runs body(row, packs) for this thread's rows r, r + step, ... < rows, packs[i] being the pack
+// of inputs[i] at (row, column). With STAGES > 0 and 16-byte packs, the loads of the next
+// STAGES - 1 rows are in flight while body runs (cp.async into this thread's own slots of the
+// shared memory `staging`), so a thread keeps memory busy during its arithmetic without holding
+// registers for it; otherwise each row is loaded, then computed.
+template <int STAGES, int INPUTS, typename P, typename scalar_t, typename Body>
+__device__ __forceinline__ void for_each_row(unsigned char* staging,
+                                             const scalar_t* const (&inputs)[INPUTS], int64_t r,
+                                             int64_t step, int64_t rows, int64_t width,
+                                             int64_t column, Body&& body) {
+  if constexpr (STAGES > 0 && sizeof(P) == 16) {
+    P* slots = reinterpret_cast<P*>(staging);  // [STAGES][INPUTS][threads of the block]
+    const int thread = threadIdx.y * blockDim.x + threadIdx.x;
+    const int threads = blockDim.x * blockDim.y;
+    const auto issue = [&](int64_t row, int stage) {
+      if (row < rows) {
+#pragma unroll
+        for (int i = 0; i < INPUTS; ++i)
+          __pipeline_memcpy_async(&slots[(stage * INPUTS + i) * threads + thread],
+                                  inputs[i] + row * width + column, 16);
+      }
+      __pipeline_commit();  // an empty group past the last row keeps the count uniform
+    };
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) issue(r + s * step, s);
+    for (int stage = 0; r < rows; r += step) {
+      issue(r + (STAGES - 1) * step, stage == 0 ? STAGES - 1 : stage - 1);
+      __pipeline_wait_prior(STAGES - 1);
+      P packs[INPUTS];
+#pragma unroll
+      for (int i = 0; i < INPUTS; ++i)
+        packs[i] = load_pack<scalar_t, P::size>(slots[(stage * INPUTS + i) * threads + thread].v);
+      body(r, packs);
+      stage = stage + 1 == STAGES ? 0 : stage + 1;
+    }
+    __pipeline_wait_prior(0);
+  } else {
+    for (; r < rows; r += step) {
+      P packs[INPUTS];
+#pragma unroll
+      for (int i = 0; i < INPUTS; ++i)
+        packs[i] = load_pack<scalar_t, P::size>(inputs[i] + r * width + column);
+      body(r, packs);
+    }
+  }
+}
+
 template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS>
 __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocks)
     forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
@@ -200,20 +258,13 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocks)
   const auto k = group_of<acc_type<scalar_t>, MM, NN, SUM_ABS>(coefficients,
                                                                column / group_width);
   const int64_t step = static_cast<int64_t>(gridDim.y) * blockDim.y;
-  int64_t r = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y;
-  for (; r + (kForwardRows - 1) * step < rows; r += kForwardRows * step) {
-    P in[kForwardRows];
-#pragma unroll
-    for (int i = 0; i < kForwardRows; ++i)
-      in[i] = load_pack<scalar_t, VEC>(x + (r + i * step) * width + column);
-#pragma unroll
-    for (int i = 0; i < kForwardRows; ++i)
-      store_pack(y + (r + i * step) * width + column,
-                 forward_pack<scalar_t, VEC, MM, NN, SUM_ABS>(in[i], k));
-  }
-  for (; r < rows; r += step)
-    store_pack(y + r * width + column, forward_pack<scalar_t, VEC, MM, NN, SUM_ABS>(
-                                           load_pack<scalar_t, VEC>(x + r * width + column), k));
+  const int64_t r = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y;
+  extern __shared__ __align__(16) unsigned char shared_bytes[];
+  const scalar_t* const inputs[1] = {x};
+  for_each_row<kForwardStages, 1, P>(shared_bytes, inputs, r, step, rows, width, column,
+                                     [&](int64_t row, const P* packs) {
+    store_pack(y + row * width + column, forward_pack<scalar_t, VEC, MM, NN, SUM_ABS>(packs[0], k));
+  });
 }
 
 // Where blockIdx.x's part of `group` lies among the segments (a group's segments are
@@ -231,7 +282,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kBackwardMinBlocks)
   using acc_t = acc_type<scalar_t>;
   using P = Pack<scalar_t, VEC>;
   constexpr int K = MM + 1 + NN;
-  extern __shared__ unsigned char shared_bytes[];
+  extern __shared__ __align__(16) unsigned char shared_bytes[];  // row staging, then reduction
   acc_t* shared = reinterpret_cast<acc_t*>(shared_bytes);  // [TY][TX][K], then [TX][K]
 
   const int64_t column_vector = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -244,30 +295,19 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kBackwardMinBlocks)
     const int64_t group = column / group_width;
     const auto k = group_of<acc_t, MM, NN, SUM_ABS>(coefficients, group);
     const int64_t step = static_cast<int64_t>(gridDim.y) * blockDim.y;
-    int64_t r = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y;
-    for (; r + (kBackwardRows - 1) * step < rows; r += kBackwardRows * step) {
-      P xin[kBackwardRows], gin[kBackwardRows];
-#pragma unroll
-      for (int i = 0; i < kBackwardRows; ++i) {
-        xin[i] = load_pack<scalar_t, VEC>(x + (r + i * step) * width + column);
-        gin[i] = load_pack<scalar_t, VEC>(grad + (r + i * step) * width + column);
-      }
-#pragma unroll
-      for (int i = 0; i < kBackwardRows; ++i)
-        store_pack(dx + (r + i * step) * width + column,
-                   backward_pack<scalar_t, VEC, MM, NN, SUM_ABS>(xin[i], gin[i], k, sums));
-    }
-    for (; r < rows; r += step) {
-      const int64_t offset = r * width + column;
-      store_pack(dx + offset, backward_pack<scalar_t, VEC, MM, NN, SUM_ABS>(
-                                  load_pack<scalar_t, VEC>(x + offset),
-                                  load_pack<scalar_t, VEC>(grad + offset), k, sums));
-    }
+    const int64_t r = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y;
+    const scalar_t* const inputs[2] = {x, grad};
+    for_each_row<kBackwardStages, 2, P>(shared_bytes, inputs, r, step, rows, width, column,
+                                        [&](int64_t row, const P* packs) {
+      store_pack(dx + row * width + column,
+                 backward_pack<scalar_t, VEC, MM, NN, SUM_ABS>(packs[0], packs[1], k, sums));
+    });
     apply_denominator_signs<MM, NN, SUM_ABS>(
         coefficients.den + group * coefficients.den_group_stride, coefficients.n, sums);
   }
   const int tx = threadIdx.x, ty = threadIdx.y, TX = blockDim.x, TY = blockDim.y;
   acc_t* columns = shared + TY * TX * K;
+  if constexpr (kBackwardStages > 0) __syncthreads();  // the reduction reuses the staging
 #pragma unroll
   for (int s = 0; s < K; ++s) shared[(ty * TX + tx) * K + s] = sums[s];
   __syncthreads();
@@ -362,7 +402,8 @@ void launch_forward(const at::Tensor& x, at::Tensor& y, const at::Tensor& num,
   const Launch l = launch_shape(geo, vec);
   auto kernel = vec == V ? forward_kernel<scalar_t, V, MM, NN, SUM_ABS>
                          : forward_kernel<scalar_t, 1, MM, NN, SUM_ABS>;
-  kernel<<<l.grid, l.block, 0, at::cuda::getCurrentCUDAStream()>>>(
+  const size_t shared = staging_bytes(kForwardStages, 1, vec, V, l.block);
+  kernel<<<l.grid, l.block, shared, at::cuda::getCurrentCUDAStream()>>>(
       x.template data_ptr<scalar_t>(), y.template data_ptr<scalar_t>(),
       coefficients_of<acc_t>(a, b, geo), geo.rows, geo.width, geo.group_width);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -383,7 +424,9 @@ std::pair<at::Tensor, at::Tensor> launch_backward(const at::Tensor& grad, const 
   const int64_t numerator_rows = num.size(0);  // 1: shared by all groups
   const int64_t segments = geo.groups + l.grid.x - 1;
   auto partial = at::empty({K, segments, static_cast<int64_t>(l.grid.y)}, x.options().dtype(acc));
-  const size_t shared = static_cast<size_t>(l.block.x) * (l.block.y + 1) * K * sizeof(acc_t);
+  const size_t shared = std::max<size_t>(
+      static_cast<size_t>(l.block.x) * (l.block.y + 1) * K * sizeof(acc_t),
+      staging_bytes(kBackwardStages, 2, vec, V, l.block));
   const auto stream = at::cuda::getCurrentCUDAStream();
   auto kernel = vec == V ? backward_kernel<scalar_t, V, MM, NN, SUM_ABS>
                          : backward_kernel<scalar_t, 1, MM, NN, SUM_ABS>;

@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="interleaved rounds over the models; each row keeps the median")
     model.add_argument("--no-amp", action="store_true", help="float32 instead of bf16 autocast")
     model.add_argument("--compile", action="store_true", help="torch.compile the models")
+    model.add_argument("--cuda-graph", action="store_true",
+                       help="replay each step from one CUDA graph (no host overhead)")
     model.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     tune = sub.add_parser("tune", help="compare CUDA launch settings (rebuilds the kernels)")
     tune.add_argument("variants", nargs="*", default=list(DEFAULT_VARIANTS),
@@ -88,10 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = throughput_table(args.names, batch_size=args.batch_size, img_size=args.img_size,
                                 steps=args.steps, warmup=args.warmup, device=device,
                                 amp=not args.no_amp, compile=args.compile,
-                                rounds=args.rounds)
+                                cuda_graph=args.cuda_graph, rounds=args.rounds)
         print(f"THROUGHPUT ONLY (random tensors), device: {device_name(device)}, batch "
               f"{args.batch_size}, {args.img_size}px, amp={not args.no_amp}, "
-              f"compile={args.compile}, median of {args.rounds} interleaved rounds")
+              f"compile={args.compile}, cuda_graph={args.cuda_graph}, median of {args.rounds} "
+              "interleaved rounds")
         print("\n".join(format_table(rows)))
         if args.json:
             args.json.write_text(json.dumps({"device": device_name(device), "rows": rows},

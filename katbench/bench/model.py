@@ -7,11 +7,17 @@ forward under ``torch.inference_mode``. Each measurement runs ``warmup`` untimed
 builds, cuDNN/compile autotuning), then times ``steps`` steps with device synchronisation.
 Models are measured one after another in one process, so compare them as ratios on one device
 (``python -m katbench.bench model vit_tiny_patch16_224 kat_tiny_patch16_224``).
+
+Small models at batch 128 are bound by the host's time to issue kernels in eager mode, so the
+ratio then compares Python and launch overhead. ``--cuda-graph`` captures the whole step
+(forward, backward and a capturable AdamW) in one CUDA graph and replays it: what remains is the
+GPU's time, as in a training loop that is not bound by its host.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,14 +34,18 @@ def _sync(device: torch.device) -> None:
 def measure_throughput(model: torch.nn.Module, *, train: bool, batch_size: int = 128,
                        img_size: int = 224, steps: int = 20, warmup: int = 5,
                        device: str | torch.device = "cuda", amp: bool = True,
-                       compile: bool = False) -> dict[str, Any]:
+                       compile: bool = False, cuda_graph: bool = False) -> dict[str, Any]:
     """Images per second of ``model`` for training or inference steps on random tensors.
 
     Returns ``{"images_per_s", "step_ms", "peak_memory_mb", "batch_size", "img_size",
-    "mode", "device", "amp", "compile"}``; ``peak_memory_mb`` is CUDA's allocator peak (None on
-    CPU). ``amp`` is bf16 autocast and applies on CUDA only.
+    "mode", "device", "amp", "compile", "cuda_graph"}``; ``peak_memory_mb`` is CUDA's allocator
+    peak (None on CPU). ``amp`` is bf16 autocast and applies on CUDA only. ``cuda_graph``
+    (CUDA only) times replays of one captured step instead of eager steps.
     """
     device = torch.device(device)
+    if cuda_graph and (device.type != "cuda" or compile):
+        raise ValueError("cuda_graph needs a CUDA device and no compile (torch.compile's "
+                         "mode='reduce-overhead' captures graphs itself)")
     model = model.to(device)
     model.train(train)
     step_model = torch.compile(model) if compile else model
@@ -43,11 +53,14 @@ def measure_throughput(model: torch.nn.Module, *, train: bool, batch_size: int =
     in_chans = int(model.patch_embed.proj.in_channels) if hasattr(model, "patch_embed") else 3
     x = torch.randn(batch_size, in_chans, img_size, img_size, device=device)
     y = torch.randint(0, num_classes, (batch_size,), device=device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4) if train else None
+    optimizer = (torch.optim.AdamW(model.parameters(), lr=1e-4, capturable=cuda_graph)
+                 if train else None)
     use_amp = amp and device.type == "cuda"
 
     def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        # A graph replays its kernels: autocast's cache of cast weights must stay out of it.
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp,
+                            cache_enabled=not cuda_graph):
             if not train:
                 with torch.inference_mode():
                     step_model(x)
@@ -57,6 +70,8 @@ def measure_throughput(model: torch.nn.Module, *, train: bool, batch_size: int =
         loss.backward()
         optimizer.step()
 
+    if cuda_graph:
+        step = _captured(step, warmup)
     for _ in range(warmup):
         step()
     _sync(device)
@@ -71,7 +86,22 @@ def measure_throughput(model: torch.nn.Module, *, train: bool, batch_size: int =
     return {"images_per_s": steps * batch_size / elapsed, "step_ms": 1e3 * elapsed / steps,
             "peak_memory_mb": peak, "batch_size": batch_size, "img_size": img_size,
             "mode": "train" if train else "inference", "device": str(device),
-            "amp": use_amp, "compile": compile}
+            "amp": use_amp, "compile": compile, "cuda_graph": cuda_graph}
+
+
+def _captured(step: Callable[[], None], warmup: int) -> Callable[[], None]:
+    """``step`` captured in a CUDA graph after ``warmup`` eager runs on a side stream (as
+    PyTorch's whole-network capture recipe does); returns the graph's replay."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(max(warmup, 1)):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
 
 
 def throughput_table(names: list[str], rounds: int = 3, **kwargs: Any) -> list[dict[str, Any]]:

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 
 from katbench.bench.op import DTYPES, activations, measure
+from katbench.ops import group_rational
+from katbench.ops.reference import group_rational_reference
 
 DEFAULT_VARIANTS = ("", "FORWARD_ROWS=1", "FORWARD_ROWS=4 BACKWARD_ROWS=2",
                     "BACKWARD_MIN_BLOCKS=1", "BACKWARD_MIN_BLOCKS=4", "THREADS_PER_BLOCK=128",
@@ -47,6 +49,29 @@ def variant_env(variant: str, build_root: Path) -> dict[str, str]:
             "KATBENCH_BUILD_DIR": str(build_root / slug)}
 
 
+def relative_error(dtype: torch.dtype, device: torch.device,
+                   shape: tuple[int, ...] = (37, 197, 768), groups: int = 8) -> float:
+    """Largest ``||ours - ref|| / ||ref||`` over y, dx and both coefficient gradients.
+
+    ``ref`` is the float64 reference on the same (rounded) inputs; the default row count
+    (37 x 197) is no multiple of any launch's row step, so tail rows are checked too.
+    """
+    x = torch.randn(*shape, device=device, dtype=dtype)
+    grad = torch.randn_like(x)
+    numerator = torch.randn(1, 6, device=device)
+    denominator = torch.rand(groups, 4, device=device) - 0.5
+    results = []
+    for reference in (False, True):
+        leaves = [t.detach().clone().to(torch.float64 if reference else t.dtype).requires_grad_()
+                  for t in (x, numerator, denominator)]
+        fn = group_rational_reference if reference else group_rational
+        y = fn(*leaves, "sum_abs")
+        y.backward(grad.to(y.dtype))
+        results.append([y.detach(), *(leaf.grad for leaf in leaves)])
+    return max(float((ours.double() - ref).norm() / ref.norm())
+               for ours, ref in zip(*results, strict=True))
+
+
 def time_variant(dtypes: list[str], min_run_time: float) -> list[dict]:
     """Time ours, clone and GELU at :data:`SHAPES` in this process (the worker's job).
 
@@ -57,6 +82,7 @@ def time_variant(dtypes: list[str], min_run_time: float) -> list[dict]:
     table = activations("sum_abs")
     rows = []
     for dtype_name in dtypes:
+        error = relative_error(DTYPES[dtype_name], device)
         for label, leading, width, groups in SHAPES:
             wall, busy = {}, {}
             for impl, mode in (("clone", "forward"), ("gelu", "forward+backward"),
@@ -69,7 +95,7 @@ def time_variant(dtypes: list[str], min_run_time: float) -> list[dict]:
                          "fwd_bwd_ms": wall[("ours", "forward+backward")],
                          "fwd_vs_clone": busy[("ours", "forward")] / busy[("clone", "forward")],
                          "fwd_bwd_vs_gelu": busy[("ours", "forward+backward")]
-                         / busy[("gelu", "forward+backward")]})
+                         / busy[("gelu", "forward+backward")], "error": error})
     return rows
 
 
@@ -86,7 +112,8 @@ def run_tuning(variants: list[str], dtypes: list[str], min_run_time: float,
         if process.returncode:
             failed[variant] = output.strip().splitlines()[-1:] or ["(no output)"]
     lines = [f"{'variant':32s} {'dtype':9s} {'shape':13s} {'fwd ms':>8s} {'f+b ms':>8s} "
-             f"{'fwd/clone':>9s} {'f+b/gelu':>9s}  (ms: wall; ratios: GPU kernel time)"]
+             f"{'fwd/clone':>9s} {'f+b/gelu':>9s} {'error':>8s}  (ms: wall; ratios: GPU kernel "
+             "time; error: largest relative error of y and the gradients against float64)"]
     print(lines[0], flush=True)
     for variant in variants:
         label = variant or "(default)"
@@ -105,6 +132,7 @@ def run_tuning(variants: list[str], dtypes: list[str], min_run_time: float,
         for row in json.loads(worker.stdout.strip().splitlines()[-1]):
             lines.append(f"{label:32s} {row['dtype']:9s} {row['shape']:13s} "
                          f"{row['fwd_ms']:8.4f} {row['fwd_bwd_ms']:8.4f} "
-                         f"{row['fwd_vs_clone']:9.2f} {row['fwd_bwd_vs_gelu']:9.2f}")
+                         f"{row['fwd_vs_clone']:9.2f} {row['fwd_bwd_vs_gelu']:9.2f} "
+                         f"{row['error']:8.1e}")
             print(lines[-1], flush=True)
     return lines

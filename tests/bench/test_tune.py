@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
-from katbench.bench.tune import variant_env, variant_flags
+from katbench.bench.tune import relative_error, variant_env, variant_flags
 
 
 def test_variant_flags_become_defines():
@@ -26,3 +27,9 @@ def test_each_variant_builds_in_its_own_folder(tmp_path: Path):
     assert default["KATBENCH_CUDA_FLAGS"] == "" and default["KATBENCH_BACKEND"] == "compiled"
     assert other["KATBENCH_CUDA_FLAGS"] == "-DKATBENCH_FORWARD_ROWS=1"
     assert default["KATBENCH_BUILD_DIR"] != other["KATBENCH_BUILD_DIR"]
+
+
+@pytest.mark.parametrize(("dtype", "bound"), [(torch.float32, 1e-5), (torch.bfloat16, 1e-2)])
+def test_relative_error_of_the_kernels_against_float64_is_small(dtype, bound):
+    error = relative_error(dtype, torch.device("cpu"), shape=(5, 7, 64))
+    assert 0 < error < bound
