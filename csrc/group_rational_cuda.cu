@@ -32,8 +32,14 @@ namespace {
 #ifndef KATBENCH_THREADS_PER_BLOCK
 #define KATBENCH_THREADS_PER_BLOCK 256
 #endif
-#ifndef KATBENCH_BLOCKS_PER_SM  // blocks launched per multiprocessor (grid size)
+#ifndef KATBENCH_BLOCKS_PER_SM  // forward blocks launched per multiprocessor (grid size)
 #define KATBENCH_BLOCKS_PER_SM 8
+#endif
+#ifndef KATBENCH_BACKWARD_BLOCKS_PER_SM  // likewise for backward
+#define KATBENCH_BACKWARD_BLOCKS_PER_SM 8
+#endif
+#ifndef KATBENCH_PACK_LANES
+#define KATBENCH_PACK_LANES 0
 #endif
 #ifndef KATBENCH_MIN_BLOCKS  // forward __launch_bounds__ minimum resident blocks (caps registers)
 #define KATBENCH_MIN_BLOCKS 1
@@ -49,6 +55,7 @@ namespace {
 #endif
 constexpr int kThreadsPerBlock = KATBENCH_THREADS_PER_BLOCK;
 constexpr int kBlocksPerSM = KATBENCH_BLOCKS_PER_SM;
+constexpr int kBackwardBlocksPerSM = KATBENCH_BACKWARD_BLOCKS_PER_SM;
 constexpr int kMinBlocks = KATBENCH_MIN_BLOCKS;
 constexpr int kBackwardMinBlocks = KATBENCH_BACKWARD_MIN_BLOCKS;
 constexpr int kForwardStages = KATBENCH_FORWARD_STAGES;
@@ -78,14 +85,24 @@ int vector_width(const Geometry& geo, std::initializer_list<const void*> pointer
   return ok ? vec : 1;
 }
 
-Launch launch_shape(const Geometry& geo, int vec) {
+// blocks_per_sm sets the grid size: a whole number of waves of the blocks that fit on a
+// multiprocessor at once, so that no partly filled last wave leaves multiprocessors idle.
+Launch launch_shape(const Geometry& geo, int vec, int blocks_per_sm) {
   const int64_t columns = geo.width / vec;
+#if KATBENCH_PACK_LANES
+  // As few column blocks of at most 32 column vectors as the width needs, split evenly (a width
+  // of 24 vectors gives blocks 24 wide, not 32 with 8 idle lanes; the rows of a narrow block
+  // follow each other in memory, so a warp spanning two of them still reads one run).
+  const int64_t column_blocks = (columns + 31) / 32;
+  const int tx = static_cast<int>((columns + column_blocks - 1) / column_blocks);
+#else
   int tx = 1;
   while (tx < 32 && tx < columns) tx *= 2;
+#endif
   const int ty = kThreadsPerBlock / tx;
   const int64_t grid_x = (columns + tx - 1) / tx;
   const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  const int64_t wanted_y = std::max<int64_t>(1, sms * kBlocksPerSM / grid_x);
+  const int64_t wanted_y = std::max<int64_t>(1, sms * blocks_per_sm / grid_x);
   const int64_t grid_y = std::min<int64_t>({(geo.rows + ty - 1) / ty, wanted_y, 65535});
   return {dim3(static_cast<unsigned>(grid_x), static_cast<unsigned>(grid_y)), dim3(tx, ty)};
 }
@@ -399,7 +416,7 @@ void launch_forward(const at::Tensor& x, at::Tensor& y, const at::Tensor& num,
   const auto acc = c10::CppTypeToScalarType<acc_t>::value;
   const auto a = coefficients_as(num, acc), b = coefficients_as(den, acc);
   const int vec = vector_width<scalar_t>(geo, {x.data_ptr(), y.data_ptr()});
-  const Launch l = launch_shape(geo, vec);
+  const Launch l = launch_shape(geo, vec, kBlocksPerSM);
   auto kernel = vec == V ? forward_kernel<scalar_t, V, MM, NN, SUM_ABS>
                          : forward_kernel<scalar_t, 1, MM, NN, SUM_ABS>;
   const size_t shared = staging_bytes(kForwardStages, 1, vec, V, l.block);
@@ -420,7 +437,7 @@ std::pair<at::Tensor, at::Tensor> launch_backward(const at::Tensor& grad, const 
   const auto acc = c10::CppTypeToScalarType<acc_t>::value;
   const auto a = coefficients_as(num, acc), b = coefficients_as(den, acc);
   const int vec = vector_width<scalar_t>(geo, {x.data_ptr(), grad.data_ptr(), dx.data_ptr()});
-  const Launch l = launch_shape(geo, vec);
+  const Launch l = launch_shape(geo, vec, kBackwardBlocksPerSM);
   const int64_t numerator_rows = num.size(0);  // 1: shared by all groups
   const int64_t segments = geo.groups + l.grid.x - 1;
   auto partial = at::empty({K, segments, static_cast<int64_t>(l.grid.y)}, x.options().dtype(acc));

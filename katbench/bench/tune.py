@@ -22,11 +22,13 @@ from katbench.bench.op import DTYPES, activations, measure
 from katbench.ops import group_rational
 from katbench.ops.reference import group_rational_reference
 
-DEFAULT_VARIANTS = ("", "FORWARD_ROWS=1", "FORWARD_ROWS=4 BACKWARD_ROWS=2",
-                    "BACKWARD_MIN_BLOCKS=1", "BACKWARD_MIN_BLOCKS=4", "THREADS_PER_BLOCK=128",
-                    "BLOCKS_PER_SM=16")
-# (label, leading dims, width, groups): the paper's op shape and a KAT-T hidden activation.
-SHAPES = (("64x1000x512", (64, 1000), 512, 8), ("ViT-T hidden", (128, 197), 768, 8))
+DEFAULT_VARIANTS = ("", "FORWARD_STAGES=0 BACKWARD_STAGES=0", "FORWARD_STAGES=3",
+                    "BACKWARD_STAGES=3", "BACKWARD_MIN_BLOCKS=2", "BACKWARD_BLOCKS_PER_SM=3",
+                    "THREADS_PER_BLOCK=128", "BLOCKS_PER_SM=16")
+# (label, leading dims, width, groups): the paper's op shape and KAT-T's two rationals (the
+# block's input, 192 wide, and its hidden activation, 768 wide).
+SHAPES = (("64x1000x512", (64, 1000), 512, 8), ("ViT-T input", (128, 197), 192, 8),
+          ("ViT-T hidden", (128, 197), 768, 8))
 
 
 def variant_flags(variant: str) -> list[str]:
