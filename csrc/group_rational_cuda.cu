@@ -35,11 +35,8 @@ namespace {
 #ifndef KATBENCH_BLOCKS_PER_SM  // forward blocks launched per multiprocessor (grid size)
 #define KATBENCH_BLOCKS_PER_SM 8
 #endif
-#ifndef KATBENCH_BACKWARD_BLOCKS_PER_SM  // likewise for backward
-#define KATBENCH_BACKWARD_BLOCKS_PER_SM 8
-#endif
-#ifndef KATBENCH_PACK_LANES
-#define KATBENCH_PACK_LANES 0
+#ifndef KATBENCH_BACKWARD_BLOCKS_PER_SM  // likewise for backward: one wave of its 3 resident
+#define KATBENCH_BACKWARD_BLOCKS_PER_SM 3   // blocks (8 left a last wave two thirds full)
 #endif
 #ifndef KATBENCH_MIN_BLOCKS  // forward __launch_bounds__ minimum resident blocks (caps registers)
 #define KATBENCH_MIN_BLOCKS 1
@@ -89,16 +86,11 @@ int vector_width(const Geometry& geo, std::initializer_list<const void*> pointer
 // multiprocessor at once, so that no partly filled last wave leaves multiprocessors idle.
 Launch launch_shape(const Geometry& geo, int vec, int blocks_per_sm) {
   const int64_t columns = geo.width / vec;
-#if KATBENCH_PACK_LANES
   // As few column blocks of at most 32 column vectors as the width needs, split evenly (a width
   // of 24 vectors gives blocks 24 wide, not 32 with 8 idle lanes; the rows of a narrow block
   // follow each other in memory, so a warp spanning two of them still reads one run).
   const int64_t column_blocks = (columns + 31) / 32;
   const int tx = static_cast<int>((columns + column_blocks - 1) / column_blocks);
-#else
-  int tx = 1;
-  while (tx < 32 && tx < columns) tx *= 2;
-#endif
   const int ty = kThreadsPerBlock / tx;
   const int64_t grid_x = (columns + tx - 1) / tx;
   const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
