@@ -50,6 +50,9 @@ python3 -m katbench.bench block 2>&1 | tee -a "$log"
 step bench model
 python3 -m katbench.bench model vit_tiny_patch16_224 kat_tiny_patch16_224 vit_small_patch16_224 \
     kat_small_patch16_224 --json "$out/throughput.json" 2>&1 | tee -a "$log"
+step bench model --batch-size 512 "(eager, GPU-bound)"
+python3 -m katbench.bench model vit_tiny_patch16_224 kat_tiny_patch16_224 --batch-size 512 \
+    --json "$out/throughput_b512.json" 2>&1 | tee -a "$log"
 step bench model --cuda-graph
 python3 -m katbench.bench model vit_tiny_patch16_224 kat_tiny_patch16_224 vit_small_patch16_224 \
     kat_small_patch16_224 --cuda-graph --json "$out/throughput_graph.json" 2>&1 | tee -a "$log"

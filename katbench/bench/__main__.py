@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     model.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     tune = sub.add_parser("tune", help="compare CUDA launch settings (rebuilds the kernels)")
     tune.add_argument("variants", nargs="*", default=list(DEFAULT_VARIANTS),
-                      help='overrides such as "FORWARD_ROWS=2 MIN_BLOCKS=2"; "" is the default')
+                      help='overrides such as "BLOCKS_PER_SM=8 MIN_BLOCKS=2"; "" is the default')
     tune.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
                       choices=sorted(DTYPES))
     tune.add_argument("--min-run-time", type=float, default=0.2)

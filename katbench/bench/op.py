@@ -135,7 +135,8 @@ def run_op_benchmark(device: torch.device, dtypes: list[str], impls: list[str],
                      sweep_dtypes: list[str] | None = None) -> list[Measurement]:
     """Headline shape with every implementation, then the groups/width sweep.
 
-    The sweep runs for ``sweep_dtypes`` (default: the first of ``dtypes``).
+    The sweep runs for ``sweep_dtypes`` (default: the first of ``dtypes``). On CUDA the headline
+    rows also record GPU kernel time, the host-independent side of the ratios.
     """
     table = activations(variant)
     sweep_dtypes = dtypes[:1] if sweep_dtypes is None else sweep_dtypes
@@ -152,7 +153,8 @@ def run_op_benchmark(device: torch.device, dtypes: list[str], impls: list[str],
                     if name == "clone" and mode != "forward":
                         continue
                     row = measure(name, table[name], mode, (*leading, width), group_count,
-                                  dtype, device, min_run_time)
+                                  dtype, device, min_run_time,
+                                  gpu_time=(group_count, width) == headline)
                     rows.append(row)
                     print(_format_row(row), flush=True)
     return rows
@@ -176,14 +178,18 @@ RATIOS = (  # (label, numerator (impl, mode), denominator (impl, mode))
 
 
 def ratios(rows: list[Measurement], headline: tuple[int, int]) -> list[str]:
-    """Headline ratios (ours vs the baselines), one line each, per dtype."""
+    """Headline ratios (ours vs the baselines), one line each, per dtype: of wall time, and of
+    GPU kernel time where both rows have it (wall time of small, fast steps is the host's)."""
     lines = []
     for dtype in sorted({r.dtype for r in rows}):
-        at = {(r.impl, r.mode): r.ms for r in rows
+        at = {(r.impl, r.mode): r for r in rows
               if r.dtype == dtype and (r.groups, r.width) == headline}
         for label, top, bottom in RATIOS:
             if top in at and bottom in at:
-                lines.append(f"[{dtype}] {label} = {at[top] / at[bottom]:.2f}x")
+                line = f"[{dtype}] {label} = {at[top].ms / at[bottom].ms:.2f}x"
+                if at[top].gpu_us and at[bottom].gpu_us:
+                    line += f" wall, {at[top].gpu_us / at[bottom].gpu_us:.2f}x GPU kernel time"
+                lines.append(line)
     return lines
 
 

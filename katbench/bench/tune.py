@@ -1,7 +1,7 @@
 """``python -m katbench.bench tune``: compare launch settings of the CUDA kernels, side by side.
 
 A variant is a set of overrides of the launch constants in ``csrc/group_rational_cuda.cu``
-(``"FORWARD_ROWS=2 MIN_BLOCKS=2"`` becomes ``-DKATBENCH_FORWARD_ROWS=2 -DKATBENCH_MIN_BLOCKS=2``,
+(``"BLOCKS_PER_SM=8 MIN_BLOCKS=2"`` becomes ``-DKATBENCH_BLOCKS_PER_SM=8 -DKATBENCH_MIN_BLOCKS=2``,
 passed through ``KATBENCH_CUDA_FLAGS``). Every variant is compiled at once, each into its own
 build folder, then timed in its own process (an op registers once per process) on the same
 shapes together with ``x.clone()`` and GELU measured in that process, so each variant's ratios
@@ -22,9 +22,9 @@ from katbench.bench.op import DTYPES, activations, measure
 from katbench.ops import group_rational
 from katbench.ops.reference import group_rational_reference
 
-DEFAULT_VARIANTS = ("", "FORWARD_STAGES=0 BACKWARD_STAGES=0", "FORWARD_STAGES=3",
-                    "BACKWARD_STAGES=3", "BACKWARD_MIN_BLOCKS=2", "BACKWARD_BLOCKS_PER_SM=3",
-                    "THREADS_PER_BLOCK=128", "BLOCKS_PER_SM=16")
+DEFAULT_VARIANTS = ("", "BLOCKS_PER_SM=8 RESIDENT_BLOCKS_PER_SM=8", "BLOCKS_PER_SM=32",
+                    "RESIDENT_BLOCKS_PER_SM=2", "FORWARD_STAGES=0 BACKWARD_STAGES=0",
+                    "BACKWARD_BLOCKS_PER_SM=6", "THREADS_PER_BLOCK=128")
 # (label, leading dims, width, groups): the paper's op shape and KAT-T's two rationals (the
 # block's input, 192 wide, and its hidden activation, 768 wide).
 SHAPES = (("64x1000x512", (64, 1000), 512, 8), ("ViT-T input", (128, 197), 192, 8),
@@ -38,7 +38,7 @@ def variant_flags(variant: str) -> list[str]:
         name, _, value = item.partition("=")
         if not name.isidentifier() or not value.isdigit():
             raise ValueError(f"bad tuning override {item!r}; write NAME=integer, e.g. "
-                             "FORWARD_ROWS=2")
+                             "BLOCKS_PER_SM=8")
         flags.append(f"-DKATBENCH_{name.upper()}={value}")
     return flags
 
