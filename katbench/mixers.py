@@ -15,7 +15,9 @@ out_features=None, act_layer, norm_layer=None, bias=True, drop=0.0``, plus timm'
   drop -> norm -> fc2 -> drop, fc1/fc2 drawn variance-preserving from the rationals' gains.
   ``num_groups`` (default 8) must divide both ``in_features`` and ``hidden_features``: use
   ``num_groups=1`` for small widths such as the ``[2, 5, 1]`` fitting nets. ``act_layer`` is
-  accepted for the signature only: the rationals are the nonlinearity.
+  accepted for the signature only: the rationals are the nonlinearity. ``recompute=True``
+  keeps neither rational's output for the backward (recomputed there, see
+  :func:`katbench.layers.rational_linear`): less activation memory than the GELU MLP.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 from timm.layers import Mlp, get_act_layer
 from torch import nn
 
-from katbench.layers import GroupRational, KANLinear, variance_preserving_
+from katbench.layers import GroupRational, KANLinear, rational_linear, variance_preserving_
 
 __all__ = ["MIXERS", "GRKANMixer", "KANMixer", "MLPMixer", "build_mixer", "register_mixer"]
 
@@ -125,7 +127,8 @@ class GRKANMixer(nn.Module):
                  norm_layer: NormLayer = None, bias: bool = True, drop: float = 0.0,
                  device: Any = None, dtype: torch.dtype | None = None, num_groups: int = 8,
                  act_init: str = "gelu", order: tuple[int, int] = (5, 4),
-                 variant: str = "sum_abs", shared_numerator: bool = True) -> None:
+                 variant: str = "sum_abs", shared_numerator: bool = True,
+                 recompute: bool = False) -> None:
         super().__init__()
         hidden_features = hidden_features or in_features
         out_features = out_features or in_features
@@ -141,6 +144,7 @@ class GRKANMixer(nn.Module):
         self.act2 = GroupRational(init=act_init, **rational)
         self.drop1, self.norm, self.drop2 = _hidden_tail(hidden_features, norm_layer, drop)
         self.fc2 = nn.Linear(hidden_features, out_features, bias=bias)
+        self.recompute = recompute
         self.reset_parameters()
         _place(self, device, dtype)
 
@@ -152,5 +156,12 @@ class GRKANMixer(nn.Module):
         variance_preserving_(self.fc2, self.act2.gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.act2(self.fc1(self.act1(x)))
-        return self.drop2(self.fc2(self.norm(self.drop1(x))))
+        h = rational_linear(x, self.act1, self.fc1, self.recompute)
+        if self.recompute and self._direct_hidden():
+            return self.drop2(rational_linear(h, self.act2, self.fc2, recompute=True))
+        return self.drop2(self.fc2(self.norm(self.drop1(self.act2(h)))))
+
+    def _direct_hidden(self) -> bool:
+        """Whether act2's output goes straight into fc2 (no norm, no active dropout)."""
+        dropout = self.training and self.drop1.p > 0
+        return isinstance(self.norm, nn.Identity) and not dropout

@@ -59,12 +59,16 @@ def main() -> None:
                         help="also list the N ops taking the most host (CPU) time")
     parser.add_argument("--block", choices=list(WIDTHS),
                         help="profile the KAT and GELU MLP blocks at this ViT size instead")
+    parser.add_argument("--recompute", action="store_true",
+                        help="with --block: also the KAT block with recompute=True")
     args = parser.parse_args()
     device = torch.device("cuda")
     if args.block:
-        for mixer in ("mlp", "grkan"):
-            report(f"block {args.block} {mixer:5s}",
-                   block_step(mixer, args.block, (128, 197), device), args.steps, args.host_ops)
+        blocks = [("mlp", {}), ("grkan", {})] + [("grkan", {"recompute": True})] * args.recompute
+        for mixer, options in blocks:
+            report(f"block {args.block} {mixer:5s}{' recompute' * bool(options)}",
+                   block_step(mixer, args.block, (128, 197), device, **options), args.steps,
+                   args.host_ops)
         return
     table = activations("sum_abs")
     for name in args.dtypes:

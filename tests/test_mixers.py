@@ -127,3 +127,27 @@ def test_reset_parameters_reinitialises():
 def test_unknown_keyword_is_rejected():
     with pytest.raises(TypeError, match="num_groups"):
         build_mixer("mlp", 8, num_groups=2)
+
+
+@pytest.mark.parametrize("norm_layer", [None, nn.LayerNorm])
+def test_grkan_recompute_gives_the_same_output_and_gradients(norm_layer, output_and_gradients):
+    torch.manual_seed(0)
+    plain = GRKANMixer(16, 32, 8, num_groups=4, norm_layer=norm_layer)
+    recomputed = GRKANMixer(16, 32, 8, num_groups=4, norm_layer=norm_layer, recompute=True)
+    recomputed.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 7, 16)
+    for e, g in zip(output_and_gradients(plain, x), output_and_gradients(recomputed, x),
+                    strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
+
+
+def test_grkan_recompute_holds_less_activation_memory_than_the_mlp(saved_bytes):
+    rows, width, hidden = 64, 16, 64
+    x = torch.randn(rows, width, requires_grad=True)
+    plain, mlp = build_mixer("grkan", width, hidden), build_mixer("mlp", width, hidden)
+    recomputed = build_mixer("grkan", width, hidden, recompute=True)
+    kept = {name: saved_bytes(lambda m=m: m(x))
+            for name, m in (("plain", plain), ("recomputed", recomputed), ("mlp", mlp))}
+    # Neither rational output is kept: F1(x) (rows x width) and F2(h) (rows x hidden).
+    assert kept["plain"] - kept["recomputed"] == 4 * rows * (width + hidden)
+    assert kept["recomputed"] < kept["mlp"] < kept["plain"]

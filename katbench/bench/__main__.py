@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     block.add_argument("--tokens", type=int, nargs=2, default=None,
                        help="batch and sequence length (default 128 197 on CUDA, 8 197 on CPU)")
     block.add_argument("--min-run-time", type=float, default=0.5)
+    block.add_argument("--recompute", action="store_true",
+                       help="grkan blocks recompute their rational outputs in the backward")
     model = sub.add_parser("model", help="training/inference images/s of timm models "
                            "(random tensors: throughput only)")
     model.add_argument("names", nargs="+", help="timm model names; the first is the baseline")
@@ -103,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "block":
         tokens = tuple(args.tokens or ((128, 197) if on_cuda else (8, 197)))
         print(f"device: {device_name(device)}, tokens {tokens}, "
-              f"{'bf16 autocast' if on_cuda else 'float32'}, forward+backward")
-        run_block_benchmark(device, args.sizes, tokens, args.min_run_time)
+              f"{'bf16 autocast' if on_cuda else 'float32'}, forward+backward"
+              f"{', grkan with recompute=True' if args.recompute else ''}")
+        run_block_benchmark(device, args.sizes, tokens, args.min_run_time, args.recompute)
         return 0
     dtypes = args.dtypes or (["float32", "bfloat16", "float16"] if on_cuda else ["float32"])
     leading = tuple(args.shape or ((64, 1000) if on_cuda else (16, 256)))

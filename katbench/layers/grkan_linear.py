@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from katbench.layers.group_rational import GroupRational
+from katbench.ops import load_kernels
+from katbench.ops.reference import check_arguments
 
 
 @torch.no_grad()
@@ -25,6 +28,58 @@ def variance_preserving_(linear: nn.Linear, gain: float) -> nn.Linear:
     return linear
 
 
+_RATIONAL = torch.ops.katbench.group_rational.default
+_RATIONAL_BACKWARD = torch.ops.katbench.group_rational_backward.default
+
+
+class _RecomputedRationalLinear(torch.autograd.Function):
+    """linear(F(x)) that saves x, not F(x), and recomputes F(x) in the backward."""
+
+    @staticmethod
+    def forward(ctx, x, numerator, denominator, weight, bias, variant):
+        ctx.save_for_backward(x, numerator, denominator, weight)
+        ctx.variant, ctx.has_bias = variant, bias is not None
+        rational = _RATIONAL(x, numerator, denominator, variant)
+        return F.linear(rational, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        if torch.is_grad_enabled():
+            raise RuntimeError("recompute=True supports first derivatives only; build the layer "
+                               "with recompute=False for create_graph=True (e.g. PINN losses)")
+        x, numerator, denominator, weight = ctx.saved_tensors
+        rows = grad_output.reshape(-1, grad_output.shape[-1])
+        rational = _RATIONAL(x, numerator, denominator, ctx.variant)
+        grad_weight = rows.t() @ rational.reshape(-1, rational.shape[-1])
+        del rational  # only the weight gradient needs it
+        grad_bias = rows.sum(0) if ctx.has_bias else None
+        grad_x, grad_numerator, grad_denominator = _RATIONAL_BACKWARD(
+            grad_output @ weight, x, numerator, denominator, ctx.variant)
+        return grad_x, grad_numerator, grad_denominator, grad_weight, grad_bias, None
+
+
+def rational_linear(x: torch.Tensor, rational: GroupRational, linear: nn.Linear,
+                    recompute: bool = False) -> torch.Tensor:
+    """``linear(rational(x))``; with ``recompute`` the backward recomputes ``rational(x)``
+    instead of keeping it, so the pair holds one activation (``x``) where it held two.
+
+    Under autocast both run in the autocast dtype, as unfused. Recomputation costs one more
+    forward kernel of the rational per backward and supports first derivatives only.
+    """
+    if not recompute:
+        return linear(rational(x))
+    check_arguments(x, rational.numerator, rational.denominator, rational.variant)
+    load_kernels()
+    weight, bias = linear.weight, linear.bias
+    device_type = x.device.type
+    if device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+        x, weight = x.to(dtype), weight.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
+    return _RecomputedRationalLinear.apply(x, rational.numerator, rational.denominator, weight,
+                                          bias, rational.variant)
+
+
 class GRKANLinear(nn.Module):
     r"""GR-KAN layer (paper Eq. 11-13): :math:`y = W\,F(x) + c`.
 
@@ -33,17 +88,20 @@ class GRKANLinear(nn.Module):
 
     ``F`` is a :class:`GroupRational` with ``num_groups`` groups (which must divide
     ``in_features``) initialised to fit ``init``; ``W`` is drawn variance-preserving from the
-    stored gain alpha of ``init`` (:func:`variance_preserving_`), ``c`` is zero.
+    stored gain alpha of ``init`` (:func:`variance_preserving_`), ``c`` is zero. ``recompute``
+    trades a rational forward in the backward for not keeping F(x) (:func:`rational_linear`).
     """
 
     def __init__(self, in_features: int, out_features: int, num_groups: int = 8,
                  init: str = "swish", bias: bool = True, order: tuple[int, int] = (5, 4),
-                 variant: str = "sum_abs", shared_numerator: bool = True) -> None:
+                 variant: str = "sum_abs", shared_numerator: bool = True,
+                 recompute: bool = False) -> None:
         super().__init__()
         if in_features % num_groups != 0:
             raise ValueError(f"in_features={in_features} is not divisible by num_groups="
                              f"{num_groups}; choose a divisor (num_groups=1 fits any width)")
         self.in_features, self.out_features = in_features, out_features
+        self.recompute = recompute
         self.rational = GroupRational(num_groups, order, init, variant, shared_numerator)
         self.linear = nn.Linear(in_features, out_features, bias=bias)
         self.reset_parameters()
@@ -54,4 +112,4 @@ class GRKANLinear(nn.Module):
         variance_preserving_(self.linear, self.rational.gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(self.rational(x))
+        return rational_linear(x, self.rational, self.linear, self.recompute)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from katbench.bench.__main__ import main
 
@@ -25,9 +26,10 @@ def test_op_benchmark_writes_csv_png_and_ratios(tmp_path, capsys):
     assert (tmp_path / "table7_cpu.png").stat().st_size > 5_000
 
 
-def test_block_benchmark_prints_ratios(capsys):
+@pytest.mark.parametrize("recompute", [[], ["--recompute"]])
+def test_block_benchmark_prints_ratios(capsys, recompute):
     assert main(["block", "--device", "cpu", "--sizes", "T", "--tokens", "2", "8",
-                 "--min-run-time", "0.01"]) == 0
+                 "--min-run-time", "0.01", *recompute]) == 0
     header, line = (row.split() for row in capsys.readouterr().out.strip().splitlines()[-2:])
     assert header[0] == "size" and header[-2:] == ["GPU", "ratio"]
     assert line[0] == "T" and float(line[3]) > 0  # time ratio grkan / mlp

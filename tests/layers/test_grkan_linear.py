@@ -71,3 +71,32 @@ def test_compiled_fullgraph_matches_eager():
     (grad_eager,) = torch.autograd.grad(expected.sum(), x)
     (grad_compiled,) = torch.autograd.grad(got.sum(), x)
     torch.testing.assert_close(grad_compiled, grad_eager)
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_recompute_gives_the_same_output_and_gradients(autocast, output_and_gradients):
+    torch.manual_seed(0)
+    plain = GRKANLinear(16, 12, num_groups=4)
+    recomputed = GRKANLinear(16, 12, num_groups=4, recompute=True)
+    recomputed.load_state_dict(plain.state_dict())
+    x = torch.randn(3, 5, 16)
+    expected = output_and_gradients(plain, x, autocast)
+    got = output_and_gradients(recomputed, x, autocast)
+    tolerance = 2e-2 if autocast else 1e-5
+    for e, g in zip(expected, got, strict=True):
+        assert g.dtype == e.dtype and g.shape == e.shape
+        torch.testing.assert_close(g, e, rtol=tolerance, atol=tolerance)
+
+
+def test_recompute_keeps_the_input_not_the_rational_output(saved_bytes):
+    x = torch.randn(64, 32, requires_grad=True)
+    plain, recomputed = GRKANLinear(32, 8), GRKANLinear(32, 8, recompute=True)
+    difference = saved_bytes(lambda: plain(x)) - saved_bytes(lambda: recomputed(x))
+    assert difference == x.numel() * x.element_size()  # F(x), the size of x
+
+
+def test_recompute_supports_first_derivatives_only():
+    layer = GRKANLinear(8, 4, num_groups=2, recompute=True)
+    x = torch.randn(5, 8, requires_grad=True)
+    with pytest.raises(RuntimeError, match="first derivatives only; .* recompute=False"):
+        torch.autograd.grad(layer(x).sum(), x, create_graph=True)
