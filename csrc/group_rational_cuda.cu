@@ -18,6 +18,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_pipeline.h>
 
 #include <algorithm>
@@ -47,10 +49,10 @@ namespace {
 #ifndef KATBENCH_BACKWARD_MIN_BLOCKS  // likewise for backward, whose occupancy limits it
 #define KATBENCH_BACKWARD_MIN_BLOCKS 3
 #endif
-#ifndef KATBENCH_FORWARD_STAGES  // rows of a thread's loads in flight, cp.async (0: plain loads)
-#define KATBENCH_FORWARD_STAGES 2
+#ifndef KATBENCH_FORWARD_STAGES  // how loads overlap arithmetic (for_each_row): 1, the next
+#define KATBENCH_FORWARD_STAGES 1   // row in registers (bench tune, H200: bf16 fwd/clone 1.13 -> ?)
 #endif
-#ifndef KATBENCH_BACKWARD_STAGES  // likewise for backward (two 16-byte loads, x and grad, per row)
+#ifndef KATBENCH_BACKWARD_STAGES  // likewise for backward: 2, one row staged in shared memory
 #define KATBENCH_BACKWARD_STAGES 2
 #endif
 constexpr int kThreadsPerBlock = KATBENCH_THREADS_PER_BLOCK;
@@ -132,13 +134,56 @@ __device__ __forceinline__ bool any_large(const acc_t (&xs)[VEC]) {
   return large;
 }
 
-// A pack's elements in the arithmetic type.
+template <typename scalar_t>
+constexpr bool is_half_type = std::is_same_v<scalar_t, c10::BFloat16> ||
+                              std::is_same_v<scalar_t, c10::Half>;
+
+// Element v of a pack in the arithmetic type. bf16 -> float is a 16-bit shift, so each bf16 of a
+// 32-bit word converts in one instruction (c10's conversion takes one and a half).
+template <typename scalar_t, int VEC>
+__device__ __forceinline__ acc_type<scalar_t> element(const Pack<scalar_t, VEC>& in, int v) {
+  if constexpr (std::is_same_v<scalar_t, c10::BFloat16> && VEC % 2 == 0) {
+    const uint32_t word = reinterpret_cast<const uint32_t*>(in.v)[v / 2];
+    return __uint_as_float(v % 2 ? word & 0xffff0000u : word << 16);
+  } else {
+    return static_cast<acc_type<scalar_t>>(in.v[v]);
+  }
+}
+
 template <typename scalar_t, int VEC>
 __device__ __forceinline__ void unpack(const Pack<scalar_t, VEC>& in,
                                        acc_type<scalar_t> (&xs)[VEC]) {
 #pragma unroll
-  for (int v = 0; v < VEC; ++v) xs[v] = static_cast<acc_type<scalar_t>>(in.v[v]);
+  for (int v = 0; v < VEC; ++v) xs[v] = element(in, v);
 }
+
+// The inverse, element by element as values are computed (so that no array of results stays
+// live): for half types each odd element is rounded together with the one before it, to
+// nearest even like c10's conversion, in one instruction (F2FP.PACK_AB) and in memory order.
+template <typename scalar_t, int VEC>
+struct Packer {
+  Pack<scalar_t, VEC> out;
+  acc_type<scalar_t> pending;
+
+  __device__ __forceinline__ void set(int v, acc_type<scalar_t> y) {
+    if constexpr (is_half_type<scalar_t> && VEC % 2 == 0) {
+      if (v % 2 == 0) {
+        pending = y;
+        return;
+      }
+      auto* words = reinterpret_cast<uint32_t*>(out.v);
+      if constexpr (std::is_same_v<scalar_t, c10::BFloat16>) {
+        const __nv_bfloat162 pair = __floats2bfloat162_rn(pending, y);
+        words[v / 2] = *reinterpret_cast<const uint32_t*>(&pair);
+      } else {
+        const __half2 pair = __floats2half2_rn(pending, y);
+        words[v / 2] = *reinterpret_cast<const uint32_t*>(&pair);
+      }
+    } else {
+      out.v[v] = static_cast<scalar_t>(y);
+    }
+  }
+};
 
 template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS>
 __device__ __forceinline__ Pack<scalar_t, VEC> forward_pack(
@@ -146,20 +191,18 @@ __device__ __forceinline__ Pack<scalar_t, VEC> forward_pack(
   using acc_t = acc_type<scalar_t>;
   acc_t xs[VEC];
   unpack(in, xs);
-  Pack<scalar_t, VEC> out;
+  Packer<scalar_t, VEC> ys;
   if (!any_large<acc_t, VEC>(xs)) {  // the common case: no branch per element
 #pragma unroll
-    for (int v = 0; v < VEC; ++v)
-      out.v[v] = static_cast<scalar_t>(rational_forward<acc_t, MM, NN, SUM_ABS>(xs[v], k));
-    return out;
+    for (int v = 0; v < VEC; ++v) ys.set(v, rational_forward<acc_t, MM, NN, SUM_ABS>(xs[v], k));
+    return ys.out;
   }
 #pragma unroll
   for (int v = 0; v < VEC; ++v)  // rare: powers of huge inputs evaluated in double
-    out.v[v] = static_cast<scalar_t>(
-        fabs(xs[v]) > kLargeInput
-            ? static_cast<acc_t>(rational_forward<double, MM, NN, SUM_ABS>(xs[v], k))
-            : rational_forward<acc_t, MM, NN, SUM_ABS>(xs[v], k));
-  return out;
+    ys.set(v, fabs(xs[v]) > kLargeInput
+                  ? static_cast<acc_t>(rational_forward<double, MM, NN, SUM_ABS>(xs[v], k))
+                  : rational_forward<acc_t, MM, NN, SUM_ABS>(xs[v], k));
+  return ys.out;
 }
 
 // dL/dx of one pack; adds the pack's coefficient gradients to sums (dL/d|b| for sum_abs: the
@@ -171,30 +214,30 @@ __device__ __forceinline__ Pack<scalar_t, VEC> backward_pack(
   using acc_t = acc_type<scalar_t>;
   acc_t xs[VEC];
   unpack(xin, xs);
-  Pack<scalar_t, VEC> out;
+  Packer<scalar_t, VEC> dxs;
   if (!any_large<acc_t, VEC>(xs)) {  // the common case: no branch per element
 #pragma unroll
     for (int v = 0; v < VEC; ++v) {
-      const auto t = rational_backward<acc_t, MM, NN, SUM_ABS>(xs[v], acc_t(gin.v[v]), k);
+      const auto t = rational_backward<acc_t, MM, NN, SUM_ABS>(xs[v], element(gin, v), k);
       add_coefficient_grads<acc_t, MM, NN>(xs[v], t.gq, t.gf, t.u, sums, 1);
-      out.v[v] = static_cast<scalar_t>(t.dx);
+      dxs.set(v, t.dx);
     }
-    return out;
+    return dxs.out;
   }
 #pragma unroll
   for (int v = 0; v < VEC; ++v) {
-    const acc_t gv = static_cast<acc_t>(gin.v[v]);
+    const acc_t g = element(gin, v);
     if (fabs(xs[v]) > kLargeInput) {  // rare: huge x in double
-      const auto t = rational_backward<double, MM, NN, SUM_ABS>(xs[v], gv, k);
+      const auto t = rational_backward<double, MM, NN, SUM_ABS>(xs[v], g, k);
       add_coefficient_grads<double, MM, NN>(xs[v], t.gq, t.gf, t.u, sums, 1);
-      out.v[v] = static_cast<scalar_t>(t.dx);
+      dxs.set(v, static_cast<acc_t>(t.dx));
     } else {
-      const auto t = rational_backward<acc_t, MM, NN, SUM_ABS>(xs[v], gv, k);
+      const auto t = rational_backward<acc_t, MM, NN, SUM_ABS>(xs[v], g, k);
       add_coefficient_grads<acc_t, MM, NN>(xs[v], t.gq, t.gf, t.u, sums, 1);
-      out.v[v] = static_cast<scalar_t>(t.dx);
+      dxs.set(v, t.dx);
     }
   }
-  return out;
+  return dxs.out;
 }
 
 template <typename scalar_t, int VEC>
@@ -207,55 +250,83 @@ __device__ __forceinline__ void store_pack(scalar_t* p, const Pack<scalar_t, VEC
   *reinterpret_cast<Pack<scalar_t, VEC>*>(p) = v;
 }
 
-// Bytes of shared memory for for_each_row's staged packs (none for unvectorised launches).
+// Bytes of shared memory for for_each_row's staged packs (none for unvectorised launches and
+// for STAGES < 2, which stage nothing in shared memory).
 inline size_t staging_bytes(int stages, int inputs, int vec, int vector_width,
                             const dim3& block) {
-  return vec == vector_width ? static_cast<size_t>(stages) * inputs * 16 * block.x * block.y : 0;
+  return vec == vector_width && stages >= 2
+             ? static_cast<size_t>(stages) * inputs * 16 * block.x * block.y
+             : 0;
 }
 
-// Runs body(row, packs) for this thread's rows r, r + step, ... < rows, packs[i] being the pack
-// of inputs[i] at (row, column). With STAGES > 0 and 16-byte packs, the loads of the next
-// STAGES - 1 rows are in flight while body runs (cp.async into this thread's own slots of the
-// shared memory `staging`), so a thread keeps memory busy during its arithmetic without holding
-// registers for it; otherwise each row is loaded, then computed.
+// Runs body(offset, packs) for this thread's rows r, r + step, ... < rows, offset being the
+// element offset of (row, column) and packs[i] the pack of inputs[i] there. How the loads
+// overlap the arithmetic (16-byte packs; unvectorised launches load each row, then compute):
+//   STAGES = 0: they do not: each row is loaded, then computed;
+//   STAGES = 1: the next row's packs are loaded into registers while body runs on this row's;
+//   STAGES >= 2: the next STAGES - 1 rows are staged with cp.async in this thread's own slots of
+//               the shared memory `staging`, which holds no registers for them (the backward,
+//               whose registers limit its occupancy).
+// Offsets advance by one addition per row: at 8 bf16 per row, recomputing addresses from the row
+// index cost a sixth of the forward's instructions.
 template <int STAGES, int INPUTS, typename P, typename scalar_t, typename Body>
 __device__ __forceinline__ void for_each_row(unsigned char* staging,
                                              const scalar_t* const (&inputs)[INPUTS], int64_t r,
                                              int64_t step, int64_t rows, int64_t width,
                                              int64_t column, Body&& body) {
-  if constexpr (STAGES > 0 && sizeof(P) == 16) {
-    P* slots = reinterpret_cast<P*>(staging);  // [STAGES][INPUTS][threads of the block]
-    const int thread = threadIdx.y * blockDim.x + threadIdx.x;
+  const int64_t stride = step * width, end = rows * width;  // offset < end <=> row < rows
+  int64_t offset = r * width + column;
+  if constexpr (STAGES == 1 && sizeof(P) == 16) {
+    if (offset >= end) return;
+    int64_t next_offset = offset;
+    uint4 next[INPUTS];  // raw words, which the compiler copies without repacking
+#pragma unroll
+    for (int i = 0; i < INPUTS; ++i) next[i] = *reinterpret_cast<const uint4*>(inputs[i] + offset);
+    do {
+      uint4 current[INPUTS];
+#pragma unroll
+      for (int i = 0; i < INPUTS; ++i) current[i] = next[i];
+      // The next row's loads; the last row reloads itself, so that the loads need no branch.
+      if (next_offset + stride < end) next_offset += stride;
+#pragma unroll
+      for (int i = 0; i < INPUTS; ++i)
+        next[i] = *reinterpret_cast<const uint4*>(inputs[i] + next_offset);
+      body(offset, reinterpret_cast<const P*>(current));
+      offset += stride;
+    } while (offset < end);
+  } else if constexpr (STAGES >= 2 && sizeof(P) == 16) {
     const int threads = blockDim.x * blockDim.y;
-    const auto issue = [&](int64_t row, int stage) {
-      if (row < rows) {
+    P* own = reinterpret_cast<P*>(staging) + threadIdx.y * blockDim.x + threadIdx.x;
+    // own[(stage * INPUTS + i) * threads]: this thread's slot of input i in a stage.
+    int64_t issued = offset;  // offset of the next row to load
+    const auto issue = [&](int stage) {
+      if (issued < end) {
 #pragma unroll
         for (int i = 0; i < INPUTS; ++i)
-          __pipeline_memcpy_async(&slots[(stage * INPUTS + i) * threads + thread],
-                                  inputs[i] + row * width + column, 16);
+          __pipeline_memcpy_async(own + (stage * INPUTS + i) * threads, inputs[i] + issued, 16);
       }
       __pipeline_commit();  // an empty group past the last row keeps the count uniform
+      issued += stride;
     };
 #pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) issue(r + s * step, s);
-    for (int stage = 0; r < rows; r += step) {
-      issue(r + (STAGES - 1) * step, stage == 0 ? STAGES - 1 : stage - 1);
+    for (int s = 0; s < STAGES - 1; ++s) issue(s);
+    for (int stage = 0; offset < end; offset += stride) {
+      issue(stage == 0 ? STAGES - 1 : stage - 1);
       __pipeline_wait_prior(STAGES - 1);
       P packs[INPUTS];
 #pragma unroll
       for (int i = 0; i < INPUTS; ++i)
-        packs[i] = load_pack<scalar_t, P::size>(slots[(stage * INPUTS + i) * threads + thread].v);
-      body(r, packs);
+        packs[i] = load_pack<scalar_t, P::size>(own[(stage * INPUTS + i) * threads].v);
+      body(offset, packs);
       stage = stage + 1 == STAGES ? 0 : stage + 1;
     }
     __pipeline_wait_prior(0);
   } else {
-    for (; r < rows; r += step) {
+    for (; offset < end; offset += stride) {
       P packs[INPUTS];
 #pragma unroll
-      for (int i = 0; i < INPUTS; ++i)
-        packs[i] = load_pack<scalar_t, P::size>(inputs[i] + r * width + column);
-      body(r, packs);
+      for (int i = 0; i < INPUTS; ++i) packs[i] = load_pack<scalar_t, P::size>(inputs[i] + offset);
+      body(offset, packs);
     }
   }
 }
@@ -275,8 +346,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocks)
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   const scalar_t* const inputs[1] = {x};
   for_each_row<kForwardStages, 1, P>(shared_bytes, inputs, r, step, rows, width, column,
-                                     [&](int64_t row, const P* packs) {
-    store_pack(y + row * width + column, forward_pack<scalar_t, VEC, MM, NN, SUM_ABS>(packs[0], k));
+                                     [&](int64_t offset, const P* packs) {
+    store_pack(y + offset, forward_pack<scalar_t, VEC, MM, NN, SUM_ABS>(packs[0], k));
   });
 }
 
@@ -311,8 +382,8 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kBackwardMinBlocks)
     const int64_t r = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y;
     const scalar_t* const inputs[2] = {x, grad};
     for_each_row<kBackwardStages, 2, P>(shared_bytes, inputs, r, step, rows, width, column,
-                                        [&](int64_t row, const P* packs) {
-      store_pack(dx + row * width + column,
+                                        [&](int64_t offset, const P* packs) {
+      store_pack(dx + offset,
                  backward_pack<scalar_t, VEC, MM, NN, SUM_ABS>(packs[0], packs[1], k, sums));
     });
     apply_denominator_signs<MM, NN, SUM_ABS>(

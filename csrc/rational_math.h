@@ -52,12 +52,18 @@ KATBENCH_HD T abs_of(T v) {
   return std::fabs(v);
 }
 
-// n / q for the denominators Q >= 1. On the GPU in float this is the hardware reciprocal
-// (MUFU.RCP, <= 2 ulp) instead of IEEE division's ~10-instruction sequence.
+// n / q for the denominators Q >= 1. On the GPU in float this is n times the hardware
+// reciprocal (MUFU.RCP, <= 1 ulp) instead of IEEE division's ~10-instruction sequence; Q >= 1
+// also makes __fdividef's rescaling of tiny and huge denominators unnecessary (1/Q is never
+// subnormal unless Q > 2^126, where flushing it to zero is within that rounding).
 template <typename T>
 KATBENCH_HD T divide(T n, T q) {
 #if defined(__CUDA_ARCH__)
-  if constexpr (std::is_same_v<T, float>) return __fdividef(n, q);
+  if constexpr (std::is_same_v<T, float>) {
+    float r;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(q));
+    return n * r;
+  }
 #endif
   return n / q;
 }
@@ -113,8 +119,9 @@ template <typename T, int MM, int NN, bool SUM_ABS, typename CT>
 KATBENCH_HD T rational_forward(T x, const GroupCoefficients<CT, MM, NN>& k) {
   const T p = horner<T, MM>(k.a, x);
   const T u = SUM_ABS ? abs_of(x) : x;
-  const T inner = horner<T, NN - 1>(k.c, u) * u;  // inner(u) = u h(u): no constant term
-  return divide(p, T(1) + abs_of(inner));
+  const T h = horner<T, NN - 1>(k.c, u);  // inner(u) = u h(u): no constant term
+  // sum_abs: inner >= 0, so Q = 1 + u h(u) is a single multiply-add (contracted on the GPU).
+  return divide(p, SUM_ABS ? T(1) + u * h : T(1) + abs_of(u * h));
 }
 
 // Per-element backward quantities: dx = dL/dx, gq = g / Q, gf = -g F sign(inner) / Q, u.

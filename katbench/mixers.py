@@ -15,9 +15,12 @@ out_features=None, act_layer, norm_layer=None, bias=True, drop=0.0``, plus timm'
   drop -> norm -> fc2 -> drop, fc1/fc2 drawn variance-preserving from the rationals' gains.
   ``num_groups`` (default 8) must divide both ``in_features`` and ``hidden_features``: use
   ``num_groups=1`` for small widths such as the ``[2, 5, 1]`` fitting nets. ``act_layer`` is
-  accepted for the signature only: the rationals are the nonlinearity. ``recompute=True``
-  keeps neither rational's output for the backward (recomputed there, see
-  :func:`katbench.layers.rational_linear`): less activation memory than the GELU MLP.
+  accepted for the signature only: the rationals are the nonlinearity. ``recompute`` trades
+  time for activation memory (:func:`katbench.layers.rational_linear` recomputes a rational's
+  output in the backward instead of keeping it): ``"first"`` recomputes the identity-initialised
+  rational, the one activation the GELU MLP does not keep (the same memory as the MLP, for one
+  D-wide rational more), ``"both"`` also the hidden one (less memory than the MLP, for a 4D-wide
+  rational more); ``"none"`` (default) recomputes nothing.
 """
 
 from __future__ import annotations
@@ -31,13 +34,16 @@ from torch import nn
 
 from katbench.layers import GroupRational, KANLinear, rational_linear, variance_preserving_
 
-__all__ = ["MIXERS", "GRKANMixer", "KANMixer", "MLPMixer", "build_mixer", "register_mixer"]
+__all__ = ["MIXERS", "RECOMPUTE", "GRKANMixer", "KANMixer", "MLPMixer", "build_mixer",
+           "register_mixer"]
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
 MIXERS: tuple[str, ...] = ()
 
 ActLayer = type[nn.Module] | str | Callable[[], nn.Module]
 NormLayer = Callable[[int], nn.Module] | None
+# GRKANMixer's recompute modes: which rationals' outputs the backward recomputes.
+RECOMPUTE = ("none", "first", "both")
 
 
 def register_mixer(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
@@ -128,8 +134,10 @@ class GRKANMixer(nn.Module):
                  device: Any = None, dtype: torch.dtype | None = None, num_groups: int = 8,
                  act_init: str = "gelu", order: tuple[int, int] = (5, 4),
                  variant: str = "sum_abs", shared_numerator: bool = True,
-                 recompute: bool = False) -> None:
+                 recompute: str = "none") -> None:
         super().__init__()
+        if recompute not in RECOMPUTE:
+            raise ValueError(f"grkan: unknown recompute={recompute!r}; pick one of {RECOMPUTE}")
         hidden_features = hidden_features or in_features
         out_features = out_features or in_features
         for label, width in (("in_features", in_features), ("hidden_features", hidden_features)):
@@ -156,8 +164,8 @@ class GRKANMixer(nn.Module):
         variance_preserving_(self.fc2, self.act2.gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = rational_linear(x, self.act1, self.fc1, self.recompute)
-        if self.recompute and self._direct_hidden():
+        h = rational_linear(x, self.act1, self.fc1, recompute=self.recompute != "none")
+        if self.recompute == "both" and self._direct_hidden():
             return self.drop2(rational_linear(h, self.act2, self.fc2, recompute=True))
         return self.drop2(self.fc2(self.norm(self.drop1(self.act2(h)))))
 

@@ -47,8 +47,10 @@ step bench op
 python3 -m katbench.bench op $sweep --out "$out/op" 2>&1 | tee -a "$log" | tail -25
 step bench block
 python3 -m katbench.bench block 2>&1 | tee -a "$log"
-step bench block --recompute
-python3 -m katbench.bench block --recompute 2>&1 | tee -a "$log"
+for mode in first both; do
+    step bench block --recompute $mode
+    python3 -m katbench.bench block --recompute $mode 2>&1 | tee -a "$log"
+done
 step bench model
 python3 -m katbench.bench model vit_tiny_patch16_224 kat_tiny_patch16_224 vit_small_patch16_224 \
     kat_small_patch16_224 --json "$out/throughput.json" 2>&1 | tee -a "$log"

@@ -59,14 +59,15 @@ def main() -> None:
                         help="also list the N ops taking the most host (CPU) time")
     parser.add_argument("--block", choices=list(WIDTHS),
                         help="profile the KAT and GELU MLP blocks at this ViT size instead")
-    parser.add_argument("--recompute", action="store_true",
-                        help="with --block: also the KAT block with recompute=True")
+    parser.add_argument("--recompute", nargs="*", default=[], choices=["first", "both"],
+                        help="with --block: also the KAT block with these recompute modes")
     args = parser.parse_args()
     device = torch.device("cuda")
     if args.block:
-        blocks = [("mlp", {}), ("grkan", {})] + [("grkan", {"recompute": True})] * args.recompute
+        blocks = [("mlp", {}), ("grkan", {})] + [("grkan", {"recompute": mode})
+                                                 for mode in args.recompute]
         for mixer, options in blocks:
-            report(f"block {args.block} {mixer:5s}{' recompute' * bool(options)}",
+            report(f"block {args.block} {mixer:5s} {options.get('recompute', '')}".rstrip(),
                    block_step(mixer, args.block, (128, 197), device, **options), args.steps,
                    args.host_ops)
         return

@@ -8,7 +8,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from katbench.layers import GroupRational, KANLinear
-from katbench.mixers import MIXERS, GRKANMixer, KANMixer, MLPMixer, build_mixer
+from katbench.mixers import MIXERS, RECOMPUTE, GRKANMixer, KANMixer, MLPMixer, build_mixer
 
 
 def test_registry_names():
@@ -129,11 +129,13 @@ def test_unknown_keyword_is_rejected():
         build_mixer("mlp", 8, num_groups=2)
 
 
+@pytest.mark.parametrize("recompute", ["first", "both"])
 @pytest.mark.parametrize("norm_layer", [None, nn.LayerNorm])
-def test_grkan_recompute_gives_the_same_output_and_gradients(norm_layer, output_and_gradients):
+def test_grkan_recompute_gives_the_same_output_and_gradients(norm_layer, recompute,
+                                                             output_and_gradients):
     torch.manual_seed(0)
     plain = GRKANMixer(16, 32, 8, num_groups=4, norm_layer=norm_layer)
-    recomputed = GRKANMixer(16, 32, 8, num_groups=4, norm_layer=norm_layer, recompute=True)
+    recomputed = GRKANMixer(16, 32, 8, num_groups=4, norm_layer=norm_layer, recompute=recompute)
     recomputed.load_state_dict(plain.state_dict())
     x = torch.randn(2, 7, 16)
     for e, g in zip(output_and_gradients(plain, x), output_and_gradients(recomputed, x),
@@ -141,13 +143,22 @@ def test_grkan_recompute_gives_the_same_output_and_gradients(norm_layer, output_
         torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
 
 
-def test_grkan_recompute_holds_less_activation_memory_than_the_mlp(saved_bytes):
+def test_grkan_recompute_trades_the_rational_outputs_for_memory(saved_bytes):
     rows, width, hidden = 64, 16, 64
     x = torch.randn(rows, width, requires_grad=True)
-    plain, mlp = build_mixer("grkan", width, hidden), build_mixer("mlp", width, hidden)
-    recomputed = build_mixer("grkan", width, hidden, recompute=True)
-    kept = {name: saved_bytes(lambda m=m: m(x))
-            for name, m in (("plain", plain), ("recomputed", recomputed), ("mlp", mlp))}
-    # Neither rational output is kept: F1(x) (rows x width) and F2(h) (rows x hidden).
-    assert kept["plain"] - kept["recomputed"] == 4 * rows * (width + hidden)
-    assert kept["recomputed"] < kept["mlp"] < kept["plain"]
+    blocks = {mode: build_mixer("grkan", width, hidden, recompute=mode) for mode in RECOMPUTE}
+    blocks["mlp"] = build_mixer("mlp", width, hidden)
+    kept = {name: saved_bytes(lambda m=m: m(x)) for name, m in blocks.items()}
+    # "first" drops F1(x) (rows x width, float32), the one activation the MLP does not keep;
+    # "both" also F2(h) (rows x hidden).
+    assert kept["none"] - kept["first"] == 4 * rows * width
+    assert kept["first"] - kept["both"] == 4 * rows * hidden
+    rationals = (blocks["first"].act1, blocks["first"].act2)  # their coefficients are saved
+    coefficients = sum(4 * p.numel() for r in rationals for p in r.parameters())
+    assert kept["first"] - kept["mlp"] == coefficients
+    assert kept["both"] < kept["mlp"]
+
+
+def test_grkan_unknown_recompute_mode_is_rejected():
+    with pytest.raises(ValueError, match="unknown recompute=True; pick one of"):
+        build_mixer("grkan", 16, 32, recompute=True)

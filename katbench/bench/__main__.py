@@ -14,6 +14,7 @@ from katbench.bench.model import format_table, throughput_table
 from katbench.bench.op import DTYPES, IMPLS, ratios, run_op_benchmark, write_outputs
 from katbench.bench.timing import device_name
 from katbench.bench.tune import DEFAULT_VARIANTS, run_tuning, time_variant
+from katbench.mixers import RECOMPUTE
 from katbench.ops import kernel_backend
 
 
@@ -46,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     block.add_argument("--tokens", type=int, nargs=2, default=None,
                        help="batch and sequence length (default 128 197 on CUDA, 8 197 on CPU)")
     block.add_argument("--min-run-time", type=float, default=0.5)
-    block.add_argument("--recompute", action="store_true",
-                       help="grkan blocks recompute their rational outputs in the backward")
+    block.add_argument("--recompute", default="none", choices=list(RECOMPUTE),
+                       help="which rationals' outputs the grkan blocks recompute in the "
+                       "backward instead of keeping (GRKANMixer's recompute)")
     model = sub.add_parser("model", help="training/inference images/s of timm models "
                            "(random tensors: throughput only)")
     model.add_argument("names", nargs="+", help="timm model names; the first is the baseline")
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         tokens = tuple(args.tokens or ((128, 197) if on_cuda else (8, 197)))
         print(f"device: {device_name(device)}, tokens {tokens}, "
               f"{'bf16 autocast' if on_cuda else 'float32'}, forward+backward"
-              f"{', grkan with recompute=True' if args.recompute else ''}")
+              f"{f', grkan with recompute={args.recompute}' if args.recompute != 'none' else ''}")
         run_block_benchmark(device, args.sizes, tokens, args.min_run_time, args.recompute)
         return 0
     dtypes = args.dtypes or (["float32", "bfloat16", "float16"] if on_cuda else ["float32"])

@@ -68,13 +68,13 @@ def measure_block(mixer: str, size: str, tokens: tuple[int, int], device: torch.
 
 
 def run_block_benchmark(device: torch.device, sizes: list[str], tokens: tuple[int, int],
-                        min_run_time: float, recompute: bool = False) -> list[str]:
+                        min_run_time: float, recompute: str = "none") -> list[str]:
     """Measure mlp and grkan at each size; return printable lines with the ratios.
 
     ``time ratio`` is wall time (host overhead included, so it moves with the host's speed);
     ``GPU ratio`` is GPU kernel time (CUDA only), the ratio of what the GPU does. ``recompute``
-    builds the grkan blocks with ``recompute=True`` (rational outputs recomputed in the
-    backward instead of kept).
+    is the grkan blocks' ``recompute`` mode (rational outputs recomputed in the backward
+    instead of kept).
     """
     lines = [f"{'size':>4} {'mlp ms':>9} {'grkan ms':>9} {'time ratio':>10} "
              f"{'mlp MiB':>9} {'grkan MiB':>9} {'mem ratio':>9} {'GPU ratio':>9}"]

@@ -26,7 +26,7 @@ def test_op_benchmark_writes_csv_png_and_ratios(tmp_path, capsys):
     assert (tmp_path / "table7_cpu.png").stat().st_size > 5_000
 
 
-@pytest.mark.parametrize("recompute", [[], ["--recompute"]])
+@pytest.mark.parametrize("recompute", [[], ["--recompute", "first"], ["--recompute", "both"]])
 def test_block_benchmark_prints_ratios(capsys, recompute):
     assert main(["block", "--device", "cpu", "--sizes", "T", "--tokens", "2", "8",
                  "--min-run-time", "0.01", *recompute]) == 0
