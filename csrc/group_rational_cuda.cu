@@ -49,10 +49,10 @@ namespace {
 #ifndef KATBENCH_BACKWARD_MIN_BLOCKS  // likewise for backward, whose occupancy limits it
 #define KATBENCH_BACKWARD_MIN_BLOCKS 3
 #endif
-#ifndef KATBENCH_FORWARD_STAGES  // how loads overlap arithmetic (for_each_row): 1, the next
-#define KATBENCH_FORWARD_STAGES 1   // row in registers (bench tune, H200: bf16 fwd/clone 1.13 -> ?)
+#ifndef KATBENCH_FORWARD_STAGES  // rows of a thread's loads in flight, cp.async (0: plain loads)
+#define KATBENCH_FORWARD_STAGES 2
 #endif
-#ifndef KATBENCH_BACKWARD_STAGES  // likewise for backward: 2, one row staged in shared memory
+#ifndef KATBENCH_BACKWARD_STAGES  // likewise for backward (two 16-byte loads, x and grad, per row)
 #define KATBENCH_BACKWARD_STAGES 2
 #endif
 constexpr int kThreadsPerBlock = KATBENCH_THREADS_PER_BLOCK;
@@ -250,25 +250,20 @@ __device__ __forceinline__ void store_pack(scalar_t* p, const Pack<scalar_t, VEC
   *reinterpret_cast<Pack<scalar_t, VEC>*>(p) = v;
 }
 
-// Bytes of shared memory for for_each_row's staged packs (none for unvectorised launches and
-// for STAGES < 2, which stage nothing in shared memory).
+// Bytes of shared memory for for_each_row's staged packs (none for unvectorised launches).
 inline size_t staging_bytes(int stages, int inputs, int vec, int vector_width,
                             const dim3& block) {
-  return vec == vector_width && stages >= 2
-             ? static_cast<size_t>(stages) * inputs * 16 * block.x * block.y
-             : 0;
+  return vec == vector_width ? static_cast<size_t>(stages) * inputs * 16 * block.x * block.y : 0;
 }
 
 // Runs body(offset, packs) for this thread's rows r, r + step, ... < rows, offset being the
-// element offset of (row, column) and packs[i] the pack of inputs[i] there. How the loads
-// overlap the arithmetic (16-byte packs; unvectorised launches load each row, then compute):
-//   STAGES = 0: they do not: each row is loaded, then computed;
-//   STAGES = 1: the next row's packs are loaded into registers while body runs on this row's;
-//   STAGES >= 2: the next STAGES - 1 rows are staged with cp.async in this thread's own slots of
-//               the shared memory `staging`, which holds no registers for them (the backward,
-//               whose registers limit its occupancy).
-// Offsets advance by one addition per row: at 8 bf16 per row, recomputing addresses from the row
-// index cost a sixth of the forward's instructions.
+// element offset of (row, column) and packs[i] the pack of inputs[i] there. With STAGES > 0 and
+// 16-byte packs, the loads of the next STAGES - 1 rows are in flight while body runs (cp.async
+// into this thread's own slots of the shared memory `staging`), so a thread keeps memory busy
+// during its arithmetic without holding registers for it (prefetching the next row into
+// registers instead measured slower on an H200: bf16 forward 1.22x clone against 1.12x);
+// otherwise each row is loaded, then computed. Offsets advance by one addition per row: at 8
+// bf16 per row, recomputing addresses from the row index cost a sixth of the instructions.
 template <int STAGES, int INPUTS, typename P, typename scalar_t, typename Body>
 __device__ __forceinline__ void for_each_row(unsigned char* staging,
                                              const scalar_t* const (&inputs)[INPUTS], int64_t r,
@@ -276,25 +271,7 @@ __device__ __forceinline__ void for_each_row(unsigned char* staging,
                                              int64_t column, Body&& body) {
   const int64_t stride = step * width, end = rows * width;  // offset < end <=> row < rows
   int64_t offset = r * width + column;
-  if constexpr (STAGES == 1 && sizeof(P) == 16) {
-    if (offset >= end) return;
-    int64_t next_offset = offset;
-    uint4 next[INPUTS];  // raw words, which the compiler copies without repacking
-#pragma unroll
-    for (int i = 0; i < INPUTS; ++i) next[i] = *reinterpret_cast<const uint4*>(inputs[i] + offset);
-    do {
-      uint4 current[INPUTS];
-#pragma unroll
-      for (int i = 0; i < INPUTS; ++i) current[i] = next[i];
-      // The next row's loads; the last row reloads itself, so that the loads need no branch.
-      if (next_offset + stride < end) next_offset += stride;
-#pragma unroll
-      for (int i = 0; i < INPUTS; ++i)
-        next[i] = *reinterpret_cast<const uint4*>(inputs[i] + next_offset);
-      body(offset, reinterpret_cast<const P*>(current));
-      offset += stride;
-    } while (offset < end);
-  } else if constexpr (STAGES >= 2 && sizeof(P) == 16) {
+  if constexpr (STAGES > 0 && sizeof(P) == 16) {
     const int threads = blockDim.x * blockDim.y;
     P* own = reinterpret_cast<P*>(staging) + threadIdx.y * blockDim.x + threadIdx.x;
     // own[(stage * INPUTS + i) * threads]: this thread's slot of input i in a stage.
