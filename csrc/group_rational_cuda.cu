@@ -64,7 +64,8 @@ constexpr int kBackwardMinBlocks = KATBENCH_BACKWARD_MIN_BLOCKS;
 constexpr int kForwardStages = KATBENCH_FORWARD_STAGES;
 constexpr int kBackwardStages = KATBENCH_BACKWARD_STAGES;
 constexpr int kReduceThreads = 256;
-static_assert(2 * 16 * kBackwardStages * kThreadsPerBlock <= 48 * 1024,
+static_assert(2 * 16 * kBackwardStages * kThreadsPerBlock <= 48 * 1024 &&
+                  16 * kForwardStages * kThreadsPerBlock <= 48 * 1024,
               "the staged rows must fit the 48 KiB of shared memory a launch gets by default");
 
 template <typename scalar_t>
