@@ -18,6 +18,7 @@ import torch
 from katbench.bench.block import WIDTHS, block_step
 from katbench.bench.op import DTYPES, activations, build_step
 from katbench.bench.timing import gpu_kernel_us, host_op_us
+from katbench.mixers import RECOMPUTE
 
 
 def report(label: str, step, steps: int, host_ops: int = 0) -> None:
@@ -59,7 +60,8 @@ def main() -> None:
                         help="also list the N ops taking the most host (CPU) time")
     parser.add_argument("--block", choices=list(WIDTHS),
                         help="profile the KAT and GELU MLP blocks at this ViT size instead")
-    parser.add_argument("--recompute", nargs="*", default=[], choices=["first", "both"],
+    parser.add_argument("--recompute", nargs="*", default=[],
+                        choices=[mode for mode in RECOMPUTE if mode != "none"],
                         help="with --block: also the KAT block with these recompute modes")
     args = parser.parse_args()
     device = torch.device("cuda")
