@@ -85,4 +85,15 @@ inline std::tuple<at::Tensor, at::Tensor> split_coefficient_grads(const at::Tens
           sums.narrow(1, mm + 1, den.size(1)).to(den.scalar_type()).contiguous()};
 }
 
+// (dx, d numerator, d denominator, F(x), column sums of dx) of katbench::group_rational_backward.
+using BackwardResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+// The op's outputs; F(x) and column sums that were not asked for (undefined) come back empty.
+inline BackwardResult backward_result(const at::Tensor& dx, const at::Tensor& grad_num,
+                                      const at::Tensor& grad_den, const at::Tensor& y,
+                                      const at::Tensor& column_sums) {
+  const auto or_empty = [&](const at::Tensor& t) { return t.defined() ? t : dx.new_empty({0}); };
+  return {dx, grad_num, grad_den, or_empty(y), or_empty(column_sums)};
+}
+
 }  // namespace katbench

@@ -12,23 +12,31 @@
 #include <string>
 #include <tuple>
 
+#include "group_rational.h"
+
 namespace katbench {
 namespace {
 
 using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
-using BackwardSignature = Grads(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+using FormulasSignature = Grads(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                 const at::Tensor&, c10::string_view);
+using KernelSignature = BackwardResult(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                       const at::Tensor&, c10::string_view, bool, bool);
 
-const c10::TypedOperatorHandle<BackwardSignature>& backward_op(bool differentiable) {
-  static const auto kernel =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("katbench::group_rational_backward", "")
-          .typed<BackwardSignature>();
+// (dx, d numerator, d denominator): the backward kernel, or for higher derivatives the
+// differentiable formulas.
+Grads backward_grads(bool differentiable, const at::Tensor& grad, const at::Tensor& x,
+                     const at::Tensor& num, const at::Tensor& den, c10::string_view variant) {
+  static const auto kernel = c10::Dispatcher::singleton()
+                                 .findSchemaOrThrow("katbench::group_rational_backward", "")
+                                 .typed<KernelSignature>();
   static const auto formulas =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("katbench::group_rational_backward_differentiable", "")
-          .typed<BackwardSignature>();
-  return differentiable ? formulas : kernel;
+          .typed<FormulasSignature>();
+  if (differentiable) return formulas.call(grad, x, num, den, variant);
+  auto [dx, dnum, dden, y, columns] = kernel.call(grad, x, num, den, variant, false, false);
+  return {dx, dnum, dden};
 }
 
 class GroupRational : public torch::autograd::Function<GroupRational> {
@@ -50,8 +58,8 @@ class GroupRational : public torch::autograd::Function<GroupRational> {
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const std::string variant = ctx->saved_data["variant"].toStringRef();
-    auto [dx, dnum, dden] = backward_op(at::GradMode::is_enabled())
-                                .call(grads[0], saved[0], saved[1], saved[2], variant);
+    auto [dx, dnum, dden] = backward_grads(at::GradMode::is_enabled(), grads[0], saved[0],
+                                           saved[1], saved[2], variant);
     return {ctx->needs_input_grad(0) ? dx : at::Tensor(),
             ctx->needs_input_grad(1) ? dnum : at::Tensor(),
             ctx->needs_input_grad(2) ? dden : at::Tensor(), at::Tensor()};

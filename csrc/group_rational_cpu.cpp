@@ -154,9 +154,12 @@ at::Tensor group_rational_cpu(const at::Tensor& x, const at::Tensor& num, const 
   return y.to(x.scalar_type());
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> group_rational_backward_cpu(
-    const at::Tensor& grad_output, const at::Tensor& x, const at::Tensor& num,
-    const at::Tensor& den, c10::string_view variant) {
+// The fused outputs (F(x), column sums of dx) are the forward kernel's result and a sum over
+// rows here: they exist for the GPU, where they save a kernel's memory traffic.
+BackwardResult group_rational_backward_cpu(const at::Tensor& grad_output, const at::Tensor& x,
+                                           const at::Tensor& num, const at::Tensor& den,
+                                           c10::string_view variant, bool output,
+                                           bool column_sums) {
   const bool sum_abs = is_sum_abs(variant);
   const Geometry geo = geometry(x, num, den);
   const auto type = compute_type(x);
@@ -178,7 +181,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> group_rational_backward_cpu(
     });
   }
   auto [grad_num, grad_den] = split_coefficient_grads(sums, mm, num, den);
-  return {dx.to(x.scalar_type()), grad_num, grad_den};
+  const auto y = output ? group_rational_cpu(x, num, den, variant) : at::Tensor();
+  const auto columns =
+      column_sums ? dx.reshape({geo.rows, geo.width}).sum(0).to(x.scalar_type()) : at::Tensor();
+  return backward_result(dx.to(x.scalar_type()), grad_num, grad_den, y, columns);
 }
 
 }  // namespace

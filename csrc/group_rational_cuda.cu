@@ -49,6 +49,9 @@ namespace {
 #ifndef KATBENCH_BACKWARD_MIN_BLOCKS  // likewise for backward, whose occupancy limits it
 #define KATBENCH_BACKWARD_MIN_BLOCKS 3
 #endif
+#ifndef KATBENCH_FUSED_BACKWARD_MIN_BLOCKS  // likewise for the fused backward (also F(x) and
+#define KATBENCH_FUSED_BACKWARD_MIN_BLOCKS 3   // column sums); below 3 also sizes its grid
+#endif
 #ifndef KATBENCH_FORWARD_STAGES  // rows of a thread's loads in flight, cp.async (0: plain loads);
 #define KATBENCH_FORWARD_STAGES 3   // H200, bench tune: bf16 fwd/clone 1.12 at 2 -> 1.08 at 3
 #endif
@@ -61,6 +64,7 @@ constexpr int kResidentBlocksPerSM = KATBENCH_RESIDENT_BLOCKS_PER_SM;
 constexpr int kBackwardBlocksPerSM = KATBENCH_BACKWARD_BLOCKS_PER_SM;
 constexpr int kMinBlocks = KATBENCH_MIN_BLOCKS;
 constexpr int kBackwardMinBlocks = KATBENCH_BACKWARD_MIN_BLOCKS;
+constexpr int kFusedBackwardMinBlocks = KATBENCH_FUSED_BACKWARD_MIN_BLOCKS;
 constexpr int kForwardStages = KATBENCH_FORWARD_STAGES;
 constexpr int kBackwardStages = KATBENCH_BACKWARD_STAGES;
 constexpr int kReduceThreads = 256;
@@ -207,21 +211,30 @@ __device__ __forceinline__ Pack<scalar_t, VEC> forward_pack(
 }
 
 // dL/dx of one pack; adds the pack's coefficient gradients to sums (dL/d|b| for sum_abs: the
-// kernel applies sign(b) once at the end).
-template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS>
+// kernel applies sign(b) once at the end). FUSED also packs F(x) into ys and adds dL/dx to
+// columns (the column sums that are the gradient of a preceding linear layer's bias).
+template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS, bool FUSED>
 __device__ __forceinline__ Pack<scalar_t, VEC> backward_pack(
     const Pack<scalar_t, VEC>& xin, const Pack<scalar_t, VEC>& gin,
-    const GroupCoefficients<acc_type<scalar_t>, MM, NN>& k, acc_type<scalar_t>* sums) {
+    const GroupCoefficients<acc_type<scalar_t>, MM, NN>& k, acc_type<scalar_t>* sums,
+    Packer<scalar_t, VEC>& ys, acc_type<scalar_t> (&columns)[VEC]) {
   using acc_t = acc_type<scalar_t>;
   acc_t xs[VEC];
   unpack(xin, xs);
   Packer<scalar_t, VEC> dxs;
+  const auto keep = [&](int v, acc_t dx, acc_t f) {
+    dxs.set(v, dx);
+    if constexpr (FUSED) {
+      ys.set(v, f);
+      columns[v] += dx;
+    }
+  };
   if (!any_large<acc_t, VEC>(xs)) {  // the common case: no branch per element
 #pragma unroll
     for (int v = 0; v < VEC; ++v) {
       const auto t = rational_backward<acc_t, MM, NN, SUM_ABS>(xs[v], element(gin, v), k);
       add_coefficient_grads<acc_t, MM, NN>(xs[v], t.gq, t.gf, t.u, sums, 1);
-      dxs.set(v, t.dx);
+      keep(v, t.dx, t.f);
     }
     return dxs.out;
   }
@@ -231,11 +244,11 @@ __device__ __forceinline__ Pack<scalar_t, VEC> backward_pack(
     if (fabs(xs[v]) > kLargeInput) {  // rare: huge x in double
       const auto t = rational_backward<double, MM, NN, SUM_ABS>(xs[v], g, k);
       add_coefficient_grads<double, MM, NN>(xs[v], t.gq, t.gf, t.u, sums, 1);
-      dxs.set(v, static_cast<acc_t>(t.dx));
+      keep(v, static_cast<acc_t>(t.dx), static_cast<acc_t>(t.f));
     } else {
       const auto t = rational_backward<acc_t, MM, NN, SUM_ABS>(xs[v], g, k);
       add_coefficient_grads<acc_t, MM, NN>(xs[v], t.gq, t.gf, t.u, sums, 1);
-      dxs.set(v, t.dx);
+      keep(v, t.dx, t.f);
     }
   }
   return dxs.out;
@@ -335,11 +348,17 @@ __host__ __device__ __forceinline__ int64_t segment_of(int64_t group, int64_t bl
   return group + block_x;
 }
 
-template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS>
-__global__ void __launch_bounds__(kThreadsPerBlock, kBackwardMinBlocks)
+// FUSED (a separate instantiation, so that the plain backward keeps its registers) also writes
+// y = F(x) where y is not null (a recomputed forward output for one write, instead of a forward
+// kernel's read and write) and, where column_partial is not null, this block's column sums of dx
+// to column_partial[blockIdx.y][column] (the bias gradient of a linear layer feeding x).
+template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS, bool FUSED>
+__global__ void __launch_bounds__(kThreadsPerBlock,
+                                  FUSED ? kFusedBackwardMinBlocks : kBackwardMinBlocks)
     backward_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ x,
                     scalar_t* __restrict__ dx, const Coefficients<acc_type<scalar_t>> coefficients,
-                    acc_type<scalar_t>* __restrict__ partial, int64_t rows, int64_t width,
+                    acc_type<scalar_t>* __restrict__ partial, scalar_t* __restrict__ y,
+                    acc_type<scalar_t>* __restrict__ column_partial, int64_t rows, int64_t width,
                     int64_t group_width, bool shared_numerator) {
   using acc_t = acc_type<scalar_t>;
   using P = Pack<scalar_t, VEC>;
@@ -353,6 +372,9 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kBackwardMinBlocks)
   acc_t sums[K];
 #pragma unroll
   for (int s = 0; s < K; ++s) sums[s] = acc_t(0);
+  acc_t column_sums[VEC];  // FUSED: this thread's sums of dx over its rows
+#pragma unroll
+  for (int v = 0; v < VEC; ++v) column_sums[v] = acc_t(0);
   if (active) {
     const int64_t group = column / group_width;
     const auto k = group_of<acc_t, MM, NN, SUM_ABS>(coefficients, group);
@@ -361,8 +383,12 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kBackwardMinBlocks)
     const scalar_t* const inputs[2] = {x, grad};
     for_each_row<kBackwardStages, 2, P>(shared_bytes, inputs, r, step, rows, width, column,
                                         [&](int64_t offset, const P* packs) {
-      store_pack(dx + offset,
-                 backward_pack<scalar_t, VEC, MM, NN, SUM_ABS>(packs[0], packs[1], k, sums));
+      Packer<scalar_t, VEC> ys;
+      store_pack(dx + offset, backward_pack<scalar_t, VEC, MM, NN, SUM_ABS, FUSED>(
+                                  packs[0], packs[1], k, sums, ys, column_sums));
+      if constexpr (FUSED) {
+        if (y != nullptr) store_pack(y + offset, ys.out);
+      }
     });
     apply_denominator_signs<MM, NN, SUM_ABS>(
         coefficients.den + group * coefficients.den_group_stride, coefficients.n, sums);
@@ -400,6 +426,32 @@ __global__ void __launch_bounds__(kThreadsPerBlock, kBackwardMinBlocks)
     const int64_t segment = pooled ? blockIdx.x : segment_of(group, blockIdx.x);
     partial[(s * segments + segment) * gridDim.y + blockIdx.y] = total;
   }
+  if constexpr (FUSED) {
+    if (column_partial == nullptr) return;
+    __syncthreads();  // the column sums reuse the shared memory: [TY][TX][VEC]
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) shared[(ty * TX + tx) * VEC + v] = column_sums[v];
+    __syncthreads();
+    // Fixed-order sums over threadIdx.y, one (column vector, element) per thread.
+    const int64_t block_columns = (end - first) * VEC;
+    for (int64_t o = ty * TX + tx; o < block_columns; o += TX * TY) {
+      acc_t total = acc_t(0);
+      for (int row = 0; row < TY; ++row) total += shared[row * TX * VEC + o];
+      column_partial[blockIdx.y * width + first * VEC + o] = total;
+    }
+  }
+}
+
+// Sums column_partial (blocks_y, width) over blocks_y in a fixed order into out (width).
+template <typename acc_t, typename scalar_t>
+__global__ void __launch_bounds__(kReduceThreads)
+    column_sums_kernel(const acc_t* __restrict__ column_partial, int64_t blocks_y, int64_t width,
+                       scalar_t* __restrict__ out) {
+  const int64_t column = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (column >= width) return;
+  acc_t total = acc_t(0);
+  for (int64_t b = 0; b < blocks_y; ++b) total += column_partial[b * width + column];
+  out[column] = static_cast<scalar_t>(total);
 }
 
 // Sums the backward partials (K, segments, blocks_y) into the coefficient gradients: one block
@@ -475,32 +527,45 @@ void launch_forward(const at::Tensor& x, at::Tensor& y, const at::Tensor& num,
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// Writes dx; returns the numerator and denominator gradients in the arithmetic dtype.
+// Writes dx, and y = F(x) and the column sums of dx where those are defined; returns the
+// numerator and denominator gradients in the arithmetic dtype.
 template <typename scalar_t, int MM, int NN, bool SUM_ABS>
 std::pair<at::Tensor, at::Tensor> launch_backward(const at::Tensor& grad, const at::Tensor& x,
-                                                  at::Tensor& dx, const at::Tensor& num,
+                                                  at::Tensor& dx, at::Tensor& y,
+                                                  at::Tensor& column_sums, const at::Tensor& num,
                                                   const at::Tensor& den, const Geometry& geo) {
   using acc_t = acc_type<scalar_t>;
   constexpr int V = 16 / sizeof(scalar_t);
   constexpr int K = MM + 1 + NN;
   const auto acc = c10::CppTypeToScalarType<acc_t>::value;
   const auto a = coefficients_as(num, acc), b = coefficients_as(den, acc);
-  const int vec = vector_width<scalar_t>(geo, {x.data_ptr(), grad.data_ptr(), dx.data_ptr()});
-  const Launch l = launch_shape(geo, vec, kBackwardBlocksPerSM);
+  const bool fused = y.defined() || column_sums.defined();
+  const int vec = vector_width<scalar_t>(
+      geo, {x.data_ptr(), grad.data_ptr(), dx.data_ptr(), y.defined() ? y.data_ptr() : nullptr});
+  const Launch l = launch_shape(
+      geo, vec, fused ? std::min(kBackwardBlocksPerSM, kFusedBackwardMinBlocks)
+                      : kBackwardBlocksPerSM);
   const int64_t numerator_rows = num.size(0);  // 1: shared by all groups
   const int64_t segments = geo.groups + l.grid.x - 1;
   auto partial = at::empty({K, segments, static_cast<int64_t>(l.grid.y)}, x.options().dtype(acc));
+  at::Tensor column_partial;
+  if (column_sums.defined())
+    column_partial = at::empty({static_cast<int64_t>(l.grid.y), geo.width}, partial.options());
   const size_t shared = std::max<size_t>(
       static_cast<size_t>(l.block.x) * (l.block.y + 1) * K * sizeof(acc_t),
       staging_bytes(kBackwardStages, 2, vec, V, l.block));
   const auto stream = at::cuda::getCurrentCUDAStream();
-  auto kernel = vec == V ? backward_kernel<scalar_t, V, MM, NN, SUM_ABS>
-                         : backward_kernel<scalar_t, 1, MM, NN, SUM_ABS>;
+  auto kernel = vec == V ? (fused ? backward_kernel<scalar_t, V, MM, NN, SUM_ABS, true>
+                                  : backward_kernel<scalar_t, V, MM, NN, SUM_ABS, false>)
+                         : (fused ? backward_kernel<scalar_t, 1, MM, NN, SUM_ABS, true>
+                                  : backward_kernel<scalar_t, 1, MM, NN, SUM_ABS, false>);
   kernel<<<l.grid, l.block, shared, stream>>>(
       grad.template data_ptr<scalar_t>(), x.template data_ptr<scalar_t>(),
       dx.template data_ptr<scalar_t>(), coefficients_of<acc_t>(a, b, geo),
-      partial.template data_ptr<acc_t>(), geo.rows, geo.width, geo.group_width,
-      numerator_rows == 1);
+      partial.template data_ptr<acc_t>(),
+      y.defined() ? y.template data_ptr<scalar_t>() : nullptr,
+      column_partial.defined() ? column_partial.template data_ptr<acc_t>() : nullptr, geo.rows,
+      geo.width, geo.group_width, numerator_rows == 1);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   auto grad_num = at::empty({numerator_rows, geo.m + 1}, a.options());
   auto grad_den = at::empty({geo.groups, geo.n}, b.options());
@@ -510,6 +575,13 @@ std::pair<at::Tensor, at::Tensor> launch_backward(const at::Tensor& grad, const 
       geo.group_width / vec, numerator_rows, geo.m, geo.n, grad_num.template data_ptr<acc_t>(),
       grad_den.template data_ptr<acc_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+  if (column_sums.defined()) {
+    const auto blocks = static_cast<unsigned>((geo.width + kReduceThreads - 1) / kReduceThreads);
+    column_sums_kernel<acc_t, scalar_t><<<blocks, kReduceThreads, 0, stream>>>(
+        column_partial.template data_ptr<acc_t>(), l.grid.y, geo.width,
+        column_sums.template data_ptr<scalar_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
   return {grad_num, grad_den};
 }
 
@@ -531,28 +603,35 @@ at::Tensor group_rational_cuda(const at::Tensor& x, const at::Tensor& num, const
   return y;
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> group_rational_backward_cuda(
-    const at::Tensor& grad_output, const at::Tensor& x, const at::Tensor& num,
-    const at::Tensor& den, c10::string_view variant) {
+BackwardResult group_rational_backward_cuda(const at::Tensor& grad_output, const at::Tensor& x,
+                                            const at::Tensor& num, const at::Tensor& den,
+                                            c10::string_view variant, bool output,
+                                            bool column_sums) {
   const bool sum_abs = is_sum_abs(variant);
   const Geometry geo = geometry(x, num, den);
   const c10::cuda::CUDAGuard guard(x.device());
   const auto xc = x.contiguous();
   const auto gc = grad_output.to(x.scalar_type()).contiguous();
   auto dx = at::empty_like(xc, at::MemoryFormat::Contiguous);
-  if (geo.rows == 0) return {dx, at::zeros_like(num), at::zeros_like(den)};
-  at::Tensor grad_num, grad_den;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(),
-                                  "group_rational_backward_cuda", [&] {
-    dispatch_orders(geo, sum_abs, [&](auto orders, auto sum_abs_t) {
-      std::tie(grad_num, grad_den) =
-          launch_backward<scalar_t, decltype(orders.first)::value, decltype(orders.second)::value,
-                          decltype(sum_abs_t)::value>(gc, xc, dx, num, den, geo);
+  // Undefined tensors tell the kernel what not to write; empty ones are returned for them.
+  at::Tensor y = output ? at::empty_like(xc, at::MemoryFormat::Contiguous) : at::Tensor();
+  at::Tensor sums = column_sums ? at::empty({geo.width}, xc.options()) : at::Tensor();
+  if (geo.rows > 0) {
+    at::Tensor grad_num, grad_den;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(),
+                                    "group_rational_backward_cuda", [&] {
+      dispatch_orders(geo, sum_abs, [&](auto orders, auto sum_abs_t) {
+        std::tie(grad_num, grad_den) =
+            launch_backward<scalar_t, decltype(orders.first)::value,
+                            decltype(orders.second)::value, decltype(sum_abs_t)::value>(
+                gc, xc, dx, y, sums, num, den, geo);
+      });
     });
-  });
-  grad_num = grad_num.to(num.scalar_type());
-  grad_den = grad_den.to(den.scalar_type());
-  return {dx, grad_num, grad_den};
+    return backward_result(dx, grad_num.to(num.scalar_type()), grad_den.to(den.scalar_type()),
+                           y, sums);
+  }
+  if (sums.defined()) sums.zero_();
+  return backward_result(dx, at::zeros_like(num), at::zeros_like(den), y, sums);
 }
 
 }  // namespace

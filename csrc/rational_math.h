@@ -124,10 +124,11 @@ KATBENCH_HD T rational_forward(T x, const GroupCoefficients<CT, MM, NN>& k) {
   return divide(p, SUM_ABS ? T(1) + u * h : T(1) + abs_of(u * h));
 }
 
-// Per-element backward quantities: dx = dL/dx, gq = g / Q, gf = -g F sign(inner) / Q, u.
+// Per-element backward quantities: dx = dL/dx, gq = g / Q, gf = -g F sign(inner) / Q, u, and
+// F(x) itself (for callers that write the forward output from the backward).
 template <typename T>
 struct BackwardTerms {
-  T dx, gq, gf, u;
+  T dx, gq, gf, u, f;
 };
 
 template <typename T, int MM, int NN, bool SUM_ABS, typename CT>
@@ -143,7 +144,7 @@ KATBENCH_HD BackwardTerms<T> rational_backward(T x, T g, const GroupCoefficients
   // sum_abs: dQ/dx = sign(x) inner'(|x|), written as a sign copy (0 at x = 0, as autograd's abs).
   const T dq_dx = SUM_ABS ? (x == T(0) ? T(0) : std::copysign(dinner, x)) : s * dinner;
   const T gq = g * rq;
-  return {gq * (dp - f * dq_dx), gq, -gq * f * s, u};
+  return {gq * (dp - f * dq_dx), gq, -gq * f * s, u, f};
 }
 
 // Takes scalars rather than BackwardTerms: a struct argument stays in memory inside

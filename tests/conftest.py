@@ -48,12 +48,12 @@ def saved_bytes() -> Callable[[Callable[[], object]], int]:
 @pytest.fixture
 def output_and_gradients() -> Callable[..., list[torch.Tensor]]:
     """``output_and_gradients(layer, x, autocast=False)``: ``[y, dx, *d parameters]`` of one
-    backward of a fixed ramp through ``layer(x)`` (under CPU bf16 autocast if asked)."""
+    backward of a fixed ramp through ``layer(x)`` (under bf16 autocast on x's device if asked)."""
     def run(layer: torch.nn.Module, x: torch.Tensor, autocast: bool = False) -> list[torch.Tensor]:
         x = x.detach().requires_grad_()
         layer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
             y = layer(x)
-        y.backward(torch.linspace(-1, 1, y.numel()).view_as(y).to(y.dtype))
+        y.backward(torch.linspace(-1, 1, y.numel(), device=y.device).view_as(y).to(y.dtype))
         return [y, x.grad, *(p.grad for p in layer.parameters())]
     return run

@@ -129,16 +129,73 @@ def test_unknown_keyword_is_rejected():
         build_mixer("mlp", 8, num_groups=2)
 
 
-@pytest.mark.parametrize("recompute", ["first", "both"])
-@pytest.mark.parametrize("norm_layer", [None, nn.LayerNorm])
-def test_grkan_recompute_gives_the_same_output_and_gradients(norm_layer, recompute,
-                                                             output_and_gradients):
+class Unfused(nn.Module):
+    """The KAT block written with the plain modules, as the fused chain must behave."""
+
+    def __init__(self, block: GRKANMixer) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.block
+        return b.drop2(b.fc2(b.norm(b.drop1(b.act2(b.fc1(b.act1(x)))))))
+
+
+@pytest.mark.parametrize("recompute", RECOMPUTE)
+@pytest.mark.parametrize("norm_layer,bias", [(None, True), (nn.LayerNorm, True), (None, False)])
+@pytest.mark.parametrize("autocast", [False, True])
+def test_grkan_block_matches_the_unfused_modules(recompute, norm_layer, bias, autocast,
+                                                 output_and_gradients):
+    """The fused chain (bias gradients summed by the rationals' backward, F(x) written by it
+    where not kept) gives the plain modules' output and gradients, in every recompute mode."""
     torch.manual_seed(0)
-    plain = GRKANMixer(16, 32, 8, num_groups=4, norm_layer=norm_layer)
-    recomputed = GRKANMixer(16, 32, 8, num_groups=4, norm_layer=norm_layer, recompute=recompute)
-    recomputed.load_state_dict(plain.state_dict())
+    block = GRKANMixer(16, 32, 8, num_groups=4, norm_layer=norm_layer, bias=bias,
+                       recompute=recompute)
     x = torch.randn(2, 7, 16)
-    for e, g in zip(output_and_gradients(plain, x), output_and_gradients(recomputed, x),
+    tolerance = 2e-2 if autocast else 1e-5
+    for e, g in zip(output_and_gradients(Unfused(block), x, autocast),
+                    output_and_gradients(block, x, autocast), strict=True):
+        assert g.dtype == e.dtype
+        torch.testing.assert_close(g, e, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("recompute", RECOMPUTE)
+def test_grkan_block_matches_the_unfused_modules_on_cuda(recompute, output_and_gradients):
+    """The CUDA kernels' fused outputs (16-byte vectors at ViT-T widths) under bf16 autocast."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    torch.manual_seed(0)
+    block = GRKANMixer(192, 768, 192, recompute=recompute).cuda()
+    x = torch.randn(4, 197, 192, device="cuda")
+    for e, g in zip(output_and_gradients(Unfused(block), x, True),
+                    output_and_gradients(block, x, True), strict=True):
+        assert g.dtype == e.dtype
+        scale = e.double().abs().max()
+        assert (g.double() - e.double()).abs().max() / scale < 2e-2
+
+
+def test_grkan_block_higher_derivatives():
+    """create_graph=True (PINN residuals) differentiates a replay of the chain: gradgradcheck."""
+    torch.manual_seed(0)
+    block = GRKANMixer(4, 8, 2, num_groups=2, recompute="both").double()
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(lambda t: block(t), (x,))
+    params = [*block.parameters()]
+    (dx,) = torch.autograd.grad(block(x).sum(), x, create_graph=True)
+    got = torch.autograd.grad(dx.square().sum(), params, materialize_grads=True)
+    (dx,) = torch.autograd.grad(Unfused(block)(x).sum(), x, create_graph=True)
+    expected = torch.autograd.grad(dx.square().sum(), params, materialize_grads=True)
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e)
+
+
+def test_grkan_block_compiles_without_graph_breaks(output_and_gradients):
+    torch.manual_seed(0)
+    block = GRKANMixer(16, 32, 8, num_groups=4, recompute="first")
+    compiled = torch.compile(block, fullgraph=True, backend="aot_eager")
+    x = torch.randn(2, 7, 16)
+    for e, g in zip(output_and_gradients(block, x), output_and_gradients(compiled, x),
                     strict=True):
         torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-5)
 
@@ -153,9 +210,10 @@ def test_grkan_recompute_trades_the_rational_outputs_for_memory(saved_bytes):
     # "both" also F2(h) (rows x hidden).
     assert kept["none"] - kept["first"] == 4 * rows * width
     assert kept["first"] - kept["both"] == 4 * rows * hidden
-    rationals = (blocks["first"].act1, blocks["first"].act2)  # their coefficients are saved
-    coefficients = sum(4 * p.numel() for r in rationals for p in r.parameters())
-    assert kept["first"] - kept["mlp"] == coefficients
+    # The rationals' coefficients and the biases (for higher derivatives) are saved too.
+    first = blocks["first"]
+    extra = [*first.act1.parameters(), *first.act2.parameters(), first.fc1.bias, first.fc2.bias]
+    assert kept["first"] - kept["mlp"] == sum(4 * p.numel() for p in extra)
     assert kept["both"] < kept["mlp"]
 
 

@@ -22,6 +22,7 @@ from katbench.ops.reference import (
     VARIANTS,
     check_arguments,
     group_rational_backward_reference,
+    group_rational_gradients_reference,
     group_rational_reference,
 )
 
@@ -30,9 +31,13 @@ __all__ = ["VARIANTS", "group_rational", "group_rational_reference", "kernel_bac
 
 _LIB = torch.library.Library("katbench", "DEF")
 _LIB.define("group_rational(Tensor x, Tensor numerator, Tensor denominator, str variant) -> Tensor")
+# (dx, d numerator, d denominator, F(x), column sums of dx): ``output`` also writes F(x), so that
+# a layer can recompute its activation in the backward for one write; ``column_sums`` also sums
+# dx over the rows, the bias gradient of a linear layer that feeds x. Either is empty when off.
 _LIB.define(
     "group_rational_backward(Tensor grad_output, Tensor x, Tensor numerator, "
-    "Tensor denominator, str variant) -> (Tensor, Tensor, Tensor)"
+    "Tensor denominator, str variant, bool output=False, bool column_sums=False) "
+    "-> (Tensor, Tensor, Tensor, Tensor, Tensor)"
 )
 # The reference's gradient formulas as an op the C++ autograd kernel can call for higher
 # derivatives: CompositeImplicitAutograd, so autograd records the torch ops inside it.
@@ -40,7 +45,7 @@ _LIB.define(
     "group_rational_backward_differentiable(Tensor grad_output, Tensor x, Tensor numerator, "
     "Tensor denominator, str variant) -> (Tensor, Tensor, Tensor)"
 )
-_LIB.impl("group_rational_backward_differentiable", group_rational_backward_reference,
+_LIB.impl("group_rational_backward_differentiable", group_rational_gradients_reference,
           "CompositeImplicitAutograd")
 _OPS = ("katbench::group_rational", "katbench::group_rational_backward")
 _GROUP_RATIONAL = torch.ops.katbench.group_rational.default
@@ -131,9 +136,12 @@ def _group_rational_fake(x, numerator, denominator, variant):
 
 
 @torch.library.register_fake("katbench::group_rational_backward", lib=_LIB)
-def _group_rational_backward_fake(grad_output, x, numerator, denominator, variant):
-    return (torch.empty_like(x, memory_format=torch.contiguous_format),
-            torch.empty_like(numerator), torch.empty_like(denominator))
+def _group_rational_backward_fake(grad_output, x, numerator, denominator, variant, output=False,
+                                  column_sums=False):
+    dense = torch.empty_like(x, memory_format=torch.contiguous_format)
+    return (dense, torch.empty_like(numerator), torch.empty_like(denominator),
+            torch.empty_like(dense) if output else x.new_empty(0),
+            x.new_empty(x.shape[-1]) if column_sums else x.new_empty(0))
 
 
 # The Python autograd, used when no compiled kernels (and so no C++ autograd kernel) are loaded.
@@ -148,10 +156,12 @@ def _backward(ctx, grad_output):
     if torch.is_grad_enabled():
         # create_graph=True (higher derivatives, e.g. u'' in a PINN): the explicit gradient
         # formulas in plain torch ops are themselves differentiable.
-        backward = group_rational_backward_reference
+        grads = group_rational_gradients_reference(grad_output, x, numerator, denominator,
+                                                   ctx.variant)
     else:
-        backward = torch.ops.katbench.group_rational_backward
-    grad_x, grad_num, grad_den = backward(grad_output, x, numerator, denominator, ctx.variant)
+        grads = torch.ops.katbench.group_rational_backward(grad_output, x, numerator, denominator,
+                                                           ctx.variant)
+    grad_x, grad_num, grad_den = grads[:3]
     needs = ctx.needs_input_grad
     return (grad_x if needs[0] else None, grad_num if needs[1] else None,
             grad_den if needs[2] else None, None)

@@ -119,9 +119,25 @@ def _group_sum(per_channel: torch.Tensor, groups: int) -> torch.Tensor:
     return flat.view(groups, -1).sum(1)
 
 
-def group_rational_backward_reference(grad_output: torch.Tensor, x: torch.Tensor,
-                                      numerator: torch.Tensor, denominator: torch.Tensor,
-                                      variant: str = "sum_abs"):
+def group_rational_backward_reference(
+        grad_output: torch.Tensor, x: torch.Tensor, numerator: torch.Tensor,
+        denominator: torch.Tensor, variant: str = "sum_abs", output: bool = False,
+        column_sums: bool = False) -> tuple[torch.Tensor, ...]:
+    """``katbench::group_rational_backward``: (dx, d numerator, d denominator, F(x), column sums
+    of dx), F(x) and the column sums empty unless ``output`` / ``column_sums`` ask for them."""
+    grad_x, grad_num, grad_den = group_rational_gradients_reference(
+        grad_output, x, numerator, denominator, variant)
+    forward = group_rational_reference(x, numerator, denominator, variant) if output else None
+    sums = (grad_x.to(compute_dtype(x)).reshape(-1, x.shape[-1]).sum(0).to(x.dtype)
+            if column_sums else None)
+    empty = x.new_empty(0)
+    return (grad_x, grad_num, grad_den, empty if forward is None else forward,
+            empty if sums is None else sums)
+
+
+def group_rational_gradients_reference(grad_output: torch.Tensor, x: torch.Tensor,
+                                       numerator: torch.Tensor, denominator: torch.Tensor,
+                                       variant: str = "sum_abs"):
     """Explicit gradients (dx, d numerator, d denominator) in the dtypes of the inputs."""
     width = x.shape[-1]
     m, n = numerator.shape[1] - 1, denominator.shape[1]

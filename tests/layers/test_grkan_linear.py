@@ -92,11 +92,21 @@ def test_recompute_keeps_the_input_not_the_rational_output(saved_bytes):
     x = torch.randn(64, 32, requires_grad=True)
     plain, recomputed = GRKANLinear(32, 8), GRKANLinear(32, 8, recompute=True)
     difference = saved_bytes(lambda: plain(x)) - saved_bytes(lambda: recomputed(x))
-    assert difference == x.numel() * x.element_size()  # F(x), the size of x
+    bias = recomputed.linear.bias  # kept for the replay of higher derivatives
+    assert difference == x.numel() * x.element_size() - bias.numel() * bias.element_size()
 
 
-def test_recompute_supports_first_derivatives_only():
-    layer = GRKANLinear(8, 4, num_groups=2, recompute=True)
-    x = torch.randn(5, 8, requires_grad=True)
-    with pytest.raises(RuntimeError, match="first derivatives only; .* recompute=False"):
-        torch.autograd.grad(layer(x).sum(), x, create_graph=True)
+def test_recompute_supports_higher_derivatives():
+    """create_graph=True (a PINN's u'') replays the forward: same second derivatives."""
+    torch.manual_seed(0)
+    plain = GRKANLinear(8, 4, num_groups=2).double()
+    recomputed = GRKANLinear(8, 4, num_groups=2, recompute=True).double()
+    recomputed.load_state_dict(plain.state_dict())
+    x = torch.randn(5, 8, dtype=torch.float64, requires_grad=True)
+    second = []
+    for layer in (plain, recomputed):
+        (dx,) = torch.autograd.grad(layer(x).sum(), x, create_graph=True)
+        second.append(torch.autograd.grad(dx.square().sum(), [x, *layer.parameters()],
+                                          materialize_grads=True))
+    for e, g in zip(*second, strict=True):
+        torch.testing.assert_close(g, e)

@@ -13,6 +13,7 @@ import torch
 from katbench.ops import VARIANTS, group_rational, kernel_backend, load_kernels
 from katbench.ops.reference import (
     group_rational_backward_reference,
+    group_rational_gradients_reference,
     group_rational_reference,
 )
 
@@ -60,10 +61,44 @@ def test_forward_and_backward_match_reference_float64(device, variant, order):
     expected = group_rational_reference(x, num, den, variant)
     torch.testing.assert_close(group_rational(x, num, den, variant), expected,
                                rtol=1e-12, atol=1e-12)
-    actual = torch.ops.katbench.group_rational_backward(grad, x, num, den, variant)
-    reference = group_rational_backward_reference(grad, x, num, den, variant)
+    actual = torch.ops.katbench.group_rational_backward(grad, x, num, den, variant, True, True)
+    reference = group_rational_backward_reference(grad, x, num, den, variant, True, True)
     for a, r in zip(actual, reference, strict=True):
         assert relative_error(a, r) < 1e-12
+    torch.testing.assert_close(actual[3], expected, rtol=1e-12, atol=1e-12)  # F(x)
+    torch.testing.assert_close(actual[4], actual[0].reshape(-1, 32).sum(0))  # bias gradient
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 2e-5), (torch.bfloat16, 1e-2),
+                                             (torch.float16, 2e-3)])
+@pytest.mark.parametrize("output,column_sums", [(True, False), (False, True), (True, True)])
+def test_fused_backward_outputs(device, dtype, tolerance, output, column_sums):
+    """F(x) and the column sums of dx, written by the backward on request, match the forward and
+    the reference; the gradients are the same as without them, and the rest comes back empty."""
+    skip_without(device)
+    num, den = coefficients(8, (5, 4), device)
+    x = (torch.randn(3, 77, 128, device=device) * 1.5).to(dtype)
+    grad = torch.randn_like(x)
+    plain = torch.ops.katbench.group_rational_backward(grad, x, num[:1], den, "sum_abs")
+    fused = torch.ops.katbench.group_rational_backward(grad, x, num[:1], den, "sum_abs", output,
+                                                       column_sums)
+    assert plain[3].numel() == plain[4].numel() == 0
+    for a, b in zip(plain[:3], fused[:3], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    if output:
+        assert fused[3].dtype == dtype and fused[3].shape == x.shape
+        forward = group_rational(x, num[:1], den)
+        assert relative_error(fused[3], forward) < tolerance
+    else:
+        assert fused[3].numel() == 0
+    if column_sums:
+        expected = group_rational_backward_reference(
+            grad.double(), x.double(), num[:1].double(), den.double(), column_sums=True)[4]
+        assert fused[4].dtype == dtype and fused[4].shape == (128,)
+        assert relative_error(fused[4], expected) < tolerance * 10
+    else:
+        assert fused[4].numel() == 0
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -80,8 +115,8 @@ def test_reduced_precision_matches_reference(device, variant, dtype, tolerance):
     assert relative_error(y, expected) < tolerance
     grad = torch.randn_like(y)
     y.backward(grad)
-    reference = group_rational_backward_reference(grad, x.detach().double(), num.detach(),
-                                                  den.detach(), variant)
+    reference = group_rational_gradients_reference(grad, x.detach().double(), num.detach(),
+                                                   den.detach(), variant)
     assert x.grad.dtype == dtype and num.grad.dtype == torch.float32
     for actual, r in zip((x.grad, num.grad, den.grad), reference, strict=True):
         assert relative_error(actual, r) < tolerance * 10
@@ -199,10 +234,11 @@ def test_deterministic_coefficient_gradients():
     num, den = coefficients(8, (5, 4))
     x = torch.randn(64, 97, 128)
     grad = torch.randn_like(x)
-    first = torch.ops.katbench.group_rational_backward(grad, x, num, den, "sum_abs")
+    first = torch.ops.katbench.group_rational_backward(grad, x, num, den, "sum_abs", True, True)
     torch.set_num_threads(1)
     try:
-        second = torch.ops.katbench.group_rational_backward(grad, x, num, den, "sum_abs")
+        second = torch.ops.katbench.group_rational_backward(grad, x, num, den, "sum_abs", True,
+                                                            True)
     finally:
         torch.set_num_threads(os.cpu_count() or 1)
     for a, b in zip(first, second, strict=True):
@@ -216,7 +252,8 @@ def test_cuda_coefficient_gradients_are_bitwise_stable():
     x = torch.randn(64, 1000, 512, device="cuda")
     grad = torch.randn_like(x)
     for numerator in (num, num[:1]):  # per-group and shared numerator
-        runs = [torch.ops.katbench.group_rational_backward(grad, x, numerator, den, "sum_abs")
+        runs = [torch.ops.katbench.group_rational_backward(grad, x, numerator, den, "sum_abs",
+                                                           True, True)
                 for _ in range(3)]
         for run in runs[1:]:
             for a, b in zip(runs[0], run, strict=True):
