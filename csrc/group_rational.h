@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include <optional>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -23,7 +24,8 @@ inline bool is_sum_abs(c10::string_view variant) {
   return variant == "sum_abs";
 }
 
-inline Geometry geometry(const at::Tensor& x, const at::Tensor& num, const at::Tensor& den) {
+inline Geometry geometry(const at::Tensor& x, const at::Tensor& num, const at::Tensor& den,
+                         const std::optional<at::Tensor>& bias) {
   TORCH_CHECK(x.dim() >= 1, "group_rational: x must have at least one dimension (..., D)");
   TORCH_CHECK(at::isFloatingType(x.scalar_type()) && at::isFloatingType(num.scalar_type()) &&
                   at::isFloatingType(den.scalar_type()),
@@ -38,6 +40,10 @@ inline Geometry geometry(const at::Tensor& x, const at::Tensor& num, const at::T
   geo.groups = den.size(0);
   TORCH_CHECK(geo.groups > 0 && geo.width % geo.groups == 0, "group_rational: width D=",
               geo.width, " is not divisible by g=", geo.groups, " groups");
+  TORCH_CHECK(!bias || (bias->dim() == 1 && bias->size(0) == geo.width &&
+                        at::isFloatingType(bias->scalar_type()) && bias->device() == x.device()),
+              "group_rational: bias must be a floating-point (D,) = (", geo.width,
+              ",) tensor on x's device");
   geo.rows = geo.width == 0 ? 0 : x.numel() / geo.width;
   geo.group_width = geo.width / geo.groups;
   geo.m = static_cast<int>(num.size(1)) - 1;
@@ -85,15 +91,26 @@ inline std::tuple<at::Tensor, at::Tensor> split_coefficient_grads(const at::Tens
           sums.narrow(1, mm + 1, den.size(1)).to(den.scalar_type()).contiguous()};
 }
 
-// (dx, d numerator, d denominator, F(x), column sums of dx) of katbench::group_rational_backward.
+// The input bias in the arithmetic dtype, contiguous and 16-byte aligned (the CUDA kernels load
+// it 16 bytes at a time); undefined without one.
+inline at::Tensor bias_as(const std::optional<at::Tensor>& bias, at::ScalarType type) {
+  if (!bias) return at::Tensor();
+  auto b = bias->to(type).contiguous();
+  return reinterpret_cast<uintptr_t>(b.data_ptr()) % 16 == 0 ? b : b.clone();
+}
+
+// (dx, d numerator, d denominator, d bias, F(x + bias)) of katbench::group_rational_backward.
 using BackwardResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
-// The op's outputs; F(x) and column sums that were not asked for (undefined) come back empty.
+// The op's outputs: d bias in the bias's dtype (zeros where no rows were summed), and empty
+// tensors for d bias without a bias and for F(x + bias) not asked for (undefined y).
 inline BackwardResult backward_result(const at::Tensor& dx, const at::Tensor& grad_num,
-                                      const at::Tensor& grad_den, const at::Tensor& y,
-                                      const at::Tensor& column_sums) {
-  const auto or_empty = [&](const at::Tensor& t) { return t.defined() ? t : dx.new_empty({0}); };
-  return {dx, grad_num, grad_den, or_empty(y), or_empty(column_sums)};
+                                      const at::Tensor& grad_den, const at::Tensor& grad_bias,
+                                      const at::Tensor& y, const std::optional<at::Tensor>& bias) {
+  const auto empty = dx.new_empty({0});
+  at::Tensor db = empty;
+  if (bias) db = grad_bias.defined() ? grad_bias.to(bias->scalar_type()) : at::zeros_like(*bias);
+  return {dx, grad_num, grad_den, db, y.defined() ? y : empty};
 }
 
 }  // namespace katbench

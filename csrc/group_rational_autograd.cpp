@@ -1,5 +1,5 @@
 // Autograd kernel of katbench::group_rational, in C++ so that a training step pays no Python
-// cost for it: the forward saves (x, numerator, denominator) and the backward calls
+// cost for it: the forward saves (x, numerator, denominator, bias) and the backward calls
 // katbench::group_rational_backward, both through the dispatcher (CPU, CUDA, fake tensors under
 // torch.compile alike). Higher derivatives (create_graph=True, e.g. u'' in a PINN) call
 // katbench::group_rational_backward_differentiable instead: the reference's explicit gradient
@@ -9,6 +9,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
+#include <optional>
 #include <string>
 #include <tuple>
 
@@ -17,16 +18,21 @@
 namespace katbench {
 namespace {
 
-using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+using OptionalTensor = std::optional<at::Tensor>;
+using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 using FormulasSignature = Grads(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                const at::Tensor&, c10::string_view);
+                                const at::Tensor&, c10::string_view, const OptionalTensor&);
 using KernelSignature = BackwardResult(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                       const at::Tensor&, c10::string_view, bool, bool);
+                                       const at::Tensor&, c10::string_view,
+                                       const OptionalTensor&, bool);
+using ForwardSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                    c10::string_view, const OptionalTensor&);
 
-// (dx, d numerator, d denominator): the backward kernel, or for higher derivatives the
+// (dx, d numerator, d denominator, d bias): the backward kernel, or for higher derivatives the
 // differentiable formulas.
 Grads backward_grads(bool differentiable, const at::Tensor& grad, const at::Tensor& x,
-                     const at::Tensor& num, const at::Tensor& den, c10::string_view variant) {
+                     const at::Tensor& num, const at::Tensor& den, c10::string_view variant,
+                     const OptionalTensor& bias) {
   static const auto kernel = c10::Dispatcher::singleton()
                                  .findSchemaOrThrow("katbench::group_rational_backward", "")
                                  .typed<KernelSignature>();
@@ -34,41 +40,47 @@ Grads backward_grads(bool differentiable, const at::Tensor& grad, const at::Tens
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("katbench::group_rational_backward_differentiable", "")
           .typed<FormulasSignature>();
-  if (differentiable) return formulas.call(grad, x, num, den, variant);
-  auto [dx, dnum, dden, y, columns] = kernel.call(grad, x, num, den, variant, false, false);
-  return {dx, dnum, dden};
+  if (differentiable) return formulas.call(grad, x, num, den, variant, bias);
+  auto [dx, dnum, dden, dbias, y] = kernel.call(grad, x, num, den, variant, bias, false);
+  return {dx, dnum, dden, dbias};
 }
 
 class GroupRational : public torch::autograd::Function<GroupRational> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
                             const at::Tensor& num, const at::Tensor& den,
-                            c10::string_view variant) {
+                            c10::string_view variant, const OptionalTensor& bias) {
     static const auto op = c10::Dispatcher::singleton()
                                .findSchemaOrThrow("katbench::group_rational", "")
-                               .typed<at::Tensor(const at::Tensor&, const at::Tensor&,
-                                                 const at::Tensor&, c10::string_view)>();
-    ctx->save_for_backward({x, num, den});
+                               .typed<ForwardSignature>();
+    ctx->save_for_backward({x, num, den, bias.value_or(at::Tensor())});
     ctx->saved_data["variant"] = std::string(variant);
     const at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return op.call(x, num, den, variant);
+    return op.call(x, num, den, variant, bias);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const std::string variant = ctx->saved_data["variant"].toStringRef();
-    auto [dx, dnum, dden] = backward_grads(at::GradMode::is_enabled(), grads[0], saved[0],
-                                           saved[1], saved[2], variant);
-    return {ctx->needs_input_grad(0) ? dx : at::Tensor(),
-            ctx->needs_input_grad(1) ? dnum : at::Tensor(),
-            ctx->needs_input_grad(2) ? dden : at::Tensor(), at::Tensor()};
+    const OptionalTensor bias =
+        saved[3].defined() ? OptionalTensor(saved[3]) : OptionalTensor(std::nullopt);
+    auto [dx, dnum, dden, dbias] = backward_grads(at::GradMode::is_enabled(), grads[0], saved[0],
+                                                  saved[1], saved[2], variant, bias);
+    // needs_input_grad counts tensor inputs only (x, numerator, denominator, bias); the result
+    // has one entry per argument (variant included).
+    const auto needed = [&](int i, const at::Tensor& g) {
+      return ctx->needs_input_grad(i) ? g : at::Tensor();
+    };
+    return {needed(0, dx), needed(1, dnum), needed(2, dden), at::Tensor(),
+            bias ? needed(3, dbias) : at::Tensor()};
   }
 };
 
 at::Tensor group_rational_autograd(const at::Tensor& x, const at::Tensor& num,
-                                   const at::Tensor& den, c10::string_view variant) {
-  return GroupRational::apply(x, num, den, variant);
+                                   const at::Tensor& den, c10::string_view variant,
+                                   const OptionalTensor& bias) {
+  return GroupRational::apply(x, num, den, variant, bias);
 }
 
 }  // namespace

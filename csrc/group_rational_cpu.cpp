@@ -136,11 +136,17 @@ at::ScalarType compute_type(const at::Tensor& x) {
   return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+// x + bias in the arithmetic dtype, contiguous (the CPU kernels add the bias up front).
+at::Tensor shifted_input(const at::Tensor& x, const std::optional<at::Tensor>& bias) {
+  const auto type = compute_type(x);
+  return (bias ? x.to(type) + bias->to(type) : x.to(type)).contiguous();
+}
+
 at::Tensor group_rational_cpu(const at::Tensor& x, const at::Tensor& num, const at::Tensor& den,
-                              c10::string_view variant) {
+                              c10::string_view variant, const std::optional<at::Tensor>& bias) {
   const bool sum_abs = is_sum_abs(variant);
-  const Geometry geo = geometry(x, num, den);
-  const auto xc = x.to(compute_type(x)).contiguous();
+  const Geometry geo = geometry(x, num, den, bias);
+  const auto xc = shifted_input(x, bias);
   auto y = at::empty_like(xc, at::MemoryFormat::Contiguous);
   if (geo.rows > 0) {
     AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "group_rational_cpu", [&] {
@@ -154,17 +160,16 @@ at::Tensor group_rational_cpu(const at::Tensor& x, const at::Tensor& num, const 
   return y.to(x.scalar_type());
 }
 
-// The fused outputs (F(x), column sums of dx) are the forward kernel's result and a sum over
-// rows here: they exist for the GPU, where they save a kernel's memory traffic.
+// The fused outputs (F(x + bias), the bias gradient) are the forward kernel's result and a sum
+// over rows here: they exist for the GPU, where they save a kernel's memory traffic.
 BackwardResult group_rational_backward_cpu(const at::Tensor& grad_output, const at::Tensor& x,
                                            const at::Tensor& num, const at::Tensor& den,
-                                           c10::string_view variant, bool output,
-                                           bool column_sums) {
+                                           c10::string_view variant,
+                                           const std::optional<at::Tensor>& bias, bool output) {
   const bool sum_abs = is_sum_abs(variant);
-  const Geometry geo = geometry(x, num, den);
-  const auto type = compute_type(x);
-  const auto xc = x.to(type).contiguous();
-  const auto gc = grad_output.to(type).contiguous();
+  const Geometry geo = geometry(x, num, den, bias);
+  const auto xc = shifted_input(x, bias);
+  const auto gc = grad_output.to(xc.scalar_type()).contiguous();
   auto dx = at::empty_like(xc, at::MemoryFormat::Contiguous);
   at::Tensor sums = at::zeros({geo.groups, kMaxNumeratorOrder + 1 + kMaxDenominatorOrder},
                               at::kDouble);
@@ -181,10 +186,9 @@ BackwardResult group_rational_backward_cpu(const at::Tensor& grad_output, const 
     });
   }
   auto [grad_num, grad_den] = split_coefficient_grads(sums, mm, num, den);
-  const auto y = output ? group_rational_cpu(x, num, den, variant) : at::Tensor();
-  const auto columns =
-      column_sums ? dx.reshape({geo.rows, geo.width}).sum(0).to(x.scalar_type()) : at::Tensor();
-  return backward_result(dx.to(x.scalar_type()), grad_num, grad_den, y, columns);
+  const auto grad_bias = bias ? dx.reshape({geo.rows, geo.width}).sum(0) : at::Tensor();
+  const auto y = output ? group_rational_cpu(x, num, den, variant, bias) : at::Tensor();
+  return backward_result(dx.to(x.scalar_type()), grad_num, grad_den, grad_bias, y, bias);
 }
 
 }  // namespace

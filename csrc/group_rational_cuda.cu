@@ -46,11 +46,14 @@ namespace {
 #ifndef KATBENCH_MIN_BLOCKS  // forward __launch_bounds__ minimum resident blocks (caps registers)
 #define KATBENCH_MIN_BLOCKS 1
 #endif
+#ifndef KATBENCH_BIAS_MIN_BLOCKS  // likewise with an input bias: 4 blocks of 256 threads keep the
+#define KATBENCH_BIAS_MIN_BLOCKS 4   // 64 registers of the forward without one
+#endif
 #ifndef KATBENCH_BACKWARD_MIN_BLOCKS  // likewise for backward, whose occupancy limits it
 #define KATBENCH_BACKWARD_MIN_BLOCKS 3
 #endif
 #ifndef KATBENCH_FUSED_BACKWARD_MIN_BLOCKS  // likewise for the fused backward (also F(x) and
-#define KATBENCH_FUSED_BACKWARD_MIN_BLOCKS 3   // column sums); below 3 also sizes its grid
+#define KATBENCH_FUSED_BACKWARD_MIN_BLOCKS 2   // column sums); below 3 also sizes its grid
 #endif
 #ifndef KATBENCH_FORWARD_STAGES  // rows of a thread's loads in flight, cp.async (0: plain loads);
 #define KATBENCH_FORWARD_STAGES 3   // H200, bench tune: bf16 fwd/clone 1.12 at 2 -> 1.08 at 3
@@ -63,6 +66,7 @@ constexpr int kBlocksPerSM = KATBENCH_BLOCKS_PER_SM;
 constexpr int kResidentBlocksPerSM = KATBENCH_RESIDENT_BLOCKS_PER_SM;
 constexpr int kBackwardBlocksPerSM = KATBENCH_BACKWARD_BLOCKS_PER_SM;
 constexpr int kMinBlocks = KATBENCH_MIN_BLOCKS;
+constexpr int kBiasMinBlocks = KATBENCH_BIAS_MIN_BLOCKS;
 constexpr int kBackwardMinBlocks = KATBENCH_BACKWARD_MIN_BLOCKS;
 constexpr int kFusedBackwardMinBlocks = KATBENCH_FUSED_BACKWARD_MIN_BLOCKS;
 constexpr int kForwardStages = KATBENCH_FORWARD_STAGES;
@@ -155,11 +159,42 @@ __device__ __forceinline__ acc_type<scalar_t> element(const Pack<scalar_t, VEC>&
   }
 }
 
-template <typename scalar_t, int VEC>
+// The input bias of a thread's VEC channels (F is evaluated at x + bias[c]): a pointer to them,
+// null for none. They are loaded again for every row (16-byte loads that hit L1) rather than
+// held in registers, which the loop has none left for. An instantiation without a bias
+// (ENABLED false) adds nothing and has no branch.
+template <typename acc_t, int VEC, bool ENABLED>
+struct Shift {
+  const acc_t* at;
+
+  __device__ __forceinline__ Shift(const acc_t* bias, int64_t column)
+      : at(ENABLED && bias != nullptr ? bias + column : nullptr) {}
+};
+
+template <typename scalar_t, int VEC, bool SHIFTED>
 __device__ __forceinline__ void unpack(const Pack<scalar_t, VEC>& in,
+                                       const Shift<acc_type<scalar_t>, VEC, SHIFTED>& shift,
                                        acc_type<scalar_t> (&xs)[VEC]) {
+  using acc_t = acc_type<scalar_t>;
 #pragma unroll
   for (int v = 0; v < VEC; ++v) xs[v] = element(in, v);
+  if constexpr (SHIFTED) {
+    if (shift.at == nullptr) return;
+    constexpr int kPerLoad = 16 / sizeof(acc_t);  // the host aligns the bias to 16 bytes
+    if constexpr (VEC % kPerLoad == 0) {
+#pragma unroll
+      for (int q = 0; q < VEC / kPerLoad; ++q) {
+        const float4 quad = __ldg(reinterpret_cast<const float4*>(shift.at) + q);
+        acc_t bias[kPerLoad];
+        memcpy(bias, &quad, 16);
+#pragma unroll
+        for (int v = 0; v < kPerLoad; ++v) xs[q * kPerLoad + v] += bias[v];
+      }
+    } else {
+#pragma unroll
+      for (int v = 0; v < VEC; ++v) xs[v] += __ldg(shift.at + v);
+    }
+  }
 }
 
 // The inverse, element by element as values are computed (so that no array of results stays
@@ -190,12 +225,13 @@ struct Packer {
   }
 };
 
-template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS>
+template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS, bool BIAS>
 __device__ __forceinline__ Pack<scalar_t, VEC> forward_pack(
-    const Pack<scalar_t, VEC>& in, const GroupCoefficients<acc_type<scalar_t>, MM, NN>& k) {
+    const Pack<scalar_t, VEC>& in, const GroupCoefficients<acc_type<scalar_t>, MM, NN>& k,
+    const Shift<acc_type<scalar_t>, VEC, BIAS>& shift) {
   using acc_t = acc_type<scalar_t>;
   acc_t xs[VEC];
-  unpack(in, xs);
+  unpack(in, shift, xs);
   Packer<scalar_t, VEC> ys;
   if (!any_large<acc_t, VEC>(xs)) {  // the common case: no branch per element
 #pragma unroll
@@ -211,16 +247,17 @@ __device__ __forceinline__ Pack<scalar_t, VEC> forward_pack(
 }
 
 // dL/dx of one pack; adds the pack's coefficient gradients to sums (dL/d|b| for sum_abs: the
-// kernel applies sign(b) once at the end). FUSED also packs F(x) into ys and adds dL/dx to
-// columns (the column sums that are the gradient of a preceding linear layer's bias).
+// kernel applies sign(b) once at the end). FUSED evaluates at x + shift, also packs F into ys
+// and adds dL/dx to columns (the column sums, the gradient of the input bias).
 template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS, bool FUSED>
 __device__ __forceinline__ Pack<scalar_t, VEC> backward_pack(
     const Pack<scalar_t, VEC>& xin, const Pack<scalar_t, VEC>& gin,
     const GroupCoefficients<acc_type<scalar_t>, MM, NN>& k, acc_type<scalar_t>* sums,
-    Packer<scalar_t, VEC>& ys, acc_type<scalar_t> (&columns)[VEC]) {
+    const Shift<acc_type<scalar_t>, VEC, FUSED>& shift, Packer<scalar_t, VEC>& ys,
+    acc_type<scalar_t> (&columns)[VEC]) {
   using acc_t = acc_type<scalar_t>;
   acc_t xs[VEC];
-  unpack(xin, xs);
+  unpack(xin, shift, xs);
   Packer<scalar_t, VEC> dxs;
   const auto keep = [&](int v, acc_t dx, acc_t f) {
     dxs.set(v, dx);
@@ -322,23 +359,26 @@ __device__ __forceinline__ void for_each_row(unsigned char* staging,
   }
 }
 
-template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS>
-__global__ void __launch_bounds__(kThreadsPerBlock, kMinBlocks)
+// y = F(x + bias); BIAS false: no bias (bias is null), nothing added.
+template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS, bool BIAS>
+__global__ void __launch_bounds__(kThreadsPerBlock, BIAS ? kBiasMinBlocks : kMinBlocks)
     forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ y,
-                   const Coefficients<acc_type<scalar_t>> coefficients, int64_t rows,
-                   int64_t width, int64_t group_width) {
+                   const Coefficients<acc_type<scalar_t>> coefficients,
+                   const acc_type<scalar_t>* __restrict__ bias, int64_t rows, int64_t width,
+                   int64_t group_width) {
   using P = Pack<scalar_t, VEC>;
   const int64_t column = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * VEC;
   if (column >= width) return;
   const auto k = group_of<acc_type<scalar_t>, MM, NN, SUM_ABS>(coefficients,
                                                                column / group_width);
+  const Shift<acc_type<scalar_t>, VEC, BIAS> shift(bias, column);
   const int64_t step = static_cast<int64_t>(gridDim.y) * blockDim.y;
   const int64_t r = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y;
   extern __shared__ __align__(16) unsigned char shared_bytes[];
   const scalar_t* const inputs[1] = {x};
   for_each_row<kForwardStages, 1, P>(shared_bytes, inputs, r, step, rows, width, column,
                                      [&](int64_t offset, const P* packs) {
-    store_pack(y + offset, forward_pack<scalar_t, VEC, MM, NN, SUM_ABS>(packs[0], k));
+    store_pack(y + offset, forward_pack<scalar_t, VEC, MM, NN, SUM_ABS>(packs[0], k, shift));
   });
 }
 
@@ -348,16 +388,17 @@ __host__ __device__ __forceinline__ int64_t segment_of(int64_t group, int64_t bl
   return group + block_x;
 }
 
-// FUSED (a separate instantiation, so that the plain backward keeps its registers) also writes
-// y = F(x) where y is not null (a recomputed forward output for one write, instead of a forward
-// kernel's read and write) and, where column_partial is not null, this block's column sums of dx
-// to column_partial[blockIdx.y][column] (the bias gradient of a linear layer feeding x).
+// FUSED (a separate instantiation, so that the plain backward keeps its registers) evaluates at
+// x + bias (bias may be null), writes this block's column sums of dx (the bias gradient) to
+// column_partial[blockIdx.y][column] where that is not null, and y = F where y is not null (a
+// forward output recomputed for one write, instead of a forward kernel's read and write).
 template <typename scalar_t, int VEC, int MM, int NN, bool SUM_ABS, bool FUSED>
 __global__ void __launch_bounds__(kThreadsPerBlock,
                                   FUSED ? kFusedBackwardMinBlocks : kBackwardMinBlocks)
     backward_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ x,
                     scalar_t* __restrict__ dx, const Coefficients<acc_type<scalar_t>> coefficients,
-                    acc_type<scalar_t>* __restrict__ partial, scalar_t* __restrict__ y,
+                    acc_type<scalar_t>* __restrict__ partial,
+                    const acc_type<scalar_t>* __restrict__ bias, scalar_t* __restrict__ y,
                     acc_type<scalar_t>* __restrict__ column_partial, int64_t rows, int64_t width,
                     int64_t group_width, bool shared_numerator) {
   using acc_t = acc_type<scalar_t>;
@@ -378,6 +419,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock,
   if (active) {
     const int64_t group = column / group_width;
     const auto k = group_of<acc_t, MM, NN, SUM_ABS>(coefficients, group);
+    const Shift<acc_t, VEC, FUSED> shift(bias, column);
     const int64_t step = static_cast<int64_t>(gridDim.y) * blockDim.y;
     const int64_t r = static_cast<int64_t>(blockIdx.y) * blockDim.y + threadIdx.y;
     const scalar_t* const inputs[2] = {x, grad};
@@ -385,7 +427,7 @@ __global__ void __launch_bounds__(kThreadsPerBlock,
                                         [&](int64_t offset, const P* packs) {
       Packer<scalar_t, VEC> ys;
       store_pack(dx + offset, backward_pack<scalar_t, VEC, MM, NN, SUM_ABS, FUSED>(
-                                  packs[0], packs[1], k, sums, ys, column_sums));
+                                  packs[0], packs[1], k, sums, shift, ys, column_sums));
       if constexpr (FUSED) {
         if (y != nullptr) store_pack(y + offset, ys.out);
       }
@@ -443,15 +485,15 @@ __global__ void __launch_bounds__(kThreadsPerBlock,
 }
 
 // Sums column_partial (blocks_y, width) over blocks_y in a fixed order into out (width).
-template <typename acc_t, typename scalar_t>
+template <typename acc_t>
 __global__ void __launch_bounds__(kReduceThreads)
     column_sums_kernel(const acc_t* __restrict__ column_partial, int64_t blocks_y, int64_t width,
-                       scalar_t* __restrict__ out) {
+                       acc_t* __restrict__ out) {
   const int64_t column = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (column >= width) return;
   acc_t total = acc_t(0);
   for (int64_t b = 0; b < blocks_y; ++b) total += column_partial[b * width + column];
-  out[column] = static_cast<scalar_t>(total);
+  out[column] = total;
 }
 
 // Sums the backward partials (K, segments, blocks_y) into the coefficient gradients: one block
@@ -505,9 +547,10 @@ Coefficients<acc_t> coefficients_of(const at::Tensor& a, const at::Tensor& b,
           a.size(0) == 1 ? 0 : a.stride(0), b.stride(0), geo.m, geo.n};
 }
 
+// bias: undefined, or (D,) in the arithmetic dtype.
 template <typename scalar_t, int MM, int NN, bool SUM_ABS>
 void launch_forward(const at::Tensor& x, at::Tensor& y, const at::Tensor& num,
-                    const at::Tensor& den, const Geometry& geo) {
+                    const at::Tensor& den, const at::Tensor& bias, const Geometry& geo) {
   using acc_t = acc_type<scalar_t>;
   constexpr int V = 16 / sizeof(scalar_t);
   const auto acc = c10::CppTypeToScalarType<acc_t>::value;
@@ -518,28 +561,34 @@ void launch_forward(const at::Tensor& x, at::Tensor& y, const at::Tensor& num,
   const bool streams = 2 * x.nbytes() > static_cast<size_t>(
                                              at::cuda::getCurrentDeviceProperties()->l2CacheSize);
   const Launch l = launch_shape(geo, vec, streams ? kBlocksPerSM : kResidentBlocksPerSM);
-  auto kernel = vec == V ? forward_kernel<scalar_t, V, MM, NN, SUM_ABS>
-                         : forward_kernel<scalar_t, 1, MM, NN, SUM_ABS>;
+  const bool shifted = bias.defined();
+  auto kernel = vec == V ? (shifted ? forward_kernel<scalar_t, V, MM, NN, SUM_ABS, true>
+                                    : forward_kernel<scalar_t, V, MM, NN, SUM_ABS, false>)
+                         : (shifted ? forward_kernel<scalar_t, 1, MM, NN, SUM_ABS, true>
+                                    : forward_kernel<scalar_t, 1, MM, NN, SUM_ABS, false>);
   const size_t shared = staging_bytes(kForwardStages, 1, vec, V, l.block);
   kernel<<<l.grid, l.block, shared, at::cuda::getCurrentCUDAStream()>>>(
       x.template data_ptr<scalar_t>(), y.template data_ptr<scalar_t>(),
-      coefficients_of<acc_t>(a, b, geo), geo.rows, geo.width, geo.group_width);
+      coefficients_of<acc_t>(a, b, geo), shifted ? bias.template data_ptr<acc_t>() : nullptr,
+      geo.rows, geo.width, geo.group_width);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-// Writes dx, and y = F(x) and the column sums of dx where those are defined; returns the
-// numerator and denominator gradients in the arithmetic dtype.
+// Writes dx, y = F(x + bias) where y is defined and the bias gradient (column sums of dx, in the
+// arithmetic dtype) where bias is; returns the numerator and denominator gradients in the
+// arithmetic dtype.
 template <typename scalar_t, int MM, int NN, bool SUM_ABS>
 std::pair<at::Tensor, at::Tensor> launch_backward(const at::Tensor& grad, const at::Tensor& x,
                                                   at::Tensor& dx, at::Tensor& y,
-                                                  at::Tensor& column_sums, const at::Tensor& num,
-                                                  const at::Tensor& den, const Geometry& geo) {
+                                                  const at::Tensor& bias, at::Tensor& grad_bias,
+                                                  const at::Tensor& num, const at::Tensor& den,
+                                                  const Geometry& geo) {
   using acc_t = acc_type<scalar_t>;
   constexpr int V = 16 / sizeof(scalar_t);
   constexpr int K = MM + 1 + NN;
   const auto acc = c10::CppTypeToScalarType<acc_t>::value;
   const auto a = coefficients_as(num, acc), b = coefficients_as(den, acc);
-  const bool fused = y.defined() || column_sums.defined();
+  const bool fused = y.defined() || bias.defined();
   const int vec = vector_width<scalar_t>(
       geo, {x.data_ptr(), grad.data_ptr(), dx.data_ptr(), y.defined() ? y.data_ptr() : nullptr});
   const Launch l = launch_shape(
@@ -549,7 +598,7 @@ std::pair<at::Tensor, at::Tensor> launch_backward(const at::Tensor& grad, const 
   const int64_t segments = geo.groups + l.grid.x - 1;
   auto partial = at::empty({K, segments, static_cast<int64_t>(l.grid.y)}, x.options().dtype(acc));
   at::Tensor column_partial;
-  if (column_sums.defined())
+  if (bias.defined())
     column_partial = at::empty({static_cast<int64_t>(l.grid.y), geo.width}, partial.options());
   const size_t shared = std::max<size_t>(
       static_cast<size_t>(l.block.x) * (l.block.y + 1) * K * sizeof(acc_t),
@@ -563,6 +612,7 @@ std::pair<at::Tensor, at::Tensor> launch_backward(const at::Tensor& grad, const 
       grad.template data_ptr<scalar_t>(), x.template data_ptr<scalar_t>(),
       dx.template data_ptr<scalar_t>(), coefficients_of<acc_t>(a, b, geo),
       partial.template data_ptr<acc_t>(),
+      bias.defined() ? bias.template data_ptr<acc_t>() : nullptr,
       y.defined() ? y.template data_ptr<scalar_t>() : nullptr,
       column_partial.defined() ? column_partial.template data_ptr<acc_t>() : nullptr, geo.rows,
       geo.width, geo.group_width, numerator_rows == 1);
@@ -575,29 +625,31 @@ std::pair<at::Tensor, at::Tensor> launch_backward(const at::Tensor& grad, const 
       geo.group_width / vec, numerator_rows, geo.m, geo.n, grad_num.template data_ptr<acc_t>(),
       grad_den.template data_ptr<acc_t>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  if (column_sums.defined()) {
+  if (bias.defined()) {
+    grad_bias = at::empty({geo.width}, partial.options());
     const auto blocks = static_cast<unsigned>((geo.width + kReduceThreads - 1) / kReduceThreads);
-    column_sums_kernel<acc_t, scalar_t><<<blocks, kReduceThreads, 0, stream>>>(
+    column_sums_kernel<acc_t><<<blocks, kReduceThreads, 0, stream>>>(
         column_partial.template data_ptr<acc_t>(), l.grid.y, geo.width,
-        column_sums.template data_ptr<scalar_t>());
+        grad_bias.template data_ptr<acc_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   return {grad_num, grad_den};
 }
 
 at::Tensor group_rational_cuda(const at::Tensor& x, const at::Tensor& num, const at::Tensor& den,
-                               c10::string_view variant) {
+                               c10::string_view variant, const std::optional<at::Tensor>& bias) {
   const bool sum_abs = is_sum_abs(variant);
-  const Geometry geo = geometry(x, num, den);
+  const Geometry geo = geometry(x, num, den, bias);
   const c10::cuda::CUDAGuard guard(x.device());
   const auto xc = x.contiguous();
   auto y = at::empty_like(xc, at::MemoryFormat::Contiguous);
   if (geo.rows == 0) return y;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(), "group_rational_cuda",
                                   [&] {
+    const auto shift = bias_as(bias, c10::CppTypeToScalarType<acc_type<scalar_t>>::value);
     dispatch_orders(geo, sum_abs, [&](auto orders, auto sum_abs_t) {
       launch_forward<scalar_t, decltype(orders.first)::value, decltype(orders.second)::value,
-                     decltype(sum_abs_t)::value>(xc, y, num, den, geo);
+                     decltype(sum_abs_t)::value>(xc, y, num, den, shift, geo);
     });
   });
   return y;
@@ -605,33 +657,33 @@ at::Tensor group_rational_cuda(const at::Tensor& x, const at::Tensor& num, const
 
 BackwardResult group_rational_backward_cuda(const at::Tensor& grad_output, const at::Tensor& x,
                                             const at::Tensor& num, const at::Tensor& den,
-                                            c10::string_view variant, bool output,
-                                            bool column_sums) {
+                                            c10::string_view variant,
+                                            const std::optional<at::Tensor>& bias, bool output) {
   const bool sum_abs = is_sum_abs(variant);
-  const Geometry geo = geometry(x, num, den);
+  const Geometry geo = geometry(x, num, den, bias);
   const c10::cuda::CUDAGuard guard(x.device());
   const auto xc = x.contiguous();
   const auto gc = grad_output.to(x.scalar_type()).contiguous();
   auto dx = at::empty_like(xc, at::MemoryFormat::Contiguous);
   // Undefined tensors tell the kernel what not to write; empty ones are returned for them.
   at::Tensor y = output ? at::empty_like(xc, at::MemoryFormat::Contiguous) : at::Tensor();
-  at::Tensor sums = column_sums ? at::empty({geo.width}, xc.options()) : at::Tensor();
+  at::Tensor grad_bias;  // written by launch_backward where there is a bias
   if (geo.rows > 0) {
     at::Tensor grad_num, grad_den;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(),
                                     "group_rational_backward_cuda", [&] {
+      const auto shift = bias_as(bias, c10::CppTypeToScalarType<acc_type<scalar_t>>::value);
       dispatch_orders(geo, sum_abs, [&](auto orders, auto sum_abs_t) {
         std::tie(grad_num, grad_den) =
             launch_backward<scalar_t, decltype(orders.first)::value,
                             decltype(orders.second)::value, decltype(sum_abs_t)::value>(
-                gc, xc, dx, y, sums, num, den, geo);
+                gc, xc, dx, y, shift, grad_bias, num, den, geo);
       });
     });
     return backward_result(dx, grad_num.to(num.scalar_type()), grad_den.to(den.scalar_type()),
-                           y, sums);
+                           grad_bias, y, bias);
   }
-  if (sums.defined()) sums.zero_();
-  return backward_result(dx, at::zeros_like(num), at::zeros_like(den), y, sums);
+  return backward_result(dx, at::zeros_like(num), at::zeros_like(den), grad_bias, y, bias);
 }
 
 }  // namespace

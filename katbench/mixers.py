@@ -32,7 +32,7 @@ import torch
 from timm.layers import Mlp, get_act_layer
 from torch import nn
 
-from katbench.layers import GroupRational, KANLinear, rational_chain, variance_preserving_
+from katbench.layers import GroupRational, KANLinear, rational_linear, variance_preserving_
 
 __all__ = ["MIXERS", "RECOMPUTE", "GRKANMixer", "KANMixer", "MLPMixer", "build_mixer",
            "register_mixer"]
@@ -164,11 +164,14 @@ class GRKANMixer(nn.Module):
         variance_preserving_(self.fc2, self.act2.gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        keep = (self.recompute == "none", self.recompute != "both")
-        if self._direct_hidden():
-            return self.drop2(rational_chain(x, [(self.act1, self.fc1), (self.act2, self.fc2)],
-                                             keep))
-        hidden = rational_chain(x, [(self.act1, self.fc1), (self.act2, None)], keep)
+        # fc1's bias is added by act2 (F2(W1 F1(x) + c1)), whose backward kernel sums its
+        # gradient: no separate reduction over the rows (Megatron's bias-GELU fusion).
+        hidden = rational_linear(x, self.act1, self.fc1, recompute=self.recompute != "none",
+                                 skip_bias=True)
+        if self.recompute == "both" and self._direct_hidden():
+            return self.drop2(rational_linear(hidden, self.act2, self.fc2, recompute=True,
+                                              input_bias=self.fc1.bias))
+        hidden = self.act2(hidden, self.fc1.bias)
         return self.drop2(self.fc2(self.norm(self.drop1(hidden))))
 
     def _direct_hidden(self) -> bool:

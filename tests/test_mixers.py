@@ -207,12 +207,12 @@ def test_grkan_recompute_trades_the_rational_outputs_for_memory(saved_bytes):
     blocks["mlp"] = build_mixer("mlp", width, hidden)
     kept = {name: saved_bytes(lambda m=m: m(x)) for name, m in blocks.items()}
     # "first" drops F1(x) (rows x width, float32), the one activation the MLP does not keep;
-    # "both" also F2(h) (rows x hidden).
-    assert kept["none"] - kept["first"] == 4 * rows * width
-    assert kept["first"] - kept["both"] == 4 * rows * hidden
-    # The rationals' coefficients and the biases (for higher derivatives) are saved too.
+    # "both" also F2(h) (rows x hidden), keeping fc2's bias for the replay of higher derivatives.
     first = blocks["first"]
-    extra = [*first.act1.parameters(), *first.act2.parameters(), first.fc1.bias, first.fc2.bias]
+    assert kept["none"] - kept["first"] == 4 * rows * width
+    assert kept["first"] - kept["both"] == 4 * rows * hidden - 4 * first.fc2.bias.numel()
+    # Beyond the MLP's: the rationals' coefficients and fc1's bias (added by the second rational).
+    extra = [*first.act1.parameters(), *first.act2.parameters(), first.fc1.bias]
     assert kept["first"] - kept["mlp"] == sum(4 * p.numel() for p in extra)
     assert kept["both"] < kept["mlp"]
 

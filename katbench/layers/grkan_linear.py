@@ -32,128 +32,71 @@ _RATIONAL = torch.ops.katbench.group_rational.default
 _RATIONAL_BACKWARD = torch.ops.katbench.group_rational_backward.default
 
 
-def _run_chain(x: torch.Tensor, variants: tuple[str, ...], params: tuple
-               ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-    """The chain's forward: (output, input of each rational, output of each rational); recorded
-    by autograd where grad mode is on (the replay for higher derivatives)."""
-    inputs, outputs, h = [], [], x
-    for i, variant in enumerate(variants):
-        numerator, denominator, weight, bias = params[4 * i:4 * i + 4]
-        inputs.append(h)
-        outputs.append(_RATIONAL(h, numerator, denominator, variant))
-        h = outputs[-1] if weight is None else F.linear(outputs[-1], weight, bias)
-    return h, inputs, outputs
-
-
 def _rows(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1, t.shape[-1])
 
 
-class _RationalLinearChain(torch.autograd.Function):
-    """rational -> linear -> rational -> linear ... (a trailing linear may be missing) as one
-    autograd node whose backward lets each rational's backward kernel do more of the work.
-
-    ``params`` holds (numerator, denominator, weight, bias) per rational, weight None for a
-    trailing rational. The backward kernel of rational i also sums its dx over the rows, which is
-    the bias gradient of linear i-1 (no separate reduction), and, where ``keep[i]`` is False, writes
-    F(x) for linear i's weight gradient: the node keeps only each rational's input, and
-    recomputing the output costs one write instead of a forward kernel.
-    """
+class _RecomputedRationalLinear(torch.autograd.Function):
+    """linear(F(x + input_bias)) that keeps x, not F: the rational's backward kernel writes F
+    again (one write, no forward kernel) for the weight gradient."""
 
     @staticmethod
-    def forward(ctx, x, variants, keep, *params):
-        output, inputs, outputs = _run_chain(x, variants, params)
-        kept = [a if keep[i] and params[4 * i + 2] is not None else None
-                for i, a in enumerate(outputs)]
-        # (The biases are saved for the replay of higher derivatives only.)
-        ctx.save_for_backward(*inputs, *kept, *params)
-        ctx.variants, ctx.has_bias = variants, tuple(p is not None for p in params[3::4])
-        return output
+    def forward(ctx, x, numerator, denominator, input_bias, weight, bias, variant):
+        ctx.save_for_backward(x, numerator, denominator, input_bias, weight, bias)
+        ctx.variant = variant
+        return F.linear(_RATIONAL(x, numerator, denominator, variant, input_bias), weight, bias)
 
     @staticmethod
     def backward(ctx, grad_output):
-        n = len(ctx.variants)
-        saved = ctx.saved_tensors
-        inputs, kept, params = saved[:n], saved[n:2 * n], saved[2 * n:]
+        x, numerator, denominator, input_bias, weight, bias = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: differentiate a replay instead
-            return _replay_gradients(ctx, grad_output, inputs[0], params)
-        grads: list[torch.Tensor | None] = [None] * len(params)
-        grad, bias_grad = grad_output, None
-        for i in reversed(range(n)):
-            numerator, denominator, weight = params[4 * i:4 * i + 3]
-            waiting = None  # linear i's output gradient until its input F(x) is written
-            if weight is not None:
-                rows = _rows(grad)
-                if ctx.has_bias[i]:
-                    grads[4 * i + 3] = rows.sum(0) if bias_grad is None else bias_grad
-                if kept[i] is not None:
-                    grads[4 * i + 2] = rows.t() @ _rows(kept[i])
-                else:
-                    waiting = rows
-                grad = grad @ weight
-            feeds_bias = i > 0 and ctx.has_bias[i - 1]
-            grad, grads[4 * i], grads[4 * i + 1], output, bias_grad = _RATIONAL_BACKWARD(
-                grad, inputs[i], numerator, denominator, ctx.variants[i], waiting is not None,
-                feeds_bias)
-            if waiting is not None:
-                grads[4 * i + 2] = waiting.t() @ _rows(output)
-        return grad, None, None, *grads
+            return _replay_gradients(ctx, grad_output)
+        rows = _rows(grad_output)
+        grad_x, grad_numerator, grad_denominator, grad_input_bias, rational = _RATIONAL_BACKWARD(
+            grad_output @ weight, x, numerator, denominator, ctx.variant, input_bias, True)
+        grad_weight = rows.t() @ _rows(rational)
+        grad_bias = rows.sum(0) if bias is not None else None
+        return (grad_x, grad_numerator, grad_denominator,
+                grad_input_bias if input_bias is not None else None, grad_weight, grad_bias, None)
 
 
-def _replay_gradients(ctx, grad_output: torch.Tensor, x: torch.Tensor,
-                      params: tuple) -> tuple:
+def _replay_gradients(ctx, grad_output: torch.Tensor) -> tuple:
     """Gradients that are themselves differentiable (higher derivatives, e.g. a PINN's u''):
-    the chain's forward replayed with autograd ops, then differentiated with create_graph."""
-    needs = ctx.needs_input_grad
-    leaves = (x, None, None, *params)
-    wrt = [t for t, need in zip(leaves, needs, strict=True) if need]
+    the forward replayed with autograd ops, then differentiated with create_graph."""
+    x, numerator, denominator, input_bias, weight, bias = ctx.saved_tensors
+    inputs = (x, numerator, denominator, input_bias, weight, bias)
+    needs = ctx.needs_input_grad[:len(inputs)]
     with torch.enable_grad():
-        output, _, _ = _run_chain(x, ctx.variants, params)
-    found = iter(torch.autograd.grad(output, wrt, grad_output, create_graph=True,
-                                     allow_unused=True))
-    return tuple(next(found) if need else None for need in needs)
-
-
-def rational_chain(x: torch.Tensor, layers: list[tuple[GroupRational, nn.Linear | None]],
-                   keep: tuple[bool, ...] | None = None) -> torch.Tensor:
-    """``linear_k(rational_k(... linear_1(rational_1(x))))`` as one autograd node.
-
-    ``layers`` pairs each rational with the linear after it (``None`` for a trailing rational).
-    The result and gradients are those of the plain modules; the backward is cheaper: the bias
-    gradient of each linear followed by a rational is summed by that rational's backward kernel.
-    ``keep[i] = False`` drops rational i's output after the forward (activation memory) and has
-    its backward kernel write it again (one write, no extra kernel). Under autocast all run in
-    the autocast dtype, as unfused.
-    """
-    keep = tuple(keep) if keep is not None else (True,) * len(layers)
-    if len(keep) != len(layers):
-        raise ValueError(f"rational_chain: keep has {len(keep)} entries for {len(layers)} layers")
-    first = layers[0][0]  # later widths are checked by the op itself
-    check_arguments(x, first.numerator, first.denominator, first.variant)
-    load_kernels()
-    device_type = x.device.type
-    dtype = (torch.get_autocast_dtype(device_type)
-             if device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type)
-             else None)
-    cast = (lambda t: t) if dtype is None else (lambda t: None if t is None else t.to(dtype))
-    params: list[torch.Tensor | None] = []
-    for rational, linear in layers:
-        params += [rational.numerator, rational.denominator,
-                   None if linear is None else cast(linear.weight),
-                   None if linear is None else cast(linear.bias)]
-    variants = tuple(rational.variant for rational, _ in layers)
-    return _RationalLinearChain.apply(cast(x), variants, keep, *params)
+        output = F.linear(_RATIONAL(x, numerator, denominator, ctx.variant, input_bias), weight,
+                          bias)
+    found = iter(torch.autograd.grad(output, [t for t, n in zip(inputs, needs, strict=True) if n],
+                                     grad_output, create_graph=True, allow_unused=True))
+    return (*(next(found) if n else None for n in needs), None)
 
 
 def rational_linear(x: torch.Tensor, rational: GroupRational, linear: nn.Linear,
-                    recompute: bool = False) -> torch.Tensor:
-    """``linear(rational(x))``; with ``recompute`` the backward recomputes ``rational(x)``
-    instead of keeping it (its backward kernel writes it: one write), so the pair holds one
-    activation (``x``) where it held two. See :func:`rational_chain`.
+                    recompute: bool = False, input_bias: torch.Tensor | None = None,
+                    skip_bias: bool = False) -> torch.Tensor:
+    """``linear(rational(x + input_bias))``; ``skip_bias`` leaves ``linear.bias`` out (for the
+    next rational to add, see :meth:`GroupRational.forward`).
+
+    With ``recompute`` the pair keeps one activation (``x``) where it kept two: the backward
+    kernel of the rational writes ``rational(x)`` again for the weight gradient (one write, no
+    extra kernel). Under autocast both run in the autocast dtype, as unfused.
     """
+    bias = None if skip_bias else linear.bias
     if not recompute:
-        return linear(rational(x))
-    return rational_chain(x, [(rational, linear)], keep=(False,))
+        return F.linear(rational(x, input_bias), linear.weight, bias)
+    check_arguments(x, rational.numerator, rational.denominator, rational.variant, input_bias)
+    load_kernels()
+    weight = linear.weight
+    device_type = x.device.type
+    if device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+        x, weight = x.to(dtype), weight.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
+    return _RecomputedRationalLinear.apply(x, rational.numerator, rational.denominator,
+                                          input_bias, weight, bias, rational.variant)
 
 
 class GRKANLinear(nn.Module):

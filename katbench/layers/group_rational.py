@@ -54,8 +54,10 @@ class GroupRational(nn.Module):
         self.numerator.copy_(torch.tensor(self.fitted.numerator).expand_as(self.numerator))
         self.denominator.copy_(torch.tensor(self.fitted.denominator).expand_as(self.denominator))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return group_rational(x, self.numerator, self.denominator, self.variant)
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """F(x), or F(x + bias) with the ``(D,)`` bias of a linear layer before it (whose
+        gradient the backward kernel sums: pass the layer's bias here and leave it out there)."""
+        return group_rational(x, self.numerator, self.denominator, self.variant, bias)
 
     def extra_repr(self) -> str:
         return (f"num_groups={self.num_groups}, order={self.order}, init={self.init!r}, "

@@ -30,20 +30,23 @@ __all__ = ["VARIANTS", "group_rational", "group_rational_reference", "kernel_bac
            "load_kernels"]
 
 _LIB = torch.library.Library("katbench", "DEF")
-_LIB.define("group_rational(Tensor x, Tensor numerator, Tensor denominator, str variant) -> Tensor")
-# (dx, d numerator, d denominator, F(x), column sums of dx): ``output`` also writes F(x), so that
-# a layer can recompute its activation in the backward for one write; ``column_sums`` also sums
-# dx over the rows, the bias gradient of a linear layer that feeds x. Either is empty when off.
+# F(x + bias): the optional per-channel (D,) bias is the one of a linear layer feeding x, added
+# here instead of in that layer (its gradient, dx summed over rows, comes from this op's backward).
+_LIB.define("group_rational(Tensor x, Tensor numerator, Tensor denominator, str variant, "
+            "Tensor? bias=None) -> Tensor")
+# (dx, d numerator, d denominator, d bias, F(x + bias)): d bias is empty without a bias; F is
+# written only with ``output`` (a layer recomputing its activation in the backward for one
+# write), else empty.
 _LIB.define(
     "group_rational_backward(Tensor grad_output, Tensor x, Tensor numerator, "
-    "Tensor denominator, str variant, bool output=False, bool column_sums=False) "
+    "Tensor denominator, str variant, Tensor? bias=None, bool output=False) "
     "-> (Tensor, Tensor, Tensor, Tensor, Tensor)"
 )
 # The reference's gradient formulas as an op the C++ autograd kernel can call for higher
 # derivatives: CompositeImplicitAutograd, so autograd records the torch ops inside it.
 _LIB.define(
     "group_rational_backward_differentiable(Tensor grad_output, Tensor x, Tensor numerator, "
-    "Tensor denominator, str variant) -> (Tensor, Tensor, Tensor)"
+    "Tensor denominator, str variant, Tensor? bias=None) -> (Tensor, Tensor, Tensor, Tensor)"
 )
 _LIB.impl("group_rational_backward_differentiable", group_rational_gradients_reference,
           "CompositeImplicitAutograd")
@@ -107,62 +110,64 @@ def kernel_backend(device_type: str = "cpu") -> str:
 
 
 def group_rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
-                   variant: str = "sum_abs") -> torch.Tensor:
+                   variant: str = "sum_abs", bias: torch.Tensor | None = None) -> torch.Tensor:
     """Group-wise safe Padé activation F(x) = P(x) / Q(x) over the last dimension of ``x``.
 
     ``x`` is ``(..., D)``; ``numerator`` is ``(g, m+1)`` with a_0 first, or ``(1, m+1)``
     shared by all groups (the paper's GR-KAN; its gradient is the sum over groups);
     ``denominator`` is ``(g, n)`` with b_1 first; channel ``i`` uses group ``i // (D // g)``.
     ``variant`` picks Q = 1 + sum_k |b_k||x|^k (``"sum_abs"``) or Q = 1 + |sum_k b_k x^k|
-    (``"abs_sum"``). The
-    output has the dtype and shape of ``x``; gradients flow to all three tensors. Under
+    (``"abs_sum"``). With a ``(D,)`` ``bias`` it is F(x + bias), the bias of the linear layer
+    before it moved here (as Megatron's bias-GELU): its gradient is summed in the backward
+    kernel, no separate reduction. The
+    output has the dtype and shape of ``x``; gradients flow to all tensors. Under
     ``torch.autocast`` a float32/float64 ``x`` is cast to the autocast dtype first (as ``linear``
     casts its input), so the rational and what follows it run in bf16/fp16; the coefficients and
     their gradients stay in their own dtype.
     """
-    check_arguments(x, numerator, denominator, variant)
+    check_arguments(x, numerator, denominator, variant, bias)
     if not _BACKENDS:
         load_kernels()
     device_type = x.device.type
     if (x.dtype in _AUTOCAST_FROM and device_type in ("cpu", "cuda")
             and torch.is_autocast_enabled(device_type)):
         x = x.to(torch.get_autocast_dtype(device_type))
-    return _GROUP_RATIONAL(x, numerator, denominator, variant)
+    return _GROUP_RATIONAL(x, numerator, denominator, variant, bias)
 
 
 @torch.library.register_fake("katbench::group_rational", lib=_LIB)
-def _group_rational_fake(x, numerator, denominator, variant):
+def _group_rational_fake(x, numerator, denominator, variant, bias=None):
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
 @torch.library.register_fake("katbench::group_rational_backward", lib=_LIB)
-def _group_rational_backward_fake(grad_output, x, numerator, denominator, variant, output=False,
-                                  column_sums=False):
+def _group_rational_backward_fake(grad_output, x, numerator, denominator, variant, bias=None,
+                                  output=False):
     dense = torch.empty_like(x, memory_format=torch.contiguous_format)
     return (dense, torch.empty_like(numerator), torch.empty_like(denominator),
-            torch.empty_like(dense) if output else x.new_empty(0),
-            x.new_empty(x.shape[-1]) if column_sums else x.new_empty(0))
+            x.new_empty(0) if bias is None else torch.empty_like(bias),
+            torch.empty_like(dense) if output else x.new_empty(0))
 
 
 # The Python autograd, used when no compiled kernels (and so no C++ autograd kernel) are loaded.
 def _setup_context(ctx, inputs, output) -> None:
-    x, numerator, denominator, variant = inputs
-    ctx.save_for_backward(x, numerator, denominator)
+    x, numerator, denominator, variant, bias = inputs
+    ctx.save_for_backward(x, numerator, denominator, bias)
     ctx.variant = variant
 
 
 def _backward(ctx, grad_output):
-    x, numerator, denominator = ctx.saved_tensors
+    x, numerator, denominator, bias = ctx.saved_tensors
     if torch.is_grad_enabled():
         # create_graph=True (higher derivatives, e.g. u'' in a PINN): the explicit gradient
         # formulas in plain torch ops are themselves differentiable.
         grads = group_rational_gradients_reference(grad_output, x, numerator, denominator,
-                                                   ctx.variant)
+                                                   ctx.variant, bias)
     else:
         grads = torch.ops.katbench.group_rational_backward(grad_output, x, numerator, denominator,
-                                                           ctx.variant)
-    grad_x, grad_num, grad_den = grads[:3]
+                                                           ctx.variant, bias)
+    grad_x, grad_num, grad_den, grad_bias = grads[:4]
     needs = ctx.needs_input_grad
     return (grad_x if needs[0] else None, grad_num if needs[1] else None,
-            grad_den if needs[2] else None, None)
+            grad_den if needs[2] else None, None, grad_bias if needs[4] else None)
 

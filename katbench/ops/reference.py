@@ -70,7 +70,7 @@ def _evaluate(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, variant: str):
 
 
 def check_arguments(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
-                    variant: str) -> None:
+                    variant: str, bias: torch.Tensor | None = None) -> None:
     """Validate shapes, dtypes and the variant; raise ValueError/TypeError naming the fix."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; use one of {VARIANTS}")
@@ -101,15 +101,25 @@ def check_arguments(x: torch.Tensor, numerator: torch.Tensor, denominator: torch
             "choose g that divides D")
     if not (x.device == numerator.device == denominator.device):
         raise ValueError("group_rational: x, numerator and denominator must be on one device")
+    if bias is not None and (bias.shape != (width,) or not bias.is_floating_point()
+                             or bias.device != x.device):
+        raise ValueError(
+            f"group_rational: bias must be a floating-point ({width},) tensor on x's device "
+            f"(one value per channel), got {tuple(bias.shape)} {bias.dtype} on {bias.device}")
+
+
+def _shifted(x: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    return x.to(dtype) if bias is None else x.to(dtype) + bias.to(dtype)
 
 
 def group_rational_reference(x: torch.Tensor, numerator: torch.Tensor,
-                             denominator: torch.Tensor, variant: str = "sum_abs") -> torch.Tensor:
-    """Differentiable reference: F(x) per channel group, output in ``x.dtype``."""
-    check_arguments(x, numerator, denominator, variant)
+                             denominator: torch.Tensor, variant: str = "sum_abs",
+                             bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Differentiable reference: F(x + bias) per channel group, output in ``x.dtype``."""
+    check_arguments(x, numerator, denominator, variant, bias)
     width, dtype = x.shape[-1], compute_dtype(x)
     a, b = _channel_rows(numerator, width, dtype), _channel_rows(denominator, width, dtype)
-    p, q, _, _ = _evaluate(x.to(dtype), a, b, variant)
+    p, q, _, _ = _evaluate(_shifted(x, bias, dtype), a, b, variant)
     return (p / q).to(x.dtype)
 
 
@@ -121,29 +131,28 @@ def _group_sum(per_channel: torch.Tensor, groups: int) -> torch.Tensor:
 
 def group_rational_backward_reference(
         grad_output: torch.Tensor, x: torch.Tensor, numerator: torch.Tensor,
-        denominator: torch.Tensor, variant: str = "sum_abs", output: bool = False,
-        column_sums: bool = False) -> tuple[torch.Tensor, ...]:
-    """``katbench::group_rational_backward``: (dx, d numerator, d denominator, F(x), column sums
-    of dx), F(x) and the column sums empty unless ``output`` / ``column_sums`` ask for them."""
-    grad_x, grad_num, grad_den = group_rational_gradients_reference(
-        grad_output, x, numerator, denominator, variant)
-    forward = group_rational_reference(x, numerator, denominator, variant) if output else None
-    sums = (grad_x.to(compute_dtype(x)).reshape(-1, x.shape[-1]).sum(0).to(x.dtype)
-            if column_sums else None)
-    empty = x.new_empty(0)
-    return (grad_x, grad_num, grad_den, empty if forward is None else forward,
-            empty if sums is None else sums)
+        denominator: torch.Tensor, variant: str = "sum_abs", bias: torch.Tensor | None = None,
+        output: bool = False) -> tuple[torch.Tensor, ...]:
+    """``katbench::group_rational_backward``: (dx, d numerator, d denominator, d bias,
+    F(x + bias)); F is empty unless ``output`` asks for it."""
+    grads = group_rational_gradients_reference(grad_output, x, numerator, denominator, variant,
+                                               bias)
+    forward = (group_rational_reference(x, numerator, denominator, variant, bias) if output
+               else x.new_empty(0))
+    return (*grads, forward)
 
 
 def group_rational_gradients_reference(grad_output: torch.Tensor, x: torch.Tensor,
                                        numerator: torch.Tensor, denominator: torch.Tensor,
-                                       variant: str = "sum_abs"):
-    """Explicit gradients (dx, d numerator, d denominator) in the dtypes of the inputs."""
+                                       variant: str = "sum_abs",
+                                       bias: torch.Tensor | None = None):
+    """Explicit gradients (dx, d numerator, d denominator, d bias) in the dtypes of the inputs
+    (d bias, the column sums of dx, empty without a bias)."""
     width = x.shape[-1]
     m, n = numerator.shape[1] - 1, denominator.shape[1]
     dtype = compute_dtype(x)
     a, b = _channel_rows(numerator, width, dtype), _channel_rows(denominator, width, dtype)
-    xd, g = x.to(dtype), grad_output.to(dtype)
+    xd, g = _shifted(x, bias, dtype), grad_output.to(dtype)
     p, q, s, u = _evaluate(xd, a, b, variant)
     f = p / q
     inner_rows = _denominator_rows(b, variant)
@@ -167,6 +176,8 @@ def group_rational_gradients_reference(grad_output: torch.Tensor, x: torch.Tenso
     for k in range(n):
         grad_den.append(_group_sum(scale * power * coefficient_sign[k], denominator.shape[0]))
         power = power * u
+    grad_bias = (x.new_empty(0) if bias is None
+                 else grad_x.reshape(-1, width).sum(0).to(bias.dtype))
     return (grad_x.to(x.dtype),
             torch.stack(grad_num, 1).to(numerator.dtype),
-            torch.stack(grad_den, 1).to(denominator.dtype))
+            torch.stack(grad_den, 1).to(denominator.dtype), grad_bias)

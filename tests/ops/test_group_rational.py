@@ -61,44 +61,73 @@ def test_forward_and_backward_match_reference_float64(device, variant, order):
     expected = group_rational_reference(x, num, den, variant)
     torch.testing.assert_close(group_rational(x, num, den, variant), expected,
                                rtol=1e-12, atol=1e-12)
-    actual = torch.ops.katbench.group_rational_backward(grad, x, num, den, variant, True, True)
-    reference = group_rational_backward_reference(grad, x, num, den, variant, True, True)
+    bias = torch.randn(32, dtype=torch.float64, device=device)
+    actual = torch.ops.katbench.group_rational_backward(grad, x, num, den, variant, bias, True)
+    reference = group_rational_backward_reference(grad, x, num, den, variant, bias, True)
     for a, r in zip(actual, reference, strict=True):
         assert relative_error(a, r) < 1e-12
-    torch.testing.assert_close(actual[3], expected, rtol=1e-12, atol=1e-12)  # F(x)
-    torch.testing.assert_close(actual[4], actual[0].reshape(-1, 32).sum(0))  # bias gradient
+    torch.testing.assert_close(actual[3], actual[0].reshape(-1, 32).sum(0))  # bias gradient
+    torch.testing.assert_close(actual[4], group_rational(x + bias, num, den, variant),
+                               rtol=1e-12, atol=1e-12)  # F(x + bias)
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 2e-5), (torch.bfloat16, 1e-2),
                                              (torch.float16, 2e-3)])
-@pytest.mark.parametrize("output,column_sums", [(True, False), (False, True), (True, True)])
-def test_fused_backward_outputs(device, dtype, tolerance, output, column_sums):
-    """F(x) and the column sums of dx, written by the backward on request, match the forward and
-    the reference; the gradients are the same as without them, and the rest comes back empty."""
+@pytest.mark.parametrize("with_bias,output", [(True, False), (False, True), (True, True)])
+def test_input_bias_and_written_output(device, dtype, tolerance, with_bias, output):
+    """F(x + bias) forward and backward (the bias gradient, summed by the backward kernel) match
+    the reference; F written by the backward on request matches the forward; the gradients are
+    those of x + bias, and what was not asked for comes back empty."""
     skip_without(device)
     num, den = coefficients(8, (5, 4), device)
     x = (torch.randn(3, 77, 128, device=device) * 1.5).to(dtype)
+    bias = torch.randn(128, device=device) if with_bias else None
     grad = torch.randn_like(x)
-    plain = torch.ops.katbench.group_rational_backward(grad, x, num[:1], den, "sum_abs")
-    fused = torch.ops.katbench.group_rational_backward(grad, x, num[:1], den, "sum_abs", output,
-                                                       column_sums)
+    shifted = (x.float() + bias).to(dtype) if with_bias else x
+    reference = group_rational_backward_reference(
+        grad.double(), x.double(), num[:1].double(), den.double(),
+        bias=None if bias is None else bias.double(), output=True)
+    y = group_rational(x, num[:1], den, bias=bias)
+    assert y.dtype == dtype and relative_error(y, reference[4]) < tolerance
+    fused = torch.ops.katbench.group_rational_backward(grad, x, num[:1], den, "sum_abs", bias,
+                                                       output)
+    for actual, expected in zip(fused[:3], reference[:3], strict=True):
+        assert relative_error(actual, expected) < tolerance * 10
+    plain = torch.ops.katbench.group_rational_backward(grad, shifted, num[:1], den, "sum_abs")
     assert plain[3].numel() == plain[4].numel() == 0
-    for a, b in zip(plain[:3], fused[:3], strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
-    if output:
-        assert fused[3].dtype == dtype and fused[3].shape == x.shape
-        forward = group_rational(x, num[:1], den)
-        assert relative_error(fused[3], forward) < tolerance
+    if with_bias:
+        assert fused[3].dtype == torch.float32 and fused[3].shape == (128,)
+        assert relative_error(fused[3], reference[3]) < tolerance * 10
     else:
+        for a, b in zip(plain[:3], fused[:3], strict=True):  # the fused kernel, same numbers
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
         assert fused[3].numel() == 0
-    if column_sums:
-        expected = group_rational_backward_reference(
-            grad.double(), x.double(), num[:1].double(), den.double(), column_sums=True)[4]
-        assert fused[4].dtype == dtype and fused[4].shape == (128,)
-        assert relative_error(fused[4], expected) < tolerance * 10
+    if output:
+        assert fused[4].dtype == dtype and fused[4].shape == x.shape
+        assert relative_error(fused[4], y) < tolerance
     else:
         assert fused[4].numel() == 0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bias_gradient_through_autograd(device):
+    """gradcheck of F(x + bias) in every argument (CPU float64; CUDA float64 kernels)."""
+    skip_without(device)
+    num, den = coefficients(2, (5, 4), device, torch.float64)
+    x = torch.randn(3, 8, dtype=torch.float64, device=device, requires_grad=True)
+    bias = torch.randn(8, dtype=torch.float64, device=device, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x_, a_, b_, c_: group_rational(x_, a_, b_, bias=c_),
+        (x, num.requires_grad_(), den.requires_grad_(), bias))
+    assert torch.autograd.gradgradcheck(
+        lambda x_, c_: group_rational(x_, num, den, bias=c_), (x, bias))
+
+
+def test_bad_bias_is_rejected_naming_the_shape():
+    num, den = coefficients(2, (5, 4))
+    with pytest.raises(ValueError, match=r"bias must be a floating-point \(8,\) tensor"):
+        group_rational(torch.randn(3, 8), num, den, bias=torch.randn(4))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -118,7 +147,7 @@ def test_reduced_precision_matches_reference(device, variant, dtype, tolerance):
     reference = group_rational_gradients_reference(grad, x.detach().double(), num.detach(),
                                                    den.detach(), variant)
     assert x.grad.dtype == dtype and num.grad.dtype == torch.float32
-    for actual, r in zip((x.grad, num.grad, den.grad), reference, strict=True):
+    for actual, r in zip((x.grad, num.grad, den.grad), reference[:3], strict=True):
         assert relative_error(actual, r) < tolerance * 10
 
 
@@ -134,13 +163,15 @@ def test_gradcheck_float64(variant, order):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_opcheck(device, variant):
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_opcheck(device, variant, with_bias):
     skip_without(device)
     load_kernels()
     num, den = coefficients(4, (5, 4), device)
     x = torch.randn(6, 16, device=device, requires_grad=True)
+    bias = torch.randn(16, device=device, requires_grad=True) if with_bias else None
     torch.library.opcheck(torch.ops.katbench.group_rational.default,
-                          (x, num.requires_grad_(), den.requires_grad_(), variant))
+                          (x, num.requires_grad_(), den.requires_grad_(), variant, bias))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -234,10 +265,11 @@ def test_deterministic_coefficient_gradients():
     num, den = coefficients(8, (5, 4))
     x = torch.randn(64, 97, 128)
     grad = torch.randn_like(x)
-    first = torch.ops.katbench.group_rational_backward(grad, x, num, den, "sum_abs", True, True)
+    bias = torch.randn(128)
+    first = torch.ops.katbench.group_rational_backward(grad, x, num, den, "sum_abs", bias, True)
     torch.set_num_threads(1)
     try:
-        second = torch.ops.katbench.group_rational_backward(grad, x, num, den, "sum_abs", True,
+        second = torch.ops.katbench.group_rational_backward(grad, x, num, den, "sum_abs", bias,
                                                             True)
     finally:
         torch.set_num_threads(os.cpu_count() or 1)
@@ -251,9 +283,10 @@ def test_cuda_coefficient_gradients_are_bitwise_stable():
     num, den = coefficients(8, (5, 4), "cuda")
     x = torch.randn(64, 1000, 512, device="cuda")
     grad = torch.randn_like(x)
+    bias = torch.randn(512, device="cuda")
     for numerator in (num, num[:1]):  # per-group and shared numerator
         runs = [torch.ops.katbench.group_rational_backward(grad, x, numerator, den, "sum_abs",
-                                                           True, True)
+                                                           bias, True)
                 for _ in range(3)]
         for run in runs[1:]:
             for a, b in zip(runs[0], run, strict=True):
