@@ -15,12 +15,13 @@ out_features=None, act_layer, norm_layer=None, bias=True, drop=0.0``, plus timm'
   drop -> norm -> fc2 -> drop, fc1/fc2 drawn variance-preserving from the rationals' gains.
   ``num_groups`` (default 8) must divide both ``in_features`` and ``hidden_features``: use
   ``num_groups=1`` for small widths such as the ``[2, 5, 1]`` fitting nets. ``act_layer`` is
-  accepted for the signature only: the rationals are the nonlinearity. ``recompute`` trades
-  time for activation memory (:func:`katbench.layers.rational_linear` recomputes a rational's
-  output in the backward instead of keeping it): ``"first"`` recomputes the identity-initialised
-  rational, the one activation the GELU MLP does not keep (the same memory as the MLP, for one
-  D-wide rational more), ``"both"`` also the hidden one (less memory than the MLP, for a 4D-wide
-  rational more); ``"none"`` (default) recomputes nothing.
+  accepted for the signature only: the rationals are the nonlinearity. fc1's bias is added by
+  the second rational, whose backward kernel sums its gradient. ``recompute`` picks which
+  rational outputs the backward recomputes instead of keeping
+  (:func:`katbench.layers.rational_linear`): ``"first"`` (default) the identity-initialised
+  one, the activation the GELU MLP does not have: its backward kernel writes it again, one
+  D-wide write, so the block keeps what the MLP keeps; ``"both"`` also the hidden one, by one
+  more 4D-wide forward kernel (less memory than the MLP); ``"none"`` keeps both.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ class GRKANMixer(nn.Module):
                  device: Any = None, dtype: torch.dtype | None = None, num_groups: int = 8,
                  act_init: str = "gelu", order: tuple[int, int] = (5, 4),
                  variant: str = "sum_abs", shared_numerator: bool = True,
-                 recompute: str = "none") -> None:
+                 recompute: str = "first") -> None:
         super().__init__()
         if recompute not in RECOMPUTE:
             raise ValueError(f"grkan: unknown recompute={recompute!r}; pick one of {RECOMPUTE}")
@@ -170,7 +171,7 @@ class GRKANMixer(nn.Module):
                                  skip_bias=True)
         if self.recompute == "both" and self._direct_hidden():
             return self.drop2(rational_linear(hidden, self.act2, self.fc2, recompute=True,
-                                              input_bias=self.fc1.bias))
+                                              input_bias=self.fc1.bias, lowest_peak=True))
         hidden = self.act2(hidden, self.fc1.bias)
         return self.drop2(self.fc2(self.norm(self.drop1(hidden))))
 

@@ -29,8 +29,10 @@ if [ "$mode" != quick ]; then
 fi
 wait $build || { cat /tmp/build.txt; exit 1; }
 cat /tmp/build.txt >>"$log"
-step pytest tests/ops
+step pytest tests/ops and the other GPU-marked tests
 python3 -m pytest tests/ops -q -p no:cacheprovider 2>&1 | tail -15 | tee -a "$log" || true
+python3 -m pytest tests -m cuda --ignore=tests/ops -q -p no:cacheprovider 2>&1 | tail -5 \
+    | tee -a "$log" || true
 step profile
 python3 scripts/profile_op.py 2>&1 | tee -a "$log"
 if [ "$mode" = tune ]; then
@@ -47,10 +49,12 @@ step bench op
 python3 -m katbench.bench op $sweep --out "$out/op" 2>&1 | tee -a "$log" | tail -25
 step bench block
 python3 -m katbench.bench block 2>&1 | tee -a "$log"
-for mode in first both; do
+for mode in none both; do
     step bench block --recompute $mode
     python3 -m katbench.bench block --recompute $mode 2>&1 | tee -a "$log"
 done
+step profile blocks T
+python3 scripts/profile_op.py --block T --recompute none both 2>&1 | grep -v -i warn | tee -a "$log"
 step bench model
 python3 -m katbench.bench model vit_tiny_patch16_224 kat_tiny_patch16_224 vit_small_patch16_224 \
     kat_small_patch16_224 --json "$out/throughput.json" 2>&1 | tee -a "$log"

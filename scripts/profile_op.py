@@ -60,9 +60,9 @@ def main() -> None:
                         help="also list the N ops taking the most host (CPU) time")
     parser.add_argument("--block", choices=list(WIDTHS),
                         help="profile the KAT and GELU MLP blocks at this ViT size instead")
-    parser.add_argument("--recompute", nargs="*", default=[],
-                        choices=[mode for mode in RECOMPUTE if mode != "none"],
-                        help="with --block: also the KAT block with these recompute modes")
+    parser.add_argument("--recompute", nargs="*", default=[], choices=list(RECOMPUTE),
+                        help="with --block: also the KAT block with these recompute modes "
+                             "(it runs with GRKANMixer's default, recompute='first')")
     args = parser.parse_args()
     device = torch.device("cuda")
     if args.block:

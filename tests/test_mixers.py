@@ -206,6 +206,7 @@ def test_grkan_recompute_trades_the_rational_outputs_for_memory(saved_bytes):
     blocks = {mode: build_mixer("grkan", width, hidden, recompute=mode) for mode in RECOMPUTE}
     blocks["mlp"] = build_mixer("mlp", width, hidden)
     kept = {name: saved_bytes(lambda m=m: m(x)) for name, m in blocks.items()}
+    assert build_mixer("grkan", width, hidden).recompute == "first"  # the MLP's memory
     # "first" drops F1(x) (rows x width, float32), the one activation the MLP does not keep;
     # "both" also F2(h) (rows x hidden), keeping fc2's bias for the replay of higher derivatives.
     first = blocks["first"]

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     block.add_argument("--tokens", type=int, nargs=2, default=None,
                        help="batch and sequence length (default 128 197 on CUDA, 8 197 on CPU)")
     block.add_argument("--min-run-time", type=float, default=0.5)
-    block.add_argument("--recompute", default="none", choices=list(RECOMPUTE),
+    block.add_argument("--recompute", default="first", choices=list(RECOMPUTE),
                        help="which rationals' outputs the grkan blocks recompute in the "
                        "backward instead of keeping (GRKANMixer's recompute)")
     model = sub.add_parser("model", help="training/inference images/s of timm models "
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         tokens = tuple(args.tokens or ((128, 197) if on_cuda else (8, 197)))
         print(f"device: {device_name(device)}, tokens {tokens}, "
               f"{'bf16 autocast' if on_cuda else 'float32'}, forward+backward"
-              f"{f', grkan with recompute={args.recompute}' if args.recompute != 'none' else ''}")
+              f", grkan with recompute={args.recompute}")
         run_block_benchmark(device, args.sizes, tokens, args.min_run_time, args.recompute)
         return 0
     dtypes = args.dtypes or (["float32", "bfloat16", "float16"] if on_cuda else ["float32"])

@@ -68,7 +68,7 @@ def measure_block(mixer: str, size: str, tokens: tuple[int, int], device: torch.
 
 
 def run_block_benchmark(device: torch.device, sizes: list[str], tokens: tuple[int, int],
-                        min_run_time: float, recompute: str = "none") -> list[str]:
+                        min_run_time: float, recompute: str = "first") -> list[str]:
     """Measure mlp and grkan at each size; return printable lines with the ratios.
 
     ``time ratio`` is wall time (host overhead included, so it moves with the host's speed);

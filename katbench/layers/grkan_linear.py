@@ -37,13 +37,15 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
 
 
 class _RecomputedRationalLinear(torch.autograd.Function):
-    """linear(F(x + input_bias)) that keeps x, not F: the rational's backward kernel writes F
-    again (one write, no forward kernel) for the weight gradient."""
+    """linear(F(x + input_bias)) that keeps x, not F. By default the rational's backward kernel
+    writes F again for the weight gradient (one write, no extra kernel); ``lowest_peak``
+    recomputes F with a forward kernel and frees it before the backward kernel runs instead, so
+    that F never coexists with its gradient (one more kernel, a lower peak for a wide F)."""
 
     @staticmethod
-    def forward(ctx, x, numerator, denominator, input_bias, weight, bias, variant):
+    def forward(ctx, x, numerator, denominator, input_bias, weight, bias, variant, lowest_peak):
         ctx.save_for_backward(x, numerator, denominator, input_bias, weight, bias)
-        ctx.variant = variant
+        ctx.variant, ctx.lowest_peak = variant, lowest_peak
         return F.linear(_RATIONAL(x, numerator, denominator, variant, input_bias), weight, bias)
 
     @staticmethod
@@ -52,12 +54,20 @@ class _RecomputedRationalLinear(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True: differentiate a replay instead
             return _replay_gradients(ctx, grad_output)
         rows = _rows(grad_output)
+        grad_weight = None
+        if ctx.lowest_peak:
+            rational = _RATIONAL(x, numerator, denominator, ctx.variant, input_bias)
+            grad_weight = rows.t() @ _rows(rational)
+            del rational
         grad_x, grad_numerator, grad_denominator, grad_input_bias, rational = _RATIONAL_BACKWARD(
-            grad_output @ weight, x, numerator, denominator, ctx.variant, input_bias, True)
-        grad_weight = rows.t() @ _rows(rational)
+            grad_output @ weight, x, numerator, denominator, ctx.variant, input_bias,
+            not ctx.lowest_peak)
+        if grad_weight is None:
+            grad_weight = rows.t() @ _rows(rational)
         grad_bias = rows.sum(0) if bias is not None else None
         return (grad_x, grad_numerator, grad_denominator,
-                grad_input_bias if input_bias is not None else None, grad_weight, grad_bias, None)
+                grad_input_bias if input_bias is not None else None, grad_weight, grad_bias, None,
+                None)
 
 
 def _replay_gradients(ctx, grad_output: torch.Tensor) -> tuple:
@@ -71,18 +81,20 @@ def _replay_gradients(ctx, grad_output: torch.Tensor) -> tuple:
                           bias)
     found = iter(torch.autograd.grad(output, [t for t, n in zip(inputs, needs, strict=True) if n],
                                      grad_output, create_graph=True, allow_unused=True))
-    return (*(next(found) if n else None for n in needs), None)
+    return (*(next(found) if n else None for n in needs), None, None)
 
 
 def rational_linear(x: torch.Tensor, rational: GroupRational, linear: nn.Linear,
                     recompute: bool = False, input_bias: torch.Tensor | None = None,
-                    skip_bias: bool = False) -> torch.Tensor:
+                    skip_bias: bool = False, lowest_peak: bool = False) -> torch.Tensor:
     """``linear(rational(x + input_bias))``; ``skip_bias`` leaves ``linear.bias`` out (for the
     next rational to add, see :meth:`GroupRational.forward`).
 
     With ``recompute`` the pair keeps one activation (``x``) where it kept two: the backward
     kernel of the rational writes ``rational(x)`` again for the weight gradient (one write, no
-    extra kernel). Under autocast both run in the autocast dtype, as unfused.
+    extra kernel), or with ``lowest_peak`` a forward kernel recomputes it, freed before the
+    backward kernel runs (one more kernel; the backward's peak is lower by a tensor of x's
+    size). Under autocast both run in the autocast dtype, as unfused.
     """
     bias = None if skip_bias else linear.bias
     if not recompute:
@@ -96,7 +108,8 @@ def rational_linear(x: torch.Tensor, rational: GroupRational, linear: nn.Linear,
         x, weight = x.to(dtype), weight.to(dtype)
         bias = None if bias is None else bias.to(dtype)
     return _RecomputedRationalLinear.apply(x, rational.numerator, rational.denominator,
-                                          input_bias, weight, bias, rational.variant)
+                                          input_bias, weight, bias, rational.variant,
+                                          lowest_peak)
 
 
 class GRKANLinear(nn.Module):
