@@ -96,8 +96,10 @@ def rational_linear(x: torch.Tensor, rational: GroupRational, linear: nn.Linear,
     backward kernel runs (one more kernel; the backward's peak is lower by a tensor of x's
     size). Under autocast both run in the autocast dtype, as unfused.
     """
+    if not recompute and not skip_bias:
+        return linear(rational(x, input_bias))
     bias = None if skip_bias else linear.bias
-    if not recompute:
+    if not recompute:  # (linear's forward hooks do not run without its bias, as in Megatron)
         return F.linear(rational(x, input_bias), linear.weight, bias)
     check_arguments(x, rational.numerator, rational.denominator, rational.variant, input_bias)
     load_kernels()
