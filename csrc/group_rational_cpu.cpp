@@ -142,11 +142,9 @@ at::Tensor shifted_input(const at::Tensor& x, const std::optional<at::Tensor>& b
   return (bias ? x.to(type) + bias->to(type) : x.to(type)).contiguous();
 }
 
-at::Tensor group_rational_cpu(const at::Tensor& x, const at::Tensor& num, const at::Tensor& den,
-                              c10::string_view variant, const std::optional<at::Tensor>& bias) {
-  const bool sum_abs = is_sum_abs(variant);
-  const Geometry geo = geometry(x, num, den, bias);
-  const auto xc = shifted_input(x, bias);
+// F of the shifted input xc (from shifted_input), in xc's dtype.
+at::Tensor evaluate(const at::Tensor& xc, const at::Tensor& num, const at::Tensor& den,
+                    bool sum_abs, const Geometry& geo) {
   auto y = at::empty_like(xc, at::MemoryFormat::Contiguous);
   if (geo.rows > 0) {
     AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "group_rational_cpu", [&] {
@@ -157,7 +155,14 @@ at::Tensor group_rational_cpu(const at::Tensor& x, const at::Tensor& num, const 
       });
     });
   }
-  return y.to(x.scalar_type());
+  return y;
+}
+
+at::Tensor group_rational_cpu(const at::Tensor& x, const at::Tensor& num, const at::Tensor& den,
+                              c10::string_view variant, const std::optional<at::Tensor>& bias) {
+  const bool sum_abs = is_sum_abs(variant);
+  const Geometry geo = geometry(x, num, den, bias);
+  return evaluate(shifted_input(x, bias), num, den, sum_abs, geo).to(x.scalar_type());
 }
 
 // The fused outputs (F(x + bias), the bias gradient) are the forward kernel's result and a sum
@@ -187,7 +192,7 @@ BackwardResult group_rational_backward_cpu(const at::Tensor& grad_output, const 
   }
   auto [grad_num, grad_den] = split_coefficient_grads(sums, mm, num, den);
   const auto grad_bias = bias ? dx.reshape({geo.rows, geo.width}).sum(0) : at::Tensor();
-  const auto y = output ? group_rational_cpu(x, num, den, variant, bias) : at::Tensor();
+  const auto y = output ? evaluate(xc, num, den, sum_abs, geo).to(x.scalar_type()) : at::Tensor();
   return backward_result(dx.to(x.scalar_type()), grad_num, grad_den, grad_bias, y, bias);
 }
 

@@ -35,16 +35,17 @@ from torch import nn
 
 from katbench.layers import GroupRational, KANLinear, rational_linear, variance_preserving_
 
-__all__ = ["MIXERS", "RECOMPUTE", "GRKANMixer", "KANMixer", "MLPMixer", "build_mixer",
-           "register_mixer"]
+__all__ = ["DEFAULT_RECOMPUTE", "MIXERS", "RECOMPUTE", "GRKANMixer", "KANMixer", "MLPMixer",
+           "build_mixer", "register_mixer"]
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
 MIXERS: tuple[str, ...] = ()
 
 ActLayer = type[nn.Module] | str | Callable[[], nn.Module]
 NormLayer = Callable[[int], nn.Module] | None
-# GRKANMixer's recompute modes: which rationals' outputs the backward recomputes.
+# GRKANMixer's recompute modes: which rationals' outputs the backward recomputes, and its default.
 RECOMPUTE = ("none", "first", "both")
+DEFAULT_RECOMPUTE = "first"
 
 
 def register_mixer(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
@@ -135,7 +136,7 @@ class GRKANMixer(nn.Module):
                  device: Any = None, dtype: torch.dtype | None = None, num_groups: int = 8,
                  act_init: str = "gelu", order: tuple[int, int] = (5, 4),
                  variant: str = "sum_abs", shared_numerator: bool = True,
-                 recompute: str = "first") -> None:
+                 recompute: str = DEFAULT_RECOMPUTE) -> None:
         super().__init__()
         if recompute not in RECOMPUTE:
             raise ValueError(f"grkan: unknown recompute={recompute!r}; pick one of {RECOMPUTE}")

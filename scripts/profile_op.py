@@ -18,7 +18,7 @@ import torch
 from katbench.bench.block import WIDTHS, block_step
 from katbench.bench.op import DTYPES, activations, build_step
 from katbench.bench.timing import gpu_kernel_us, host_op_us
-from katbench.mixers import RECOMPUTE
+from katbench.mixers import DEFAULT_RECOMPUTE, RECOMPUTE
 
 
 def report(label: str, step, steps: int, host_ops: int = 0) -> None:
@@ -62,7 +62,7 @@ def main() -> None:
                         help="profile the KAT and GELU MLP blocks at this ViT size instead")
     parser.add_argument("--recompute", nargs="*", default=[], choices=list(RECOMPUTE),
                         help="with --block: also the KAT block with these recompute modes "
-                             "(it runs with GRKANMixer's default, recompute='first')")
+                             f"(it runs with GRKANMixer's default, {DEFAULT_RECOMPUTE!r})")
     args = parser.parse_args()
     device = torch.device("cuda")
     if args.block:

@@ -14,7 +14,7 @@ from katbench.bench.model import format_table, throughput_table
 from katbench.bench.op import DTYPES, IMPLS, ratios, run_op_benchmark, write_outputs
 from katbench.bench.timing import device_name
 from katbench.bench.tune import DEFAULT_VARIANTS, run_tuning, time_variant
-from katbench.mixers import RECOMPUTE
+from katbench.mixers import DEFAULT_RECOMPUTE, RECOMPUTE
 from katbench.ops import kernel_backend
 
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     block.add_argument("--tokens", type=int, nargs=2, default=None,
                        help="batch and sequence length (default 128 197 on CUDA, 8 197 on CPU)")
     block.add_argument("--min-run-time", type=float, default=0.5)
-    block.add_argument("--recompute", default="first", choices=list(RECOMPUTE),
+    block.add_argument("--recompute", default=DEFAULT_RECOMPUTE, choices=list(RECOMPUTE),
                        help="which rationals' outputs the grkan blocks recompute in the "
                        "backward instead of keeping (GRKANMixer's recompute)")
     model = sub.add_parser("model", help="training/inference images/s of timm models "

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from katbench.bench.timing import gpu_busy_us, peak_mib, time_ms
-from katbench.mixers import build_mixer
+from katbench.mixers import DEFAULT_RECOMPUTE, build_mixer
 
 WIDTHS = {"T": (192, 768), "S": (384, 1536), "B": (768, 3072)}
 
@@ -68,7 +68,7 @@ def measure_block(mixer: str, size: str, tokens: tuple[int, int], device: torch.
 
 
 def run_block_benchmark(device: torch.device, sizes: list[str], tokens: tuple[int, int],
-                        min_run_time: float, recompute: str = "first") -> list[str]:
+                        min_run_time: float, recompute: str = DEFAULT_RECOMPUTE) -> list[str]:
     """Measure mlp and grkan at each size; return printable lines with the ratios.
 
     ``time ratio`` is wall time (host overhead included, so it moves with the host's speed);

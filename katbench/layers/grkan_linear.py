@@ -50,9 +50,10 @@ class _RecomputedRationalLinear(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        x, numerator, denominator, input_bias, weight, bias = ctx.saved_tensors
+        saved = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: differentiate a replay instead
-            return _replay_gradients(ctx, grad_output)
+            return _replay_gradients(ctx, grad_output, saved)
+        x, numerator, denominator, input_bias, weight, bias = saved
         rows = _rows(grad_output)
         grad_weight = None
         if ctx.lowest_peak:
@@ -70,11 +71,11 @@ class _RecomputedRationalLinear(torch.autograd.Function):
                 None)
 
 
-def _replay_gradients(ctx, grad_output: torch.Tensor) -> tuple:
+def _replay_gradients(ctx, grad_output: torch.Tensor, inputs: tuple) -> tuple:
     """Gradients that are themselves differentiable (higher derivatives, e.g. a PINN's u''):
-    the forward replayed with autograd ops, then differentiated with create_graph."""
-    x, numerator, denominator, input_bias, weight, bias = ctx.saved_tensors
-    inputs = (x, numerator, denominator, input_bias, weight, bias)
+    the forward replayed with autograd ops on the saved ``inputs``, then differentiated with
+    create_graph."""
+    x, numerator, denominator, input_bias, weight, bias = inputs
     needs = ctx.needs_input_grad[:len(inputs)]
     with torch.enable_grad():
         output = F.linear(_RATIONAL(x, numerator, denominator, ctx.variant, input_bias), weight,
