@@ -125,6 +125,7 @@ def run_experiment(cfg: Any) -> dict[str, Any]:
                "higher_is_better": spec.higher_is_better, **result, "params": n_params,
                "wall_time_s": time.perf_counter() - wall,
                "peak_memory_mb": _peak_memory_mb(device), "device": str(device),
+               "hardware": tracking.hardware(device), "git_commit": tracking.git_commit(),
                "world_size": rank.world, "torch_version": torch.__version__,
                "mlflow_run_id": logger.run_id}
     if rank.is_main:

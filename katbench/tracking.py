@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import random
 import subprocess
 import sys
@@ -134,13 +135,32 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
 
 
 def git_commit() -> str:
-    """The current git commit of the source tree, or ``unknown`` outside a checkout."""
+    """The current git commit of the source tree; ``$KATBENCH_GIT_COMMIT`` outside a checkout
+    (a copy of the tree shipped to another machine), else ``unknown``."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                              cwd=Path(__file__).parent, timeout=5, check=True)
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return os.environ.get("KATBENCH_GIT_COMMIT", "unknown")
+
+
+def hardware(device: torch.device) -> str:
+    """What a run ran on, for the results table: the GPU's name, or the CPU's model and the
+    number of threads torch uses."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU {model} ({torch.get_num_threads()} threads)"
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -195,10 +215,13 @@ class MlflowLogger:
         # Our queue does the retrying; MLflow's own HTTP retries would block training minutes.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-        from mlflow.tracking import MlflowClient
-
         self.uri, self.task, self.run_name = uri, task, run_name
-        self.client = MlflowClient(tracking_uri=uri)
+        try:
+            from mlflow.tracking import MlflowClient
+        except ImportError:   # e.g. a GPU image without mlflow: queue, sync where it is
+            self.client = None
+        else:
+            self.client = MlflowClient(tracking_uri=uri)
         self.flush_every_s = flush_every_s
         self.run_folder = run_folder
         self.run_id = run_id
@@ -213,7 +236,7 @@ class MlflowLogger:
         found = self.client.get_experiment_by_name(self.task)
         if found is not None:
             return found.experiment_id
-        if self.uri.startswith(("http://", "https://", "databricks")):
+        if is_remote(self.uri):
             return self.client.create_experiment(self.task)   # the server places artifacts
         return self.client.create_experiment(
             self.task, artifact_location=f"{self._artifacts}/{self.task}")
@@ -244,6 +267,8 @@ class MlflowLogger:
         if not force and time.monotonic() < self._retry_at:
             return False
         try:
+            if self.client is None:
+                raise ModuleNotFoundError("mlflow is not installed here")
             if self.run_id is None:
                 experiment_id = with_retry(self._experiment)
                 run = with_retry(lambda: self.client.create_run(experiment_id,
@@ -331,8 +356,14 @@ class MlflowLogger:
         if self.run_folder is None:
             return None
         path = self.run_folder / "mlflow_pending.json"
+        folder = self.run_folder.resolve()
+        # Artifacts inside the run folder are kept relative to it: the folder may be synced
+        # from another machine or path (a results folder copied back from a GPU host).
+        ops = [[kind, [os.path.relpath(a, folder) if Path(a).resolve().is_relative_to(folder)
+                       else a for a in payload]] if kind == "artifacts" else [kind, payload]
+               for kind, payload in self._ops]
         write_json(path, {"uri": self.uri, "experiment": self.task, "run_name": self.run_name,
-                          "run_id": self.run_id, "ops": self._ops, "metrics": self._metrics})
+                          "run_id": self.run_id, "ops": ops, "metrics": self._metrics})
         print(f"katbench: MLflow still unavailable; {len(self._metrics)} metric values and "
               f"{len(self._ops)} updates saved to {path}; send them later with "
               f"`python -m katbench.tracking sync {self.run_folder.parents[3]}`",
@@ -340,15 +371,31 @@ class MlflowLogger:
         return path
 
 
+def is_remote(uri: str) -> bool:
+    """Whether ``uri`` names a tracking server rather than a local store."""
+    return uri.startswith(("http://", "https://", "databricks"))
+
+
 def sync_pending(results_dir: str | Path) -> int:
     """Send every ``mlflow_pending.json`` under ``<results_dir>/runs`` to its store; a file
-    that was sent completely is removed. Returns how many are still pending."""
+    that was sent completely is removed. Returns how many are still pending.
+
+    A run queued for a tracking server goes to that server; one queued for a local store goes
+    to this results folder's store (:func:`tracking_uri`), so run folders brought back from
+    another machine (one without MLflow, say) land beside the local runs. Relative artifact
+    paths are taken from the run folder."""
     left = 0
     for path in sorted(Path(results_dir).glob("runs/*/*/*/mlflow_pending.json")):
         data = json.loads(path.read_text())
-        logger = MlflowLogger(data["uri"], Path(results_dir), data["experiment"],
-                              data["run_name"], flush_every_s=0, run_id=data["run_id"])
-        logger._ops, logger._metrics = data["ops"], data["metrics"]
+        remote = is_remote(data["uri"])
+        uri = data["uri"] if remote else tracking_uri(results_dir)
+        run_id = data["run_id"] if remote or uri == data["uri"] else None
+        logger = MlflowLogger(uri, Path(results_dir), data["experiment"],
+                              data["run_name"], flush_every_s=0, run_id=run_id)
+        logger._ops = [[kind, [str(path.parent / a) for a in payload]]
+                       if kind == "artifacts" else [kind, payload]
+                       for kind, payload in data["ops"]]
+        logger._metrics = data["metrics"]
         if logger._send(force=True):
             path.unlink()
         else:

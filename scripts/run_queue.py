@@ -1,0 +1,212 @@
+"""Run many katbench runs on one GPU machine: several per GPU, resumable, bounded in time.
+
+The graph and tabular models use a fraction of a GPU and are bound by the host issuing work, so
+one process per run, several per GPU, fills the machine. Built for machines lent for a few
+minutes per command (the device), but nothing here is specific to them:
+
+    python scripts/run_queue.py prepare --profile paper --tasks pattern,cluster
+    setsid python scripts/run_queue.py start --profile paper --tasks pattern,cluster \\
+        --mixers mlp,kan,grkan --seeds 0,1,2,3 --slots 24 --stop-after-s 1500 &
+    python scripts/run_queue.py status              # done / running / waiting, last log lines
+    python scripts/run_queue.py stop                # SIGTERM: every run checkpoints, then exits
+    python scripts/run_queue.py pack OUT [--checkpoints]   # run folders -> OUT/runs.tgz.partNN
+
+``prepare`` builds each task's data once (generated graphs are cached; parallel runs would each
+generate them). ``start`` launches every listed run that has no ``metrics.json`` with
+``resume=true`` (a checkpoint left by an earlier stop is continued), ``--slots`` at a time,
+spread round-robin over the visible GPUs, the runs listed first started first; each run's log
+is ``<results>/logs/<task>-<mixer>-s<seed>.txt``. At ``--stop-after-s`` (or on ``stop``) every
+run gets SIGTERM, writes its checkpoint and exits 143; ``start`` again continues them.
+``pack`` writes the run folders as a tar.gz split into parts of ``--part-mb`` (finished runs
+without their checkpoint; unfinished ones only with ``--checkpoints``); unpack with
+``cat OUT/runs.tgz.part* | tar xz -C <results>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+STOP_WAIT_S = 120   # a run checkpoints within one training step of SIGTERM
+
+
+def run_ids(tasks: list[str], mixers: list[str], seeds: list[int]) -> list[tuple[str, str, int]]:
+    """(task, mixer, seed) in launch order: task-major, then seed, then mixer."""
+    return [(t, m, s) for t in tasks for s in seeds for m in mixers]
+
+
+def run_folder(results: Path, task: str, mixer: str, seed: int) -> Path:
+    """The run folder ``katbench.run`` writes (``katbench.tracking.run_dir``)."""
+    return results / "runs" / task / mixer / f"seed{seed}"
+
+
+def log_path(results: Path, task: str, mixer: str, seed: int) -> Path:
+    """Where ``start`` sends a run's output."""
+    return results / "logs" / f"{task}-{mixer}-s{seed}.txt"
+
+
+def gpu_count() -> int:
+    """Visible CUDA devices (0 without torch or CUDA)."""
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count()
+
+
+def prepare(profile: str, tasks: list[str]) -> None:
+    """Build each task's data once, in this process, so that parallel runs find it cached."""
+    from katbench.run import _normalise, compose
+    from katbench.tasks import build_task
+
+    for task in tasks:
+        start = time.perf_counter()
+        build_task(compose(_normalise([f"task={task}", "mixer=mlp", f"profile={profile}"])))
+        print(f"prepared {task} in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def start(args: argparse.Namespace) -> int:
+    """Launch the unfinished runs, ``args.slots`` at a time, until done or the deadline."""
+    results = Path(args.results)
+    (results / "logs").mkdir(parents=True, exist_ok=True)
+    todo = [r for r in run_ids(args.tasks, args.mixers, args.seeds)
+            if not (run_folder(results, *r) / "metrics.json").exists()]
+    gpus = max(1, gpu_count())
+    deadline = time.monotonic() + args.stop_after_s if args.stop_after_s else None
+    (results / "queue.pid").write_text(f"{os.getpid()}\n")
+    stopping = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
+    running: dict[tuple[str, str, int], subprocess.Popen] = {}
+    failed: list[str] = []
+    slot = 0
+    print(f"queue: {len(todo)} runs to do, {args.slots} at a time on {gpus} GPU(s)", flush=True)
+    while todo or running:
+        for run, proc in list(running.items()):
+            if proc.poll() is not None:
+                del running[run]
+                if proc.returncode != 0:
+                    failed.append(f"{'/'.join(map(str, run))} (exit {proc.returncode})")
+        if stopping["now"] or (deadline is not None and time.monotonic() >= deadline):
+            break
+        while todo and len(running) < args.slots:
+            task, mixer, seed = run = todo.pop(0)
+            env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(slot % gpus),
+                   "PYTHONUNBUFFERED": "1"}
+            slot += 1
+            cmd = [sys.executable, "-m", "katbench.run", f"task={task}", f"mixer={mixer}",
+                   f"seed={seed}", f"profile={args.profile}", "resume=true",
+                   f"results_dir={results}", "trainer.threads=1", "trainer.progress=log",
+                   *args.overrides]
+            with open(log_path(results, *run), "a") as log:
+                running[run] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                                env=env)
+        time.sleep(2)
+    for proc in running.values():
+        proc.send_signal(signal.SIGTERM)
+    for proc in running.values():
+        try:
+            proc.wait(timeout=STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    left = len(todo) + len(running)
+    print(f"queue: stopped; {left} runs unfinished (start again to continue)"
+          + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
+    (results / "queue.pid").unlink(missing_ok=True)
+    return 1 if failed else 0
+
+
+def status(args: argparse.Namespace) -> int:
+    """Print finished runs with their metric, and each unfinished run's last log line."""
+    results = Path(args.results)
+    for path in sorted(results.glob("logs/*.txt")):
+        task, mixer, seed = path.stem.rsplit("-", 2)
+        folder = run_folder(results, task, mixer, int(seed[1:]))
+        if (folder / "metrics.json").exists():
+            m = json.loads((folder / "metrics.json").read_text())
+            best = {k: round(v, 4) for k, v in (m["best"] or {}).items()}
+            print(f"done    {path.stem}: {best} epochs={m['epochs_done']} "
+                  f"train_time_s={m['train_time_s']:.0f}")
+        else:
+            lines = path.read_text(errors="replace").strip().splitlines() or ["(no output)"]
+            print(f"running {path.stem}: {lines[-1][:200]}")
+    return 0
+
+
+def stop(args: argparse.Namespace) -> int:
+    """SIGTERM the queue started with ``start``; it stops its runs, which checkpoint."""
+    pid_file = Path(args.results) / "queue.pid"
+    if not pid_file.exists():
+        print(f"no queue running ({pid_file} missing)")
+        return 0
+    pid = int(pid_file.read_text())
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(STOP_WAIT_S + 10):
+        if not pid_file.exists():
+            return 0
+        time.sleep(1)
+    print(f"queue {pid} did not stop within {STOP_WAIT_S} s", file=sys.stderr)
+    return 1
+
+
+def pack(args: argparse.Namespace) -> int:
+    """Write ``results/runs`` and ``results/logs`` as ``OUT/runs.tgz.partNN``."""
+    results, out = Path(args.results), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(results.glob("runs/*/*/seed*")):
+            finished = (path / "metrics.json").exists()
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                if file.name.startswith("checkpoint") and (finished or not args.checkpoints):
+                    continue
+                tar.add(file, arcname=str(file.relative_to(results)))
+        for file in sorted(results.glob("logs/*.txt")):
+            tar.add(file, arcname=str(file.relative_to(results)))
+    data, size = buffer.getvalue(), args.part_mb * 2**20
+    parts = [data[i:i + size] for i in range(0, len(data), size)] or [b""]
+    for i, part in enumerate(parts):
+        (out / f"runs.tgz.part{i:02d}").write_bytes(part)
+    print(f"packed {len(data) / 2**20:.1f} MiB into {len(parts)} part(s) in {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: prepare | start | status | stop | pack."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default="results", help="results_dir of the runs")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="build each task's data once")
+    p.add_argument("--profile", default="paper")
+    p.add_argument("--tasks", type=lambda s: s.split(","), required=True)
+    s = sub.add_parser("start", help="run the unfinished runs")
+    s.add_argument("--profile", default="paper")
+    s.add_argument("--tasks", type=lambda v: v.split(","), required=True)
+    s.add_argument("--mixers", type=lambda v: v.split(","), default=["mlp", "kan", "grkan"])
+    s.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[0])
+    s.add_argument("--slots", type=int, default=8, help="runs at a time (all GPUs together)")
+    s.add_argument("--stop-after-s", type=float, default=None)
+    s.add_argument("overrides", nargs="*", help="key=value for every run")
+    sub.add_parser("status", help="finished and running runs")
+    sub.add_parser("stop", help="checkpoint and stop every run")
+    k = sub.add_parser("pack", help="run folders -> OUT/runs.tgz.partNN")
+    k.add_argument("out")
+    k.add_argument("--checkpoints", action="store_true",
+                   help="include unfinished runs' checkpoints (to resume elsewhere)")
+    k.add_argument("--part-mb", type=int, default=15)
+    args = parser.parse_args(argv)
+    if args.command == "prepare":
+        prepare(args.profile, args.tasks)
+        return 0
+    return {"start": start, "status": status, "stop": stop, "pack": pack}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
