@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 STOP_WAIT_S = 120   # a run checkpoints within one training step of SIGTERM
+EXIT_MARK = "run_queue: exit status "   # the last line of a run's log once its process ended
 
 
 def run_ids(tasks: list[str], mixers: list[str], seeds: list[int]) -> list[tuple[str, str, int]]:
@@ -62,6 +63,18 @@ def gpu_count() -> int:
     return torch.cuda.device_count()
 
 
+def init_tracking_store(results: Path) -> None:
+    """Create the MLflow store once before the runs start (parallel runs would race on its
+    schema); without mlflow installed, runs queue their tracking data in their folders."""
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        return
+    from katbench.tracking import init_store
+
+    init_store(results)
+
+
 def prepare(profile: str, tasks: list[str]) -> None:
     """Build each task's data once, in this process, so that parallel runs find it cached."""
     from katbench.run import _normalise, compose
@@ -79,7 +92,8 @@ def start(args: argparse.Namespace) -> int:
     (results / "logs").mkdir(parents=True, exist_ok=True)
     todo = [r for r in run_ids(args.tasks, args.mixers, args.seeds)
             if not (run_folder(results, *r) / "metrics.json").exists()]
-    gpus = max(1, gpu_count())
+    gpus = gpu_count()
+    init_tracking_store(results)
     deadline = time.monotonic() + args.stop_after_s if args.stop_after_s else None
     (results / "queue.pid").write_text(f"{os.getpid()}\n")
     stopping = {"now": False}
@@ -87,19 +101,23 @@ def start(args: argparse.Namespace) -> int:
     running: dict[tuple[str, str, int], subprocess.Popen] = {}
     failed: list[str] = []
     slot = 0
-    print(f"queue: {len(todo)} runs to do, {args.slots} at a time on {gpus} GPU(s)", flush=True)
+    where = f"{gpus} GPU(s)" if gpus else "the CPU"
+    print(f"queue: {len(todo)} runs to do, {args.slots} at a time on {where}", flush=True)
     while todo or running:
         for run, proc in list(running.items()):
             if proc.poll() is not None:
                 del running[run]
-                if proc.returncode != 0:
+                with open(log_path(results, *run), "a") as log:
+                    log.write(f"{EXIT_MARK}{proc.returncode}\n")
+                if proc.returncode not in (0, 130, 143):   # 130/143: stopped, checkpointed
                     failed.append(f"{'/'.join(map(str, run))} (exit {proc.returncode})")
         if stopping["now"] or (deadline is not None and time.monotonic() >= deadline):
             break
         while todo and len(running) < args.slots:
             task, mixer, seed = run = todo.pop(0)
-            env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(slot % gpus),
-                   "PYTHONUNBUFFERED": "1"}
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            if gpus:
+                env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
             slot += 1
             cmd = [sys.executable, "-m", "katbench.run", f"task={task}", f"mixer={mixer}",
                    f"seed={seed}", f"profile={args.profile}", "resume=true",
@@ -136,7 +154,11 @@ def status(args: argparse.Namespace) -> int:
                   f"train_time_s={m['train_time_s']:.0f}")
         else:
             lines = path.read_text(errors="replace").strip().splitlines() or ["(no output)"]
-            print(f"running {path.stem}: {lines[-1][:200]}")
+            ended = lines[-1].startswith(EXIT_MARK)
+            state = "stopped" if ended and lines[-1].endswith(("130", "143")) else \
+                "failed " if ended else "running"
+            shown = [line for line in lines if not line.startswith(EXIT_MARK)] or lines
+            print(f"{state} {path.stem}: {shown[-1][:200]}")
     return 0
 
 
