@@ -1,5 +1,7 @@
-"""Report: runs aggregate into summary.csv / summary.md / plots; missing runs are named, never
-zeros; KAT Table 9 averages present rows only; stand-in metrics get no paper number."""
+"""Report: runs aggregate into summary.csv / runs.csv / summary.md / plots; missing runs are
+named, never zeros; KAT Table 9 averages present rows only; stand-in metrics get no paper number;
+mixers are compared with mlp paired over seeds and with the paper; publishing copies only
+metrics.json and config.yaml and rebuilds the same report there."""
 
 from __future__ import annotations
 
@@ -40,18 +42,29 @@ def test_two_runs_aggregate_into_a_summary(tmp_path, monkeypatch):
     assert {"function_fitting_bars.png", "function_fitting_error_surfaces.png",
             "grkan_rationals_function_fitting.png"} <= plots
     assert "![function_fitting_bars](plots/function_fitting_bars.png)" in md
+    runs = pd.read_csv(tmp_path / "runs.csv").set_index("mixer")
+    assert list(runs.index) == ["grkan", "mlp"]
+    assert (runs.metric == "test_mse").all() and (runs.epochs == 3).all()
+    assert (runs.max_epochs == 3).all() and (runs.device == "cpu").all()
+    assert runs.hardware.str.startswith("CPU ").all()
+    assert runs.value.to_dict() == pytest.approx(main_rows.value.to_dict())
+    # Table 11 magnitudes are not comparable: the ranking of the mixers is compared instead.
+    ranking = _row(md.split("## Differences from the paper")[1], "| fit_x_div_y | ")
+    assert "| grkan, mlp |" in ranking or "| mlp, grkan |" in ranking
 
 
-def _fake_run(root, task, mixer, seed, metric, value, family, hib=True, extra=None):
-    """A finished run folder as the trainer writes it (metrics.json, config.yaml)."""
+def _fake_run(root, task, mixer, seed, metric, value, family, hib=True, extra=None,
+              config="profile: quick\n", **fields):
+    """A finished run folder as the trainer writes it (metrics.json, config.yaml); ``fields``
+    add to or replace metrics.json keys."""
     out = root / "runs" / task / mixer / f"seed{seed}"
     out.mkdir(parents=True)
-    (out / "config.yaml").write_text("profile: quick\n")
+    (out / "config.yaml").write_text(config)
     scores = {f"test_{metric}": value, f"val_{metric}": value}
     (out / "metrics.json").write_text(json.dumps({
         "task": task, "mixer": mixer, "seed": seed, "family": family, "metric": metric,
         "higher_is_better": hib, "selected_on": f"val_{metric}", "best": scores,
-        "final": scores, "params": 10, "train_time_s": 1.0, "peak_memory_mb": 1.0}))
+        "final": scores, "params": 10, "train_time_s": 1.0, "peak_memory_mb": 1.0, **fields}))
     if extra:
         np.savez(out / "test_predictions.npz", **extra)
 
@@ -97,3 +110,161 @@ def test_stand_in_metric_gets_no_paper_number(tmp_path):
     row = next(line for line in md.splitlines() if line.startswith("| graph | zinc |"))
     assert "n/a (paper: test_mae, KAT Table 10)" in row
     assert "0.226" not in md and "0.211" not in md
+
+
+def _toy_runs(root, task, mlp, other, mixer="grkan", hib=True, family="toy"):
+    for seed, (a, b) in enumerate(zip(mlp, other, strict=True)):
+        _fake_run(root, task, "mlp", seed, "acc", a, family, hib=hib)
+        _fake_run(root, task, mixer, seed, "acc", b, family, hib=hib)
+
+
+def _row(md, start):
+    return next(line for line in md.splitlines() if line.startswith(start))
+
+
+def test_runs_csv_has_one_row_per_run_with_cost_and_provenance(tmp_path):
+    _fake_run(tmp_path, "toy_a", "mlp", 0, "acc", 0.7, "toy", epochs_done=8, stopped_early=True,
+              train_time_s=1700.0, wall_time_s=1800.0, hardware="NVIDIA H200", device="cuda",
+              git_commit="abc123", params=1234, config="profile: paper\ntrainer:\n  epochs: 10\n")
+    _fake_run(tmp_path, "toy_a", "grkan", 0, "acc", 0.8, "toy", wall_time_s=1800.0,
+              device="cuda:0", hardware="NVIDIA H200", config="profile: paper\n")
+    _fake_run(tmp_path, "toy_b", "mlp", 0, "acc", 0.6, "other", best=None,   # an older run
+              selected_on="final", config="trainer:\n  epochs: 5\n")
+    build_report(tmp_path)
+    runs = pd.read_csv(tmp_path / "runs.csv", keep_default_na=False)
+    assert list(runs.columns) == [
+        "task", "family", "mixer", "seed", "metric", "value", "epochs", "max_epochs",
+        "stopped_early", "train_time_s", "wall_time_s", "hardware", "device", "commit", "params",
+        "profile"]
+    assert runs[["task", "mixer"]].values.tolist() == [["toy_a", "grkan"], ["toy_a", "mlp"],
+                                                      ["toy_b", "mlp"]]
+    first = runs.iloc[1].to_dict()
+    assert first == {"task": "toy_a", "family": "toy", "mixer": "mlp", "seed": 0,
+                     "metric": "test_acc", "value": 0.7, "epochs": "8", "max_epochs": "10",
+                     "stopped_early": "True", "train_time_s": 1700.0, "wall_time_s": "1800.0",
+                     "hardware": "NVIDIA H200", "device": "cuda", "commit": "abc123",
+                     "params": 1234, "profile": "paper"}
+    old = runs.iloc[2]
+    assert (old.hardware, old.device, old.commit, old.profile) == ("unknown",) * 4
+    assert (old.epochs, old.wall_time_s, old.max_epochs) == ("", "", "5")
+    md = (tmp_path / "summary.md").read_text()
+    assert "Profile **paper**" in md and "Paper profile:" in md and "quick profile" not in md
+    # Two runs of 1800 s on CUDA: 1 GPU-process-hour; the CPU run has no wall time recorded.
+    assert "| toy | 2 | 0.47 | 1.00 | 1.00 | NVIDIA H200 |" in md
+    assert "| other | 1 | 0.00 | 0.00 (1 runs unknown) | 0.00 | unknown |" in md
+    assert "| **all** | 3 |" in md and "NVIDIA H200, unknown |" in md
+    assert "```bash\nsnakemake --cores all --config profile=paper\n" \
+           f"python -m katbench.report {tmp_path}\n```" in md
+
+
+def test_paired_difference_matches_a_hand_computation():
+    from katbench.report import paired_difference
+
+    base = pd.Series([10.0, 10.0, 10.0], index=[0, 1, 2])
+    ours = pd.Series([13.0, 11.0, 12.0, 99.0], index=[2, 0, 1, 3])    # seed 3: no mlp pair
+    p = paired_difference(ours, base, higher_is_better=True)
+    half = 4.302652729911275 * 1.0 / np.sqrt(3)                       # t(0.975, 2) sd/sqrt(n)
+    assert (p.n, p.mean) == (3, pytest.approx(2.0))
+    assert (p.low, p.high) == (pytest.approx(2 - half), pytest.approx(2 + half))
+    assert half == pytest.approx(2.484, abs=1e-3)
+    assert p.verdict == "no significant difference" and p.text() == "+2 [-0.484, +4.48]"
+    lower = paired_difference(ours, base, higher_is_better=False)     # an error metric
+    assert (lower.mean, lower.low, lower.high) == pytest.approx((-2.0, -2 - half, -2 + half))
+    better = paired_difference(pd.Series([1.0, 1.1, 0.9]), pd.Series([0.0, 0.0, 0.0]), True)
+    assert better.verdict == "better"
+    assert paired_difference(pd.Series([1.0, 1.1, 0.9]), pd.Series([0.0, 0.0, 0.0]),
+                             False).verdict == "worse"
+    one = paired_difference(pd.Series([1.0]), pd.Series([0.5]), True)
+    assert (one.n, one.mean, one.low, one.verdict, one.text()) == (1, 0.5, None, "n=1", "+0.5")
+    assert paired_difference(pd.Series([1.0], [1]), pd.Series([0.5], [0]), True).n == 0
+
+
+def test_against_mlp_section_pairs_seeds_and_sums_up_per_family(tmp_path):
+    _toy_runs(tmp_path, "toy_better", [0.50, 0.60, 0.70], [0.60, 0.71, 0.79])
+    _toy_runs(tmp_path, "toy_worse", [0.50, 0.60, 0.70], [0.40, 0.49, 0.61])
+    _toy_runs(tmp_path, "toy_mixed", [0.50, 0.50, 0.50], [0.51, 0.52, 0.53 - 0.03])
+    _toy_runs(tmp_path, "toy_err", [0.30, 0.40, 0.50], [0.20, 0.30, 0.40], hib=False)
+    _fake_run(tmp_path, "toy_err", "kan", 0, "acc", 0.35, "toy", hib=False)
+    build_report(tmp_path)
+    md = (tmp_path / "summary.md").read_text()
+    section = md.split("## Against MLP (paired over seeds)")[1].split("\n## ")[0]
+    assert "| task | mixer | Δ vs mlp (95% CI) | n pairs | verdict |" in section
+    assert _row(section, "| toy_better | grkan |").endswith("| 3 | better |")
+    assert _row(section, "| toy_worse | grkan |").endswith("| 3 | worse |")
+    assert _row(section, "| toy_mixed | grkan |").endswith("| 3 | no significant difference |")
+    # Lower is better: an error 0.1 lower than mlp's on every seed is +0.1, better.
+    assert _row(section, "| toy_err | grkan |").startswith("| toy_err | grkan | +0.1 [+0.1, +0.1]")
+    assert _row(section, "| toy_err | grkan |").endswith("| better |")
+    assert _row(section, "| toy_err | kan |") == "| toy_err | kan | -0.05 | 1 | n=1 |"
+    assert ("- GR-KAN beats MLP on 3 of 4 tasks (significantly on 2; significantly worse on 1)"
+            in section)
+    assert "- KAN beats MLP on 0 of 1 tasks (significantly on 0; significantly worse on 0)" \
+        in section
+    overview = _row(md, "| toy | toy_better |")
+    assert "0.6 ± 0.1 (n=3)" in overview and "**0.7 ± 0.095** (n=3)" in overview
+
+
+def test_paper_differences_flag_values_beyond_the_allowed_spread(tmp_path, monkeypatch):
+    import katbench.report as report
+
+    paper = {
+        "toy_a": {"metric": "test_acc", "source": "Toy Table", "tolerance": 0.015,
+                  "values": {"mlp": 0.60, "grkan": 0.70},
+                  "difference": "our toy data is smaller"},
+        "toy_b": {"metric": "test_acc", "source": "Toy Table",
+                  "values": {"mlp": 0.60, "grkan": 0.70}, "spread": {"mlp": 0.05}},
+        "toy_c": {"metric": "test_acc", "source": "Toy Table", "compare": "ranking",
+                  "values": {"mlp": 10.0, "kan": 30.0, "grkan": 20.0}},
+        "toy_d": {"metric": "test_auc", "source": "Toy Table", "tolerance": 0.0,
+                  "values": {"mlp": 0.1}}}
+    monkeypatch.setattr(report, "paper_values", lambda: paper)
+    _toy_runs(tmp_path, "toy_a", [0.61, 0.61], [0.60, 0.62])     # mlp within, grkan 0.09 off
+    _toy_runs(tmp_path, "toy_b", [0.50], [0.75])                 # mlp 0.1 off; grkan no spread
+    for mixer, value in (("mlp", 0.9), ("kan", 0.5), ("grkan", 0.7)):
+        _fake_run(tmp_path, "toy_c", mixer, 0, "acc", value, "toy")
+    _fake_run(tmp_path, "toy_d", "mlp", 0, "acc", 0.9, "toy")     # another metric: not compared
+    build_report(tmp_path)
+    md = (tmp_path / "summary.md").read_text()
+    section = md.split("## Differences from the paper")[1].split("\n## ")[0]
+    assert "2 of 3 values differ by more than allowed." in section
+    assert "| toy_a | grkan | 0.61 | 0.7 | ± 0.015 | our toy data is smaller |" in section
+    assert "| toy_b | mlp | 0.5 | 0.6 | ± 0.05 | not yet explained |" in section
+    assert "| toy_a | mlp |" not in section and "toy_d" not in section
+    assert "Not checked (no spread or tolerance for them): toy_b/grkan." in section
+    assert "| toy_c | mlp, grkan, kan | kan, grkan, mlp | no | not yet explained |" in section
+    assert "Quick-profile runs" in section
+
+
+def test_publish_copies_two_files_and_rebuilds_the_report_there(tmp_path):
+    from katbench.report.cli import main as report_main
+
+    src, dest = tmp_path / "results", tmp_path / "published"
+    for seed in (0, 1):
+        _fake_run(src, "zinc", "mlp", seed, "mae", 0.3 + seed / 100, "graph", hib=False,
+                  extra={"accuracy": np.array(0.5)})
+        _fake_run(src, "zinc", "grkan", seed, "mae", 0.2 + seed / 100, "graph", hib=False)
+        (src / "runs" / "zinc" / "mlp" / f"seed{seed}" / "checkpoint.pt").write_bytes(b"x")
+    keep = dest / "runs" / "zinc" / "mlp" / "seed0" / "notes.txt"
+    keep.parent.mkdir(parents=True)
+    keep.write_text("kept")
+    (keep.parent / "metrics.json").write_text("{}")                 # stale: overwritten
+    ids = [f"zinc/{m}/seed{s}" for m in ("mlp", "kan", "grkan") for s in (0, 1)]
+    assert report_main([str(src), "--publish", str(dest), *ids]) == 0
+    files = sorted(str(p.relative_to(dest / "runs")) for p in (dest / "runs").rglob("*")
+                   if p.is_file())
+    assert files == sorted([f"zinc/{m}/seed{s}/{name}" for m in ("mlp", "grkan") for s in (0, 1)
+                            for name in ("config.yaml", "metrics.json")]
+                           + ["zinc/mlp/seed0/notes.txt"])
+    src_run = src / "runs" / "zinc" / "mlp" / "seed0"
+    assert (keep.parent / "metrics.json").read_bytes() == (src_run / "metrics.json").read_bytes()
+    md = (dest / "summary.md").read_text()
+    assert "- zinc/kan/seed0" in md and "- zinc/kan/seed1" in md
+    assert "| graph | zinc | test_mae ↓ | 0.305 ± 0.0071 (n=2) | missing |" in md
+    assert "| zinc | grkan | +0.1 [+0.1, +0.1] | 2 | better |" in md
+    assert {"summary.csv", "runs.csv", "summary.md"} <= {p.name for p in dest.iterdir()}
+    assert (dest / "plots" / "graph_bars.png").exists()
+    assert "test_accuracy" not in (dest / "summary.csv").read_text()   # needs the npz: skipped
+    published = {n: (dest / n).read_text() for n in ("summary.md", "summary.csv", "runs.csv")}
+    assert report_main([str(dest), *ids]) == 0                      # the old positional CLI
+    assert {n: (dest / n).read_text() for n in published} == published
+    assert report_main([str(dest), "--publish", str(tmp_path / "again"), "zinc/mlp/0"]) == 2

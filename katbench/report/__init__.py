@@ -1,0 +1,94 @@
+"""Report builder: run folders -> ``summary.csv``, ``runs.csv``, ``summary.md`` and plots.
+
+``python -m katbench.report [results_dir] [task/mixer/seed<k> ...]`` reads every
+``runs/<task>/<mixer>/seed<k>/metrics.json`` (and ``config.yaml``) and writes ``summary.csv``
+(tidy: ``task,mixer,seed,metric,value,higher_is_better,paper_value``; one row per run x metric),
+``runs.csv`` (one row per run: its selected test metric, epochs, cost, hardware, commit,
+profile), ``summary.md`` and ``plots/``. Every table and plot is derived from these rows or from
+the arrays a run exported (plots whose arrays are absent are skipped). Runs listed on the
+command line without ``metrics.json`` (failed, or never run) are shown as missing, never as
+zeros. ``--publish DEST`` copies each finished run's ``metrics.json`` and ``config.yaml`` to
+``DEST/runs/...`` and builds the report in DEST from them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from katbench.plots import plot_arrays, plot_family_bars, plot_run
+from katbench.report.compare import Paired, paired_difference
+from katbench.report.runs import (
+    collect,
+    families_of,
+    paper_values,
+    parse_run_id,
+    profiles_of,
+    run_record,
+    run_rows,
+)
+from katbench.report.summary import default_commands, markdown
+from katbench.report.table9 import table9
+from katbench.tracking import atomic_write_bytes, atomic_write_text, run_dir
+
+__all__ = ["Paired", "build_report", "collect", "markdown", "paired_difference", "paper_values",
+           "plot_run", "publish", "run_record", "run_rows", "table9"]
+
+PUBLISHED = ("metrics.json", "config.yaml")
+
+
+def build_report(results_dir: str | Path, expected: list[str] | None = None,
+                 commands: list[str] | None = None) -> pd.DataFrame:
+    """Write summary.csv, runs.csv, summary.md and plots/ under ``results_dir``; return the
+    tidy table.
+
+    ``expected`` lists ``task/mixer/seed<k>`` run ids the pipeline asked for; those without
+    ``metrics.json`` are reported as missing. ``commands`` are printed under "How to
+    regenerate" (default: the pipeline per profile, then this report).
+    """
+    results_dir = Path(results_dir)
+    asked = {parse_run_id(run): run for run in expected or []}
+    paper = paper_values()
+    table, runs = collect(results_dir, paper)
+    done = set(zip(runs.task, runs.mixer, runs.seed, strict=True))
+    missing = sorted(run for key, run in asked.items() if key not in done)
+    atomic_write_text(results_dir / "summary.csv", table.to_csv(index=False))
+    atomic_write_text(results_dir / "runs.csv", runs.to_csv(index=False))
+    plots: list[Path] = []
+    if not table.empty:
+        families = families_of(runs)
+        plots += plot_family_bars(table, families, results_dir / "plots")
+        plots += plot_arrays(results_dir, results_dir / "plots", families)
+    else:
+        (results_dir / "plots").mkdir(parents=True, exist_ok=True)
+    if commands is None:
+        commands = default_commands(results_dir, profiles_of(runs))
+    atomic_write_text(results_dir / "summary.md",
+                      markdown(table, runs, paper, commands, missing, expected, plots))
+    return table
+
+
+def publish(results_dir: str | Path, dest: str | Path, expected: list[str] | None = None
+            ) -> pd.DataFrame:
+    """Copy the finished runs' ``metrics.json`` and ``config.yaml`` (only those) to
+    ``dest/runs/<task>/<mixer>/seed<k>/``, then build the report in ``dest``; return its table.
+
+    ``expected``: the run ids to publish (default: every finished run); those not finished are
+    reported as missing. Same-named files in ``dest`` are overwritten, nothing is deleted.
+    """
+    results_dir, dest = Path(results_dir), Path(dest)
+    if not (results_dir / "runs").is_dir():
+        raise ValueError(f"{results_dir} has no runs/ folder; give the results folder the "
+                         "pipeline wrote (e.g. results)")
+    finished = ["/".join(p.parts[-4:-1])
+                for p in sorted(results_dir.glob("runs/*/*/seed*/metrics.json"))]
+    for task, mixer, seed in map(parse_run_id, finished if expected is None else expected):
+        source = run_dir(results_dir, task, mixer, seed)
+        if not (source / "metrics.json").exists():
+            continue
+        for name in PUBLISHED:
+            if (source / name).exists():
+                atomic_write_bytes(run_dir(dest, task, mixer, seed) / name,
+                                   (source / name).read_bytes())
+    return build_report(dest, expected)
