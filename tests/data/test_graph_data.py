@@ -60,7 +60,7 @@ def test_pattern_generator_matches_its_parameters():
     inside = _density(graphs, lambda g: (g.y[:, None] & g.y[None, :]).bool().numpy())
     link = _density(graphs, lambda g: (g.y[:, None] != g.y[None, :]).numpy())
     rest = _density(graphs, lambda g: ((1 - g.y)[:, None] & (1 - g.y)[None, :]).bool().numpy())
-    assert abs(inside - 0.5) < 0.04 and abs(link - 0.55) < 0.02
+    assert abs(inside - 0.5) < 0.04 and abs(link - 0.5) < 0.02
     # SBM part: p = 0.5 within / q = 0.35 across communities, ~22% of its pairs within -> ~0.383
     assert abs(rest - 0.383) < 0.02
     mean_edges = np.mean([g.edge_index.shape[1] for g in graphs])
