@@ -129,11 +129,14 @@ def start(args: argparse.Namespace) -> int:
         time.sleep(2)
     for proc in running.values():
         proc.send_signal(signal.SIGTERM)
-    for proc in running.values():
+    for run, proc in running.items():
         try:
             proc.wait(timeout=STOP_WAIT_S)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+        with open(log_path(results, *run), "a") as log:
+            log.write(f"{EXIT_MARK}{proc.returncode}\n")
     left = len(todo) + len(running)
     print(f"queue: stopped; {left} runs unfinished (start again to continue)"
           + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
