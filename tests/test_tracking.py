@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 
@@ -149,3 +151,57 @@ def test_run_dir_stays_inside_the_results_folder(tmp_path):
         tracking.run_dir(tmp_path, "..", "mlp", 0)
     with pytest.raises(ValueError, match="lies outside the run folder"):
         tracking.inside(tmp_path / "run", tmp_path / "elsewhere.npz")
+
+
+def test_without_mlflow_a_run_queues_and_syncs_into_the_folder_it_was_moved_to(
+        tmp_path, monkeypatch, capsys):
+    # A GPU image without mlflow: everything is queued in the run folder; once the folder is
+    # copied to another results folder, `sync` sends it to that folder's store, artifacts
+    # taken from the run folder.
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    monkeypatch.setitem(sys.modules, "mlflow.tracking", None)
+    monkeypatch.setattr(tracking.time, "sleep", lambda s: None)
+    remote = tmp_path / "gpu"
+    folder = tracking.run_dir(remote, "t", "grkan", 1)
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text("{}")
+    logger = tracking.MlflowLogger(tracking.tracking_uri(remote), remote, "t", "t-grkan-s1",
+                                   flush_every_s=0, run_folder=folder)
+    logger.log_params({"lr": 0.1})
+    logger.log_metrics(1, {"loss": 0.25})
+    logger.log_artifacts([folder / "metrics.json"])
+    logger.finish("FINISHED")
+    assert "mlflow is not installed here" in capsys.readouterr().err
+    pending = json.loads((folder / "mlflow_pending.json").read_text())
+    assert ["artifacts", ["metrics.json"]] in pending["ops"]      # relative to the folder
+    monkeypatch.delitem(sys.modules, "mlflow")
+    monkeypatch.delitem(sys.modules, "mlflow.tracking")
+    local = tmp_path / "here"
+    shutil.copytree(remote / "runs", local / "runs")
+    shutil.rmtree(remote)
+    assert tracking.sync_pending(local) == 0
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking.tracking_uri(local))
+    (run,) = client.search_runs([client.get_experiment_by_name("t").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params == {"lr": "0.1"}
+    assert run.data.metrics == {"loss": 0.25}
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["metrics.json"]
+
+
+def test_git_commit_outside_a_checkout_comes_from_the_environment(monkeypatch):
+    def no_git(*args, **kwargs):
+        raise OSError("no git")
+
+    monkeypatch.setattr(tracking.subprocess, "run", no_git)
+    monkeypatch.setenv("KATBENCH_GIT_COMMIT", "abc123")
+    assert tracking.git_commit() == "abc123"
+    monkeypatch.delenv("KATBENCH_GIT_COMMIT")
+    assert tracking.git_commit() == "unknown"
+
+
+def test_hardware_names_the_cpu_and_its_threads():
+    import torch
+
+    name = tracking.hardware(torch.device("cpu"))
+    assert name.startswith("CPU ") and name.endswith(f"({torch.get_num_threads()} threads)")

@@ -1,0 +1,59 @@
+"""scripts/run_queue.py: runs launched in slots, stopped at the deadline with a checkpoint,
+finished runs skipped, status and pack."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import tarfile
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "run_queue.py"
+spec = importlib.util.spec_from_file_location("run_queue", SCRIPT)
+run_queue = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(run_queue)
+
+QUICK = ["--profile", "quick", "--tasks", "fit_xy", "--mixers", "mlp", "--slots", "2"]
+CPU = ["trainer.device=cpu", "tracking.enabled=false"]
+
+
+def _unpack(out: Path) -> set[str]:
+    data = b"".join(p.read_bytes() for p in sorted(out.glob("runs.tgz.part*")))
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        return set(tar.getnames())
+
+
+def test_runs_finish_then_are_skipped_and_packed(tmp_path, capsys):
+    results = str(tmp_path / "res")
+    args = ["--results", results, "start", *QUICK, "--seeds", "0,1", *CPU, "trainer.epochs=5"]
+    assert run_queue.main(args) == 0
+    for seed in (0, 1):
+        assert (tmp_path / f"res/runs/fit_xy/mlp/seed{seed}/metrics.json").exists()
+        log = (tmp_path / f"res/logs/fit_xy-mlp-s{seed}.txt").read_text()
+        assert log.endswith(f"{run_queue.EXIT_MARK}0\n")
+    assert "queue: 2 runs to do, 2 at a time on the CPU" in capsys.readouterr().out
+    assert run_queue.main(args) == 0                     # finished runs are not run again
+    assert "queue: 0 runs to do" in capsys.readouterr().out
+    run_queue.main(["--results", results, "status"])
+    assert capsys.readouterr().out.count("done    fit_xy-mlp-s") == 2
+    assert run_queue.main(["--results", results, "pack", str(tmp_path / "out"),
+                           "--part-mb", "1"]) == 0
+    names = _unpack(tmp_path / "out")
+    assert "runs/fit_xy/mlp/seed0/metrics.json" in names and "logs/fit_xy-mlp-s1.txt" in names
+    assert not any("checkpoint" in n for n in names)      # finished: no checkpoint needed
+
+
+def test_deadline_stops_runs_with_a_checkpoint(tmp_path, capsys):
+    results = str(tmp_path / "res")
+    args = ["--results", results, "start", *QUICK, "--stop-after-s", "20", *CPU,
+            "trainer.epochs=1000000", "trainer.eval_every=1000", "trainer.checkpoint_every_s=1"]
+    assert run_queue.main(args) == 0
+    folder = tmp_path / "res/runs/fit_xy/mlp/seed0"
+    assert (folder / "checkpoint.pt").exists() and not (folder / "metrics.json").exists()
+    assert "1 runs unfinished" in capsys.readouterr().out
+    log = (tmp_path / "res/logs/fit_xy-mlp-s0.txt").read_text()
+    assert log.endswith(f"{run_queue.EXIT_MARK}143\n") and "checkpoint saved" in log
+    run_queue.main(["--results", results, "status"])
+    assert capsys.readouterr().out.startswith("stopped fit_xy-mlp-s0")
+    run_queue.main(["--results", results, "pack", str(tmp_path / "out"), "--checkpoints"])
+    assert "runs/fit_xy/mlp/seed0/checkpoint.pt" in _unpack(tmp_path / "out")
