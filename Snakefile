@@ -114,6 +114,7 @@ rule summary:
     output:
         csv=f"{R}/summary.csv",
         md=f"{R}/summary.md",
+        runs=f"{R}/runs.csv",
         plots=directory(f"{R}/plots"),
     params:
         runs=" ".join(RUNS),
