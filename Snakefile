@@ -4,6 +4,7 @@
     snakemake --cores all --config profile=paper  # paper profile (config/paper.yaml)
     snakemake -n                                  # list the jobs
     snakemake --cores all --config families=function_fitting,pinn   # a subset of families
+    snakemake --cores all --config profile=paper tasks=digits,tab_qsar_bio   # a subset of tasks
     snakemake --cores all --keep-going           # let the other jobs finish when one fails
     snakemake --cores 1 --config overrides="trainer.epochs=2"   # key=value for every run
 
@@ -41,6 +42,11 @@ SEEDS = [int(s) for s in as_list(SETTINGS["seeds"])]
 R = str(SETTINGS["results_dir"]).rstrip("/")
 PY = sys.executable
 FAMILIES = set(as_list(SETTINGS.get("families")))   # empty: every family
+ONLY = set(as_list(SETTINGS.get("tasks")))           # empty: every task of those families
+_unknown = ONLY - {p.stem for p in (BASE / "tasks").glob("*.yaml")}
+if _unknown:
+    raise WorkflowError(f"unknown task(s) {', '.join(sorted(_unknown))} in --config tasks=; "
+                        "see tasks/*.yaml")
 
 # task -> its pipeline settings in this profile
 TASKS = {}
@@ -48,7 +54,8 @@ for _path in sorted((BASE / "tasks").glob("*.yaml")):
     _doc = yaml.safe_load(_path.read_text())
     _profiles = _doc.get("profiles") or {}
     _family = (_doc.get("task") or {}).get("family")
-    if PROFILE in _profiles and (not FAMILIES or _family in FAMILIES):
+    if PROFILE in _profiles and (not FAMILIES or _family in FAMILIES) and (
+            not ONLY or _path.stem in ONLY):
         TASKS[_path.stem] = {**(_doc.get("pipeline") or {}),
                              **((_profiles[PROFILE] or {}).get("pipeline") or {})}
 

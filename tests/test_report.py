@@ -6,6 +6,7 @@ metrics.json and config.yaml and rebuilds the same report there."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -153,8 +154,9 @@ def test_runs_csv_has_one_row_per_run_with_cost_and_provenance(tmp_path):
     assert "| toy | 2 | 0.47 | 1.00 | 1.00 | NVIDIA H200 |" in md
     assert "| other | 1 | 0.00 | 0.00 (1 runs unknown) | 0.00 | unknown |" in md
     assert "| **all** | 3 |" in md and "NVIDIA H200, unknown |" in md
-    assert "```bash\nsnakemake --cores all --config profile=paper\n" \
-           f"python -m katbench.report {tmp_path}\n```" in md
+    assert "```bash\nsnakemake --cores all --config profile=paper tasks=toy_b --resources " \
+           "gpu=<GPUs>\nsnakemake --cores all --config profile=paper tasks=toy_a --resources " \
+           f"gpu=<GPUs>\npython -m katbench.report {tmp_path}\n```" in md
 
 
 def test_paired_difference_matches_a_hand_computation():
@@ -235,6 +237,10 @@ def test_paper_differences_flag_values_beyond_the_allowed_spread(tmp_path, monke
     assert "Quick-profile runs" in section
 
 
+def md_text(folder: Path) -> str:
+    return (folder / "summary.md").read_text()
+
+
 def test_publish_copies_two_files_and_rebuilds_the_report_there(tmp_path):
     from katbench.report.cli import main as report_main
 
@@ -264,6 +270,7 @@ def test_publish_copies_two_files_and_rebuilds_the_report_there(tmp_path):
     assert {"summary.csv", "runs.csv", "summary.md"} <= {p.name for p in dest.iterdir()}
     assert (dest / "plots" / "graph_bars.png").exists()
     assert "test_accuracy" not in (dest / "summary.csv").read_text()   # needs the npz: skipped
+    assert f"python -m katbench.report {src} --publish {dest}\n" in md_text(dest)
     published = {n: (dest / n).read_text() for n in ("summary.md", "summary.csv", "runs.csv")}
     assert report_main([str(dest), *ids]) == 0                      # the old positional CLI
     assert {n: (dest / n).read_text() for n in published} == published

@@ -36,6 +36,7 @@ __all__ = ["Paired", "build_report", "collect", "markdown", "paired_difference",
            "plot_run", "publish", "run_record", "run_rows", "table9"]
 
 PUBLISHED = ("metrics.json", "config.yaml")
+PUBLISHED_FROM = "published_from.txt"   # the results folder publish() copied the runs from
 
 
 def build_report(results_dir: str | Path, expected: list[str] | None = None,
@@ -45,7 +46,8 @@ def build_report(results_dir: str | Path, expected: list[str] | None = None,
 
     ``expected`` lists ``task/mixer/seed<k>`` run ids the pipeline asked for; those without
     ``metrics.json`` are reported as missing. ``commands`` are printed under "How to
-    regenerate" (default: the pipeline per profile, then this report).
+    regenerate" (default: the pipeline per profile and family, then this report, with the
+    publishing step when :func:`publish` recorded where the runs came from).
     """
     results_dir = Path(results_dir)
     asked = {parse_run_id(run): run for run in expected or []}
@@ -63,7 +65,12 @@ def build_report(results_dir: str | Path, expected: list[str] | None = None,
     else:
         (results_dir / "plots").mkdir(parents=True, exist_ok=True)
     if commands is None:
-        commands = default_commands(results_dir, profiles_of(runs))
+        by_family = runs.groupby("family").task.unique() if len(runs) else {}
+        commands = default_commands(results_dir, profiles_of(runs),
+                                    {f: list(t) for f, t in dict(by_family).items()})
+        if (results_dir / PUBLISHED_FROM).exists():
+            source = (results_dir / PUBLISHED_FROM).read_text().strip()
+            commands.insert(-1, f"python -m katbench.report {source} --publish {results_dir}")
     atomic_write_text(results_dir / "summary.md",
                       markdown(table, runs, paper, commands, missing, expected, plots))
     return table
@@ -91,4 +98,5 @@ def publish(results_dir: str | Path, dest: str | Path, expected: list[str] | Non
             if (source / name).exists():
                 atomic_write_bytes(run_dir(dest, task, mixer, seed) / name,
                                    (source / name).read_bytes())
+    atomic_write_text(dest / PUBLISHED_FROM, f"{results_dir}\n")
     return build_report(dest, expected)

@@ -119,10 +119,16 @@ def cost_table(runs: pd.DataFrame) -> list[str]:
     return [*lines, ""]
 
 
-def default_commands(results_dir: str | Path, profiles: set[str]) -> list[str]:
-    """The pipeline for each profile run, then the report of ``results_dir``."""
-    return [*(f"snakemake --cores all --config profile={p}" for p in sorted(profiles)
-              or ["<profile>"]), f"python -m katbench.report {results_dir}"]
+def default_commands(results_dir: str | Path, profiles: set[str],
+                     tasks_by_family: dict[str, list[str]] | None = None) -> list[str]:
+    """The pipeline for each profile, one command per family naming the tasks that ran (so that
+    each family's rows can be regenerated alone), then the report of ``results_dir``."""
+    groups = sorted((tasks_by_family or {}).items()) or [("", [])]
+    runs = [f"snakemake --cores all --config profile={p}"
+            + (f" tasks={','.join(sorted(tasks))}" if tasks else "")
+            + (" --resources gpu=<GPUs>" if p != "quick" else "")
+            for p in sorted(profiles) or ["<profile>"] for _, tasks in groups]
+    return [*runs, f"python -m katbench.report {results_dir}"]
 
 
 def markdown(table: pd.DataFrame, runs: pd.DataFrame, paper: dict[str, Any], commands: list[str],
