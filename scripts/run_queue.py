@@ -122,6 +122,8 @@ def start(args: argparse.Namespace) -> int:
             cmd = [sys.executable, "-m", "katbench.run", f"task={task}", f"mixer={mixer}",
                    f"seed={seed}", f"profile={args.profile}", "resume=true",
                    f"results_dir={results}", "trainer.threads=1", "trainer.progress=log",
+                   *(["trainer.log_every=1"] if not any(o.startswith("trainer.log_every=")
+                                                        for o in args.overrides) else []),
                    *args.overrides]
             with open(log_path(results, *run), "a") as log:
                 running[run] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
