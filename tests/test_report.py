@@ -275,3 +275,13 @@ def test_publish_copies_two_files_and_rebuilds_the_report_there(tmp_path):
     assert report_main([str(dest), *ids]) == 0                      # the old positional CLI
     assert {n: (dest / n).read_text() for n in published} == published
     assert report_main([str(dest), "--publish", str(tmp_path / "again"), "zinc/mlp/0"]) == 2
+
+
+def test_commands_file_replaces_the_default_commands(tmp_path):
+    _fake_run(tmp_path, "toy_a", "mlp", 0, "acc", 0.7, "toy")
+    (tmp_path / "commands.sh").write_text("# how these runs were made\n"
+                                          "python -m katbench.run task=toy_a \\\n"
+                                          "    mixer=mlp\n\npython -m katbench.report x\n")
+    build_report(tmp_path)
+    assert "```bash\npython -m katbench.run task=toy_a \\\n    mixer=mlp\n" \
+           "python -m katbench.report x\n```" in md_text(tmp_path)

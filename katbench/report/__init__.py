@@ -37,6 +37,7 @@ __all__ = ["Paired", "build_report", "collect", "markdown", "paired_difference",
 
 PUBLISHED = ("metrics.json", "config.yaml")
 PUBLISHED_FROM = "published_from.txt"   # the results folder publish() copied the runs from
+COMMANDS = "commands.sh"   # in a results folder: the commands that made its runs, for the report
 
 
 def build_report(results_dir: str | Path, expected: list[str] | None = None,
@@ -46,8 +47,9 @@ def build_report(results_dir: str | Path, expected: list[str] | None = None,
 
     ``expected`` lists ``task/mixer/seed<k>`` run ids the pipeline asked for; those without
     ``metrics.json`` are reported as missing. ``commands`` are printed under "How to
-    regenerate" (default: the pipeline per profile and family, then this report, with the
-    publishing step when :func:`publish` recorded where the runs came from).
+    regenerate" (default: the lines of ``results_dir/commands.sh`` where the folder has one,
+    else the pipeline per profile and family, then this report, with the publishing step when
+    :func:`publish` recorded where the runs came from).
     """
     results_dir = Path(results_dir)
     asked = {parse_run_id(run): run for run in expected or []}
@@ -64,6 +66,9 @@ def build_report(results_dir: str | Path, expected: list[str] | None = None,
         plots += plot_arrays(results_dir, results_dir / "plots", families)
     else:
         (results_dir / "plots").mkdir(parents=True, exist_ok=True)
+    if commands is None and (results_dir / COMMANDS).exists():
+        commands = [line for line in (results_dir / COMMANDS).read_text().splitlines()
+                    if line.strip() and not line.lstrip().startswith("#")]
     if commands is None:
         by_family = runs.groupby("family").task.unique() if len(runs) else {}
         commands = default_commands(results_dir, profiles_of(runs),
