@@ -104,10 +104,11 @@ def run_experiment(cfg: Any) -> dict[str, Any]:
         if epoch % every == 0 or epoch == settings.epochs:
             logger.log_metrics(epoch, values)
 
-    wall = time.perf_counter()
     try:
         result = fit(spec, settings, out / "checkpoint.pt", resume=resume, log=log,
                      desc=f"{task}/{mixer}/s{seed}", rank=rank)
+        # Wall time of every attempt (a resumed run counts its earlier calls too), plus exports.
+        wall = time.perf_counter() - result.pop("wall_s")
         exported: list[Path] = []
         if rank.is_main:
             spec.model.eval()

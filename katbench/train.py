@@ -307,7 +307,8 @@ def fit(spec: TaskSpec, s: TrainerSettings, checkpoint: Path, *,
     """Train ``spec.model`` for ``s.epochs`` epochs; return the run's metrics.
 
     Returns ``{"final": {...}, "best": {"epoch", "val_<m>", "test_<m>"}, "epochs_done",
-    "train_time_s", "selected_on", "stopped_early"}`` where ``best`` is the epoch with the best
+    "train_time_s", "wall_s", "selected_on", "stopped_early"}`` (times summed over every attempt
+    of a resumed run; ``wall_s`` includes evaluation) where ``best`` is the epoch with the best
     validation metric (test metric when the task has no validation split) and
     ``stopped_early`` is ``None``, ``"min_lr"`` or ``"max_hours"``. ``log(epoch, metrics)``
     receives each epoch's ``train_loss``, ``lr``, ``samples_per_s``, ``epoch_time_s`` and, on
@@ -495,7 +496,8 @@ def fit(spec: TaskSpec, s: TrainerSettings, checkpoint: Path, *,
     if ema is not None:
         raw.load_state_dict(ema.module.state_dict())   # exports show the evaluated weights
     return {"final": state["final"], "best": state["best"], "epochs_done": state["epoch"],
-            "train_time_s": state["train_time_s"], "selected_on": select_key,
+            "train_time_s": state["train_time_s"], "wall_s": state["wall_s"],
+            "selected_on": select_key,
             "stopped_early": state["stopped_early"]}
 
 

@@ -199,3 +199,15 @@ def test_starting_over_keeps_an_unfinished_runs_checkpoint(tmp_path, capsys):
     assert (run / "checkpoint.previous.pt").read_bytes() == old
     assert "checkpoint.pt of an unfinished run kept as checkpoint.previous.pt" \
         in capsys.readouterr().err
+
+
+def test_resuming_a_finished_run_keeps_its_times_and_records_provenance(tmp_path, monkeypatch):
+    assert _run(tmp_path) == 0
+    path = tmp_path / "runs/fit_xy/mlp/seed0/metrics.json"
+    first = json.loads(path.read_text())
+    assert first["wall_time_s"] >= first["train_time_s"] > 0
+    assert first["hardware"].startswith("CPU ") and first["git_commit"] != ""
+    assert _run(tmp_path, "resume=true") == 0             # nothing left to train
+    again = json.loads(path.read_text())
+    assert again["train_time_s"] == first["train_time_s"]
+    assert again["wall_time_s"] >= again["train_time_s"]    # earlier attempts counted

@@ -1,0 +1,20 @@
+# How the published runs were made (paper profile; the commit of each run is in runs.csv).
+# CPU families, one core per process, each process sweeping tasks and seeds of one mixer
+# (2-core AMD EPYC machine; `snakemake --cores all --config profile=paper tasks=<tasks>` runs
+# the same configurations one job per run):
+FITS=fit_exp_sin_r2,fit_exp_sinpi_y2,fit_exp_j0_y2,fit_xy,fit_x_div_y,fit_sum_prod
+R="profile=paper trainer.device=cpu trainer.threads=1 resume=true results_dir=results"
+python -m katbench.run task=$FITS mixer=mlp,kan,grkan seed=0,1,2,3,4 $R
+python -m katbench.run task=digits mixer=mlp,kan,grkan seed=0,1,2 $R
+python -m katbench.run task=pinn_oscillator mixer=mlp,kan,grkan seed=0,1,2,3,4 $R
+# GPU families on a lent machine with two H200s, many runs per GPU, in 10-minute calls
+# (docs/running.md, "Many runs on one GPU machine"); the run folders are packed, brought back
+# and unpacked into results/, their queued MLflow data sent to results/mlflow.db:
+TABLES=tab_1995_income,tab_bank_marketing,tab_online_shoppers,tab_shrutime,tab_blastchar,tab_spambase,tab_jasmine,tab_qsar_bio
+bash scripts/gpu_queue.sh prepare --tasks pattern,cluster
+KB_RESULTS=/tmp/kb/tab bash scripts/gpu_queue.sh start --profile paper --tasks $TABLES --seeds 0,1,2,3,4 --slots 22 --stop-after-s 1260
+bash scripts/gpu_queue.sh start --profile paper --tasks pattern,cluster --seeds 0,1,2,3 --slots 6 --stop-after-s 1140
+bash scripts/gpu_queue.sh pack OUT --checkpoints     # then: cat OUT/runs.tgz.part* | tar xz -C results
+python -m katbench.tracking sync results
+# Publish (every run of the benchmark named, so that unfinished ones are listed as missing):
+python -m katbench.report results --publish docs/results $(cat docs/results/expected_runs.txt)
