@@ -26,11 +26,11 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from katbench.data.tabular import (
+    SCALINGS,
     TensorBatches,
     encode,
     load_frame,
     split_indices,
-    standardize,
     stratified_subset,
 )
 from katbench.models.tabtransformer import TabTransformer, count_parameters
@@ -108,7 +108,10 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
     train, val, test = split_indices(y, seed % int(split["n_folds"]), int(split["n_folds"]),
                                      float(split["val_fraction"]), int(split["split_seed"]))
     x_cat = torch.from_numpy(table.x_cat[keep])
-    x_cont = torch.from_numpy(standardize(table.x_cont[keep], train))
+    scaling = data.get("scaling") or "standard"
+    if scaling not in SCALINGS:
+        raise ValueError(f"data.scaling={scaling!r}; choose one of {', '.join(SCALINGS)}")
+    x_cont = torch.from_numpy(SCALINGS[scaling](table.x_cont[keep], train))
     y_t = torch.from_numpy(y)
 
     def loader(rows: np.ndarray, shuffle: bool) -> TensorBatches:
@@ -124,6 +127,7 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
                            attn_dropout=float(m["attn_dropout"]),
                            ff_dropout=float(m["ff_dropout"]), head_mults=tuple(m["head_mults"]),
                            head_mixer=bool(m["head_mixer"]),
+                           cont_norm=str(m.get("cont_norm", "layer")),
                            head_mixer_kwargs=_head_kwargs(name, kwargs, width))
     counts = count_parameters(model)
     line = (f"{cfg.task.name}/{name}: {len(table.cat_names)} categorical + "

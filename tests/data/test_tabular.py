@@ -131,3 +131,18 @@ def test_status_marks_unshipped_tables(tmp_path, monkeypatch):
     assert tabular.status("albert", 41147) == "needs download (OpenML 41147)"
     (tmp_path / "openml" / "org" / "openml" / "www" / "datasets" / "41147").mkdir(parents=True)
     assert tabular.status("albert", 41147) == "cached"
+
+
+def test_quantile_normal_fits_training_rows_only_and_keeps_heavy_tails_in_range():
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.lognormal(0, 2, 2000), rng.integers(0, 3, 2000)], 1).astype(float)
+    x[5, 0] = np.nan
+    train = np.arange(1500)
+    out = tabular.quantile_normal(x, train)
+    assert out.dtype == np.float32 and out[5, 0] == 0.0
+    assert abs(out[train, 0].mean()) < 0.05 and abs(out[train, 0].std() - 1) < 0.05
+    assert np.abs(out).max() < 5.3                          # a z-score of x[:, 0] reaches ~30
+    moved = x.copy()
+    moved[1500:, 0] *= 1000                                 # test rows do not move the fit
+    assert np.array_equal(tabular.quantile_normal(moved, train)[train], out[train])
+    assert set(tabular.SCALINGS) == {"quantile", "standard"}

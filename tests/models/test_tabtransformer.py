@@ -51,3 +51,11 @@ def test_column_embedding_concatenates_shared_column_id():
     assert out.shape == (2, 2, 32)
     assert torch.equal(out[0, 1, :4], emb.columns[1]) and torch.equal(out[0, 1], out[1, 1])
     assert torch.equal(out[0, 1, 4:], emb.values.weight[2 + 2])  # column 1 starts at offset 2
+
+
+def test_continuous_norm_is_a_row_layernorm_or_nothing():
+    x_cont = torch.randn(4, 3) * 10 + 5
+    layer = TabTransformer([], 3, cont_norm="layer")
+    assert torch.allclose(layer.cont_norm(x_cont).mean(-1), torch.zeros(4), atol=1e-5)
+    plain = TabTransformer([], 3, cont_norm="none")
+    assert torch.equal(plain.cont_norm(x_cont), x_cont)   # row means and spreads kept

@@ -57,6 +57,8 @@ def test_own_csv_with_categoricals(tmp_path):
 @pytest.mark.parametrize("override, message", [
     ("data.target=Nope", "target column 'Nope' is not in the table"),
     ("data.path=/does/not/exist.csv", "does not exist"),
+    ("data.scaling=robust", "data.scaling='robust'; choose one of quantile, standard"),
+    ("model.cont_norm=batch", "cont_norm='batch'; choose 'layer' or 'none'"),
 ])
 def test_bad_settings_exit_2_with_one_line(tmp_path, capsys, override, message):
     status = main(["task=tab_qsar_bio", "mixer=mlp", f"results_dir={tmp_path}", override,
