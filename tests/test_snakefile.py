@@ -65,7 +65,7 @@ def test_failed_job_still_yields_a_summary(tmp_path):
                       check=False)
     assert proc.returncode != 0                      # the failure is not hidden
     md = (results / "summary.md").read_text()
-    assert "- pinn_oscillator/bogus/seed0" in md
+    assert "- pinn_oscillator/bogus: seed 0\n" in md
     row = next(line for line in md.splitlines() if line.startswith("| pinn | pinn_oscillator"))
     assert row.split("|")[5].strip() == "missing"    # the bogus column
     assert (results / "runs/pinn_oscillator/mlp/seed0/metrics.json").exists()

@@ -119,6 +119,16 @@ def cost_table(runs: pd.DataFrame) -> list[str]:
     return [*lines, ""]
 
 
+def missing_lines(missing: list[str]) -> list[str]:
+    """Missing runs grouped: one line per task and mixer, ``- task/mixer: seeds 0, 1, 2``."""
+    seeds: dict[tuple[str, str], list[int]] = {}
+    for run in missing:
+        task, mixer, seed = parse_run_id(run)
+        seeds.setdefault((task, mixer), []).append(seed)
+    return [f"- {task}/{mixer}: seed{'s' if len(ks) > 1 else ''} "
+            f"{', '.join(map(str, sorted(ks)))}" for (task, mixer), ks in sorted(seeds.items())]
+
+
 def default_commands(results_dir: str | Path, profiles: set[str],
                      tasks_by_family: dict[str, list[str]] | None = None) -> list[str]:
     """The pipeline for each profile, one command per family naming the tasks that ran (so that
@@ -176,7 +186,7 @@ def markdown(table: pd.DataFrame, runs: pd.DataFrame, paper: dict[str, Any], com
         lines += ["## Missing runs", "",
                   "Asked for but without `metrics.json` (the job failed or never ran; see the "
                   "Snakemake log, re-run `snakemake --cores all` to retry them):", "",
-                  *[f"- {m}" for m in missing], ""]
+                  *missing_lines(missing), ""]
     lines += ["## How to regenerate", "", "```bash", *commands, "```", ""]
     if plots:
         lines += ["## Plots", "", *[f"![{p.stem}](plots/{p.name})" for p in plots], ""]
