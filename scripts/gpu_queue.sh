@@ -2,8 +2,8 @@
 # run_queue.py on a bare GPU machine (the lent device): first use sets up a private copy of the
 # code, the pure-Python packages the image lacks (wheels in .whl/: hydra-core, omegaconf,
 # antlr4) and the compiled kernels; every call then passes its arguments to run_queue.py with
-# results in $KB_RESULTS (default $KB_HOME/results). Runs execute from the copy, so a later call that re-sends an
-# edited checkout cannot change runs in flight. The code copied is .devrun/src when present
+# results in $KB_RESULTS (default $KB_HOME/results). Runs execute from the copy, so a later call
+# that re-sends an edited checkout cannot change runs in flight. The code copied is .devrun/src when present
 # (`git archive HEAD | tar x -C .devrun/src`: exactly the commit recorded in every run), else
 # the checkout.
 #   bash scripts/gpu_queue.sh start --tasks pattern --seeds 0,1 --slots 6 --stop-after-s 1200
