@@ -1,5 +1,5 @@
 # How the published runs were made (paper profile; the commit of each run is in runs.csv).
-# CPU families, one core per process, each process sweeping tasks and seeds of one mixer
+# CPU families and the three small tables, one core per process, each process sweeping tasks and seeds of one mixer
 # (2-core AMD EPYC machine; `snakemake --cores all --config profile=paper tasks=<tasks>` runs
 # the same configurations one job per run):
 FITS=fit_exp_sin_r2,fit_exp_sinpi_y2,fit_exp_j0_y2,fit_xy,fit_x_div_y,fit_sum_prod
@@ -7,6 +7,7 @@ R="profile=paper trainer.device=cpu trainer.threads=1 resume=true results_dir=re
 python -m katbench.run task=$FITS mixer=mlp,kan,grkan seed=0,1,2,3,4 $R
 python -m katbench.run task=digits mixer=mlp,kan,grkan seed=0,1,2 $R
 python -m katbench.run task=pinn_oscillator mixer=mlp,kan,grkan seed=0,1,2,3,4 $R
+python -m katbench.run task=tab_qsar_bio,tab_spambase,tab_jasmine mixer=mlp,grkan,kan seed=0,1,2,3,4 $R
 # GPU families on a lent machine with two H200s, many runs per GPU, in 10-minute calls
 # (docs/running.md, "Many runs on one GPU machine"); the run folders are packed, brought back
 # and unpacked into results/, their queued MLflow data sent to results/mlflow.db:
