@@ -35,6 +35,8 @@ import tarfile
 import time
 from pathlib import Path
 
+from katbench.tracking import init_store, run_dir
+
 STOP_WAIT_S = 120   # a run checkpoints within one training step of SIGTERM
 EXIT_MARK = "run_queue: exit status "   # the last line of a run's log once its process ended
 
@@ -44,14 +46,15 @@ def run_ids(tasks: list[str], mixers: list[str], seeds: list[int]) -> list[tuple
     return [(t, m, s) for t in tasks for s in seeds for m in mixers]
 
 
-def run_folder(results: Path, task: str, mixer: str, seed: int) -> Path:
-    """The run folder ``katbench.run`` writes (``katbench.tracking.run_dir``)."""
-    return results / "runs" / task / mixer / f"seed{seed}"
-
-
 def log_path(results: Path, task: str, mixer: str, seed: int) -> Path:
     """Where ``start`` sends a run's output."""
     return results / "logs" / f"{task}-{mixer}-s{seed}.txt"
+
+
+def mark_exit(results: Path, run: tuple[str, str, int], returncode: int) -> None:
+    """End the run's log with its exit status (``status`` reads it)."""
+    with open(log_path(results, *run), "a") as log:
+        log.write(f"{EXIT_MARK}{returncode}\n")
 
 
 def gpu_count() -> int:
@@ -70,8 +73,6 @@ def init_tracking_store(results: Path) -> None:
         import mlflow  # noqa: F401
     except ImportError:
         return
-    from katbench.tracking import init_store
-
     init_store(results)
 
 
@@ -91,7 +92,7 @@ def start(args: argparse.Namespace) -> int:
     results = Path(args.results)
     (results / "logs").mkdir(parents=True, exist_ok=True)
     todo = [r for r in run_ids(args.tasks, args.mixers, args.seeds)
-            if not (run_folder(results, *r) / "metrics.json").exists()]
+            if not (run_dir(results, *r) / "metrics.json").exists()]
     gpus = gpu_count()
     init_tracking_store(results)
     deadline = time.monotonic() + args.stop_after_s if args.stop_after_s else None
@@ -107,8 +108,7 @@ def start(args: argparse.Namespace) -> int:
         for run, proc in list(running.items()):
             if proc.poll() is not None:
                 del running[run]
-                with open(log_path(results, *run), "a") as log:
-                    log.write(f"{EXIT_MARK}{proc.returncode}\n")
+                mark_exit(results, run, proc.returncode)
                 if proc.returncode not in (0, 130, 143):   # 130/143: stopped, checkpointed
                     failed.append(f"{'/'.join(map(str, run))} (exit {proc.returncode})")
         if stopping["now"] or (deadline is not None and time.monotonic() >= deadline):
@@ -137,8 +137,7 @@ def start(args: argparse.Namespace) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        with open(log_path(results, *run), "a") as log:
-            log.write(f"{EXIT_MARK}{proc.returncode}\n")
+        mark_exit(results, run, proc.returncode)
     left = len(todo) + len(running)
     print(f"queue: stopped; {left} runs unfinished (start again to continue)"
           + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
@@ -151,7 +150,7 @@ def status(args: argparse.Namespace) -> int:
     results = Path(args.results)
     for path in sorted(results.glob("logs/*.txt")):
         task, mixer, seed = path.stem.rsplit("-", 2)
-        folder = run_folder(results, task, mixer, int(seed[1:]))
+        folder = run_dir(results, task, mixer, int(seed[1:]))
         if (folder / "metrics.json").exists():
             m = json.loads((folder / "metrics.json").read_text())
             best = {k: round(v, 4) for k, v in (m["best"] or {}).items()}
