@@ -43,8 +43,7 @@ ZINC_BONDS = ("NONE", "SINGLE", "DOUBLE", "TRIPLE")
 # PATTERN: q = 0.35 and q_pattern = 0.5, as in generate_SBM_PATTERN.ipynb (its printed config:
 # 'q_pattern': 0.5). The released data's ~6.1k directed edges and ~118.9 nodes per graph come
 # from its 100 sampled pattern sizes averaging ~21.4 (expected 19.5), not from a larger
-# q_pattern: 0.55 lets node degree alone find the pattern (~91% class-averaged accuracy by a
-# logistic regression on degree, against ~85% at 0.5; docs/graph.md).
+# q_pattern: 0.55 lets node degree alone find the pattern (docs/graph.md).
 PATTERN = {"communities": 5, "size_min": 5, "size_max": 35, "p": 0.5, "q": 0.35,
            "p_pattern": 0.5, "q_pattern": 0.5, "vocab_size": 3, "n_patterns": 100,
            "train_per_pattern": 100, "eval_per_pattern": 20}
