@@ -18,8 +18,8 @@ where the column embedding :math:`e_i(j) = [c_i, w_{ij}]` concatenates a per-col
 With no categorical columns the transformer is empty and the model is the head on ``LN(x_cont)``.
 ``LN`` normalises each row across its continuous features (``cont_norm="layer"``, the paper's
 Figure 1; with one continuous feature it is skipped). It discards each row's mean and spread over
-its ``c`` features, two of ``c`` degrees of freedom, which costs 1-2 AUC points on tables whose
-signal sits in continuous columns (bank_marketing: ``duration``); ``cont_norm="none"`` feeds the
+its ``c`` features, two of ``c`` degrees of freedom, which hurts tables whose signal sits in
+continuous columns (docs/tabular.md); ``cont_norm="none"`` feeds the
 features as the data module scaled them (per column, training statistics).
 """
 
