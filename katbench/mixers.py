@@ -9,8 +9,13 @@ out_features=None, act_layer, norm_layer=None, bias=True, drop=0.0``, plus timm'
 
 * ``mlp``: fc1 -> act -> drop -> norm -> fc2 -> drop (timm's ``Mlp``; ``act_layer`` may be a
   timm activation name such as ``"gelu"``).
-* ``kan``: KANLinear -> drop -> norm -> KANLinear -> drop (B-spline KAN; ``act_layer`` is
-  accepted for the signature only: the spline layers carry their own ``base_activation``).
+* ``kan``, ``fastkan``, ``chebykan``, ``fourierkan``: layer(in -> hidden) -> drop -> norm ->
+  layer(hidden -> out) -> drop with the B-spline :class:`~katbench.layers.KANLinear`, Gaussian
+  RBF :class:`~katbench.layers.FastKANLinear`, Chebyshev
+  :class:`~katbench.layers.ChebyKANLinear` or Fourier :class:`~katbench.layers.FourierKANLinear`
+  layers; the remaining keywords (``grid_size``, ``degree``, ...) go to both layers.
+  ``act_layer`` and ``bias`` are accepted for the signature only: the layers carry their own
+  nonlinearity and constant terms.
 * ``grkan``: the KAT block, GroupRational(identity) -> fc1 -> GroupRational(``act_init``) ->
   drop -> norm -> fc2 -> drop, fc1/fc2 drawn variance-preserving from the rationals' gains.
   ``num_groups`` (default 8) must divide both ``in_features`` and ``hidden_features``: use
@@ -22,21 +27,41 @@ out_features=None, act_layer, norm_layer=None, bias=True, drop=0.0``, plus timm'
   one, the activation the GELU MLP does not have: its backward kernel writes it again, one
   D-wide write, so the block keeps what the MLP keeps; ``"both"`` also the hidden one, by one
   more 4D-wide forward kernel (less memory than the MLP); ``"none"`` keeps both.
+* ``pau``: the ``mlp`` with one learnable rational as its activation, shared by all channels
+  (Padé activation unit, Molina et al. 2020: a :class:`~katbench.layers.GroupRational` with one
+  group, the safe ``sum_abs`` denominator), started from the rational fitted to ``act_init``
+  (default ``"gelu"``). ``act_layer`` is accepted for the signature only.
+* ``swiglu``: timm's ``SwiGLU``, (SiLU(x W_g + b_g) * (x W_x + b_x)) -> drop -> norm -> fc2 ->
+  drop: two input projections of width ``hidden_features``, so 1.5x the ``mlp``'s parameters
+  at the same width. The gate is always SiLU (``act_layer`` is accepted for the signature only).
+
+``mlp``, ``pau`` and ``swiglu`` take their linear layers' initialisation from the host model
+(timm's ViT init, or torch's); the other mixers have their own, in ``reset_parameters()``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, ClassVar
 
 import torch
-from timm.layers import Mlp, get_act_layer
+from timm.layers import Mlp, SwiGLU, get_act_layer
 from torch import nn
 
-from katbench.layers import GroupRational, KANLinear, rational_linear, variance_preserving_
+from katbench.layers import (
+    ChebyKANLinear,
+    FastKANLinear,
+    FourierKANLinear,
+    GroupRational,
+    KANLinear,
+    rational_linear,
+    variance_preserving_,
+)
 
-__all__ = ["DEFAULT_RECOMPUTE", "MIXERS", "RECOMPUTE", "GRKANMixer", "KANMixer", "MLPMixer",
-           "build_mixer", "register_mixer"]
+__all__ = ["DEFAULT_RECOMPUTE", "MIXERS", "RECOMPUTE", "ChebyKANMixer", "FastKANMixer",
+           "FourierKANMixer", "GRKANMixer", "KANMixer", "MLPMixer", "PAUMixer", "SwiGLUMixer",
+           "TwoLayerKANMixer", "build_mixer", "rational_activation", "register_mixer"]
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
 MIXERS: tuple[str, ...] = ()
@@ -93,31 +118,43 @@ class MLPMixer(Mlp):
                          dtype=dtype)
 
 
-@register_mixer("kan")
-class KANMixer(nn.Module):
-    """Two B-spline KAN layers; ``kan_kwargs`` (grid_size, spline_order, ...) go to both."""
+class TwoLayerKANMixer(nn.Module):
+    """``layer_class(in, hidden)`` -> drop -> norm -> ``layer_class(hidden, out)`` -> drop.
+
+    The shared body of the KAN-layer mixers; a subclass names its layer in ``layer_class``.
+    ``layer_kwargs`` (``grid_size``, ``spline_order``, ``degree``, ...) go to both layers.
+    """
+
+    layer_class: ClassVar[type[nn.Module]]
 
     def __init__(self, in_features: int, hidden_features: int | None = None,
                  out_features: int | None = None, act_layer: ActLayer = nn.GELU,
                  norm_layer: NormLayer = None, bias: bool = True, drop: float = 0.0,
                  device: Any = None, dtype: torch.dtype | None = None,
-                 **kan_kwargs: Any) -> None:
+                 **layer_kwargs: Any) -> None:
         super().__init__()
         hidden_features = hidden_features or in_features
         out_features = out_features or in_features
-        self.fc1 = KANLinear(in_features, hidden_features, **kan_kwargs)
+        self.fc1 = self.layer_class(in_features, hidden_features, **layer_kwargs)
         self.drop1, self.norm, self.drop2 = _hidden_tail(hidden_features, norm_layer, drop)
-        self.fc2 = KANLinear(hidden_features, out_features, **kan_kwargs)
+        self.fc2 = self.layer_class(hidden_features, out_features, **layer_kwargs)
         _place(self, device, dtype)
 
     def reset_parameters(self) -> None:
-        """Re-initialise both spline layers."""
+        """Re-initialise both KAN layers."""
         self.fc1.reset_parameters()
         self.fc2.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.drop1(self.fc1(x))
         return self.drop2(self.fc2(self.norm(x)))
+
+
+@register_mixer("kan")
+class KANMixer(TwoLayerKANMixer):
+    """Two B-spline KAN layers (efficient-kan's ``KANLinear``)."""
+
+    layer_class = KANLinear
 
 
 @register_mixer("grkan")
@@ -180,3 +217,59 @@ class GRKANMixer(nn.Module):
         """Whether act2's output goes straight into fc2 (no norm, no active dropout)."""
         dropout = self.training and self.drop1.p > 0
         return isinstance(self.norm, nn.Identity) and not dropout
+
+
+@register_mixer("fastkan")
+class FastKANMixer(TwoLayerKANMixer):
+    """Two Gaussian radial-basis KAN layers (FastKAN)."""
+
+    layer_class = FastKANLinear
+
+
+@register_mixer("chebykan")
+class ChebyKANMixer(TwoLayerKANMixer):
+    """Two Chebyshev-polynomial KAN layers (ChebyKAN)."""
+
+    layer_class = ChebyKANLinear
+
+
+@register_mixer("fourierkan")
+class FourierKANMixer(TwoLayerKANMixer):
+    """Two Fourier-series KAN layers (FourierKAN)."""
+
+    layer_class = FourierKANLinear
+
+
+def rational_activation(act_init: str = "gelu", order: tuple[int, int] = (5, 4),
+                        variant: str = "sum_abs") -> Callable[[], GroupRational]:
+    """Factory of a Padé activation unit: one rational shared by every channel (one group),
+    started from the rational fitted to ``act_init``."""
+    return partial(GroupRational, num_groups=1, order=tuple(order), init=act_init,
+                   variant=variant)
+
+
+@register_mixer("pau")
+class PAUMixer(MLPMixer):
+    """timm's ``Mlp`` whose activation is one learnable rational per layer (PAU)."""
+
+    def __init__(self, in_features: int, hidden_features: int | None = None,
+                 out_features: int | None = None, act_layer: ActLayer = nn.GELU,
+                 norm_layer: NormLayer = None, bias: bool = True, drop: float = 0.0,
+                 device: Any = None, dtype: torch.dtype | None = None, act_init: str = "gelu",
+                 order: tuple[int, int] = (5, 4), variant: str = "sum_abs") -> None:
+        super().__init__(in_features, hidden_features, out_features,
+                         act_layer=rational_activation(act_init, order, variant),
+                         norm_layer=norm_layer, bias=bias, drop=drop, device=device, dtype=dtype)
+
+
+@register_mixer("swiglu")
+class SwiGLUMixer(SwiGLU):
+    """timm's ``SwiGLU`` (gated MLP, SiLU gate)."""
+
+    def __init__(self, in_features: int, hidden_features: int | None = None,
+                 out_features: int | None = None, act_layer: ActLayer = nn.GELU,
+                 norm_layer: NormLayer = None, bias: bool = True, drop: float = 0.0,
+                 device: Any = None, dtype: torch.dtype | None = None) -> None:
+        super().__init__(in_features, hidden_features, out_features, act_layer=nn.SiLU,
+                         norm_layer=norm_layer, bias=bias, drop=drop, device=device,
+                         dtype=dtype)

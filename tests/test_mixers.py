@@ -7,30 +7,55 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from katbench.layers import GroupRational, KANLinear
-from katbench.mixers import MIXERS, RECOMPUTE, GRKANMixer, KANMixer, MLPMixer, build_mixer
+from katbench.layers import (
+    ChebyKANLinear,
+    FastKANLinear,
+    FourierKANLinear,
+    GroupRational,
+    KANLinear,
+)
+from katbench.mixers import (
+    MIXERS,
+    RECOMPUTE,
+    ChebyKANMixer,
+    FastKANMixer,
+    FourierKANMixer,
+    GRKANMixer,
+    KANMixer,
+    MLPMixer,
+    PAUMixer,
+    SwiGLUMixer,
+    build_mixer,
+)
+from katbench.run import MIXER_NAMES
+
+CLASSES = {"mlp": MLPMixer, "kan": KANMixer, "grkan": GRKANMixer, "fastkan": FastKANMixer,
+           "chebykan": ChebyKANMixer, "fourierkan": FourierKANMixer, "pau": PAUMixer,
+           "swiglu": SwiGLUMixer}
 
 
 def test_registry_names():
-    assert MIXERS == ("mlp", "kan", "grkan")
-    assert type(build_mixer("mlp", 8)) is MLPMixer
-    assert type(build_mixer("kan", 8)) is KANMixer
-    assert type(build_mixer("grkan", 8)) is GRKANMixer
+    assert MIXERS == ("mlp", "kan", "grkan", "fastkan", "chebykan", "fourierkan", "pau",
+                      "swiglu")
+    for name, cls in CLASSES.items():
+        assert type(build_mixer(name, 8)) is cls
+    assert sorted(MIXERS) == MIXER_NAMES   # one conf/mixer/<name>.yaml per registered mixer
 
 
 def test_unknown_mixer_lists_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown mixer 'moe'; known mixers: mlp, kan, grkan"):
+    with pytest.raises(ValueError, match=r"unknown mixer 'moe'; known mixers: mlp, kan, grkan, "
+                                         r"fastkan, chebykan, fourierkan, pau, swiglu$"):
         build_mixer("moe", 8)
 
 
-@pytest.mark.parametrize("name", ["mlp", "kan", "grkan"])
+@pytest.mark.parametrize("name", list(CLASSES))
 def test_shapes_and_defaults(name):
     mixer = build_mixer(name, 16, 32, 8)
     assert mixer(torch.randn(2, 3, 16)).shape == (2, 3, 8)
     assert build_mixer(name, 16)(torch.randn(4, 16)).shape == (4, 16)   # hidden = out = in
 
 
-@pytest.mark.parametrize("cls", [MLPMixer, KANMixer, GRKANMixer])
+@pytest.mark.parametrize("cls", list(CLASSES.values()))
 def test_timm_vision_transformer_takes_each_mixer(cls):
     torch.manual_seed(0)
     model = VisionTransformer(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2,
@@ -115,8 +140,52 @@ def test_grkan_dropout_and_norm_sit_on_the_hidden_features():
     assert block.norm.normalized_shape == (16,) and block.drop1.p == block.drop2.p == 0.5
 
 
+@pytest.mark.parametrize(("name", "layer", "kwargs", "per_edge"), [
+    ("kan", KANLinear, {"grid_size": 3, "spline_order": 2}, 3 + 2 + 2),
+    ("fastkan", FastKANLinear, {"grid_size": 6}, 6 + 1),
+    ("chebykan", ChebyKANLinear, {"degree": 3}, 3 + 1),
+    ("fourierkan", FourierKANLinear, {"grid_size": 2}, 2 * 2)])
+def test_kan_mixers_are_two_layers_of_their_kind(name, layer, kwargs, per_edge):
+    """layer(in -> hidden) -> norm -> layer(hidden -> out), the settings passed to both."""
+    mixer = build_mixer(name, 4, 6, 2, norm_layer=nn.LayerNorm, **kwargs)
+    assert type(mixer.fc1) is layer and type(mixer.fc2) is layer
+    assert (mixer.fc1.in_features, mixer.fc1.out_features) == (4, 6)
+    assert (mixer.fc2.in_features, mixer.fc2.out_features) == (6, 2)
+    assert isinstance(mixer.norm, nn.LayerNorm) and mixer.norm.normalized_shape == (6,)
+    edges = 4 * 6 + 6 * 2
+    extra = {"kan": 0, "fastkan": 2 * (4 + 6) + 6 + 2, "chebykan": 0, "fourierkan": 6 + 2}
+    kan_params = sum(p.numel() for p in (*mixer.fc1.parameters(), *mixer.fc2.parameters()))
+    assert kan_params == edges * per_edge + extra[name]
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(mixer(x), mixer.fc2(mixer.norm(mixer.fc1(x))))
+
+
+def test_pau_is_the_mlp_with_one_fitted_rational():
+    torch.manual_seed(0)
+    pau = build_mixer("pau", 8, 16, 4, act_init="relu", order=(3, 2))
+    assert isinstance(pau.act, GroupRational) and pau.act.num_groups == 1
+    assert pau.act.init == "relu" and pau.act.order == (3, 2)
+    assert pau.act.numerator.shape == (1, 4) and pau.act.denominator.shape == (1, 2)
+    mlp_params = 8 * 16 + 16 + 16 * 4 + 4
+    assert sum(p.numel() for p in pau.parameters()) == mlp_params + 4 + 2
+    x = torch.randn(5, 8)
+    torch.testing.assert_close(pau(x), pau.fc2(pau.act(pau.fc1(x))))
+    pau.act(x).sum().backward()   # one rational, shared by all channels, learnable
+    assert pau.act.denominator.grad.shape == (1, 2)
+
+
+def test_swiglu_gates_with_silu_whatever_the_host_activation():
+    torch.manual_seed(0)
+    block = build_mixer("swiglu", 8, 16, 4, act_layer=nn.GELU)
+    assert isinstance(block.act, nn.SiLU)
+    assert sum(p.numel() for p in block.parameters()) == 2 * (8 * 16 + 16) + 16 * 4 + 4
+    x = torch.randn(5, 8)
+    gate = nn.functional.silu(block.fc1_g(x))
+    torch.testing.assert_close(block(x), block.fc2(gate * block.fc1_x(x)))
+
+
 def test_reset_parameters_reinitialises():
-    for name in ("kan", "grkan"):
+    for name in ("kan", "grkan", "fastkan", "chebykan", "fourierkan"):
         mixer = build_mixer(name, 8, 8, **({"num_groups": 4} if name == "grkan" else {}))
         before = [p.clone() for p in mixer.parameters()]
         mixer.reset_parameters()

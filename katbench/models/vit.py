@@ -28,8 +28,7 @@ from timm.models import build_model_with_cfg, register_model
 from timm.models._registry import generate_default_cfgs
 from timm.models.vision_transformer import Attention, VisionTransformer, checkpoint_filter_fn
 
-from katbench.layers import GroupRational
-from katbench.mixers import build_mixer
+from katbench.mixers import build_mixer, rational_activation
 
 __all__ = ["ACTIVATIONS", "ATTN_INITS", "SIZES", "KATVisionTransformer", "activation_layer",
            "mimetic_init_", "vit_mixer"]
@@ -46,12 +45,12 @@ def activation_layer(name: str) -> Any:
 
     ``gelu``/``relu``/``silu``/``prelu`` are torch's (PReLU: one learnable slope per layer);
     ``pau`` is a Padé activation unit: one learnable rational (m, n) = (5, 4) per layer
-    (a :class:`GroupRational` with one group), started from the GELU fit it replaces.
+    (the ``pau`` mixer's activation), started from the GELU fit it replaces.
     """
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; use one of {ACTIVATIONS}")
     if name == "pau":
-        return partial(GroupRational, num_groups=1, init="gelu")
+        return rational_activation("gelu")
     return get_act_layer(name)
 
 
@@ -121,10 +120,11 @@ class KATVisionTransformer(VisionTransformer):
             self.init_weights(needs_reset=False)
 
     def init_weights(self, mode: str = "", needs_reset: bool = True) -> None:
-        """timm's ViT init, then each non-MLP mixer's own init, then the attention init."""
+        """timm's ViT init, then the own init of each mixer that has one (``reset_parameters``;
+        ``mlp``, ``pau`` and ``swiglu`` keep timm's), then the attention init."""
         super().init_weights(mode, needs_reset)
-        if self.mixer != "mlp":
-            for block in self.blocks:
+        for block in self.blocks:
+            if hasattr(block.mlp, "reset_parameters"):
                 block.mlp.reset_parameters()
         if self.attn_init == "mimetic":
             for block in self.blocks:
