@@ -103,6 +103,8 @@ def run_experiment(cfg: Any) -> dict[str, Any]:
     def log(epoch: int, values: dict[str, float]) -> None:
         if epoch % every == 0 or epoch == settings.epochs:
             logger.log_metrics(epoch, values)
+            if rank.is_main:
+                tracking.append_history(out, epoch, values)
 
     try:
         result = fit(spec, settings, out / "checkpoint.pt", resume=resume, log=log,

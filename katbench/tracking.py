@@ -1,7 +1,8 @@
 """Run folders, atomic writes, checkpoints and the MLflow logger (the one logger of katbench).
 
 A run lives in ``<results_dir>/runs/<task>/<mixer>/seed<k>/`` with ``config.yaml``,
-``metrics.json``, ``checkpoint.pt`` and any exported ``.npz`` arrays. Every file is written to a
+``metrics.json``, ``checkpoint.pt``, ``history.jsonl`` (the logged metrics of every epoch) and any
+exported ``.npz`` arrays. Every file but the append-only history is written to a
 temporary sibling and moved into place with ``os.replace``, so a reader (or a killed job) never
 sees half a file. MLflow and torch are imported only where needed (the report and the pipeline's
 store set-up stay light). SQLite "database is
@@ -65,13 +66,15 @@ def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
     except OSError as err:
         raise ValueError(f"results folder {out} is not writable ({err.strerror or err}); set "
                          "results_dir=<a writable folder> or fix its permissions") from err
-    if resume or overwrite:
+    if resume:
         return
-    if (out / "metrics.json").exists():
+    if (out / "metrics.json").exists() and not overwrite:
         raise ValueError(f"{out} already holds a finished run (metrics.json); pass "
                          "overwrite=true to replace it, resume=true to reuse it, or choose "
                          "another results_dir")
-    if (out / "checkpoint.pt").exists():
+    if (out / HISTORY).exists():   # a new run starts a new history
+        os.replace(out / HISTORY, out / f"{Path(HISTORY).stem}.previous.jsonl")
+    if (out / "checkpoint.pt").exists() and not overwrite:
         os.replace(out / "checkpoint.pt", out / "checkpoint.previous.pt")
         print(f"katbench: {out}/checkpoint.pt of an unfinished run kept as "
               "checkpoint.previous.pt (use resume=true to continue a run)", file=sys.stderr)
@@ -106,6 +109,36 @@ def atomic_write_text(path: Path, text: str) -> None:
 def write_json(path: Path, obj: Any) -> None:
     """Atomically write ``obj`` as indented JSON."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+HISTORY = "history.jsonl"   # in a run folder: one JSON object per logged epoch
+
+
+def append_history(out: Path, epoch: int, values: dict[str, float]) -> None:
+    """Append ``{"epoch": epoch, **values}`` as one line to ``out/history.jsonl``.
+
+    A resumed run appends again from its checkpoint's epoch; :func:`read_history` keeps the last
+    line of each epoch, so the file never needs rewriting (an append is the one write here that
+    is not atomic: a torn last line is skipped on reading).
+    """
+    with open(out / HISTORY, "a") as f:
+        f.write(json.dumps({"epoch": int(epoch), **{k: float(v) for k, v in values.items()}})
+                + "\n")
+
+
+def read_history(out: Path) -> list[dict[str, float]]:
+    """The per-epoch metrics of the run in ``out``, by epoch (empty without a history file)."""
+    path = out / HISTORY
+    if not path.exists():
+        return []
+    by_epoch: dict[int, dict[str, float]] = {}
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:   # a line torn by a kill mid-write
+            continue
+        by_epoch[int(row["epoch"])] = row
+    return [by_epoch[e] for e in sorted(by_epoch)]
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from katbench.report import build_report, paper_values
+from katbench.report import build_report, paper_values, publish
 from katbench.run import main
 
 
@@ -285,3 +285,33 @@ def test_commands_file_replaces_the_default_commands(tmp_path):
     build_report(tmp_path)
     assert "```bash\npython -m katbench.run task=toy_a \\\n    mixer=mlp\n" \
            "python -m katbench.report x\n```" in md_text(tmp_path)
+
+
+def test_thinned_history_keeps_evaluated_epochs_evenly_with_both_ends():
+    from katbench.report import thinned_history
+
+    history = [{"epoch": e, "train_loss": 1.0 / e, **({"test_mse": e} if e % 10 == 0 else {})}
+               for e in range(1, 2001)]
+    kept = thinned_history(history, limit=50)
+    assert len(kept) == 50 and all("test_mse" in row for row in kept)
+    assert kept[0]["epoch"] == 10 and kept[-1]["epoch"] == 2000
+    assert thinned_history(history[:5]) == history[:5]        # nothing evaluated: all kept
+
+
+def test_publish_carries_histories_and_draws_learning_curves(tmp_path):
+    from katbench import tracking
+
+    src, dest = tmp_path / "results", tmp_path / "published"
+    for mixer in ("mlp", "grkan"):
+        for seed in (0, 1):
+            _fake_run(src, "fit_xy", mixer, seed, "mse", 0.1, "function_fitting", hib=False)
+            run = src / "runs" / "fit_xy" / mixer / f"seed{seed}"
+            for epoch in range(1, 501):
+                tracking.append_history(run, epoch, {"train_loss": 1.0 / epoch,
+                                                     "test_mse": 1.0 / epoch ** (seed + 1)})
+    publish(src, dest)
+    copied = tracking.read_history(dest / "runs" / "fit_xy" / "grkan" / "seed1")
+    assert len(copied) == 200 and copied[-1] == {"epoch": 500, "train_loss": 1 / 500,
+                                                 "test_mse": 1 / 500 ** 2}
+    assert (dest / "plots" / "function_fitting_curves.png").stat().st_size > 10_000
+    assert "![function_fitting_curves](plots/function_fitting_curves.png)" in md_text(dest)

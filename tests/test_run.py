@@ -30,6 +30,9 @@ def test_fitting_run_writes_run_folder_and_mlflow_run(tmp_path):
     assert not list(run.glob(".*tmp")), "temporary files must be renamed into place"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs_done"] == 5 and metrics["params"] > 0
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5]
+    assert history[-1]["test_mse"] == metrics["final"]["test_mse"]
     assert metrics["selected_on"] == "val_mse" and metrics["final"]["test_mse"] > 0
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["mixer"] == {"name": "grkan", "num_groups": 1}   # the task's mixer layer

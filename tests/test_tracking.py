@@ -205,3 +205,29 @@ def test_hardware_names_the_cpu_and_its_threads():
 
     name = tracking.hardware(torch.device("cpu"))
     assert name.startswith("CPU ") and name.endswith(f"({torch.get_num_threads()} threads)")
+
+
+def test_history_keeps_the_last_line_of_each_epoch_and_skips_a_torn_line(tmp_path):
+    assert tracking.read_history(tmp_path) == []
+    for epoch, loss in ((1, 0.9), (2, 0.5), (3, 0.4)):
+        tracking.append_history(tmp_path, epoch, {"train_loss": loss})
+    for epoch, loss in ((3, 0.3), (4, 0.2)):          # resumed from the epoch-2 checkpoint
+        tracking.append_history(tmp_path, epoch, {"train_loss": loss})
+    with open(tmp_path / tracking.HISTORY, "a") as f:
+        f.write('{"epoch": 5, "train_lo')             # killed mid-write
+    assert tracking.read_history(tmp_path) == [
+        {"epoch": 1, "train_loss": 0.9}, {"epoch": 2, "train_loss": 0.5},
+        {"epoch": 3, "train_loss": 0.3}, {"epoch": 4, "train_loss": 0.2}]
+
+
+@pytest.mark.parametrize("flags", [{"resume": False, "overwrite": False},
+                                   {"resume": False, "overwrite": True}])
+def test_a_run_that_starts_over_moves_the_old_history_aside(tmp_path, flags):
+    tracking.append_history(tmp_path, 7, {"train_loss": 0.1})
+    old = (tmp_path / tracking.HISTORY).read_text()
+    tracking.prepare_run_dir(tmp_path, **flags)
+    assert tracking.read_history(tmp_path) == []
+    assert (tmp_path / "history.previous.jsonl").read_text() == old
+    tracking.append_history(tmp_path, 1, {"train_loss": 0.2})
+    tracking.prepare_run_dir(tmp_path, resume=True, overwrite=False)
+    assert tracking.read_history(tmp_path) == [{"epoch": 1, "train_loss": 0.2}]

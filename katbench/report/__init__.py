@@ -7,17 +7,19 @@
 profile), ``summary.md`` and ``plots/``. Every table and plot is derived from these rows or from
 the arrays a run exported (plots whose arrays are absent are skipped). Runs listed on the
 command line without ``metrics.json`` (failed, or never run) are shown as missing, never as
-zeros. ``--publish DEST`` copies each finished run's ``metrics.json`` and ``config.yaml`` to
-``DEST/runs/...`` and builds the report in DEST from them.
+zeros. ``--publish DEST`` copies each finished run's ``metrics.json`` and ``config.yaml`` (and
+its evaluated epochs, for the learning curves) to ``DEST/runs/...`` and builds the report in DEST
+from them.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 
-from katbench.plots import plot_arrays, plot_family_bars, plot_run
+from katbench.plots import plot_arrays, plot_family_bars, plot_family_curves, plot_run
 from katbench.report.compare import Paired, paired_difference
 from katbench.report.runs import (
     collect,
@@ -30,13 +32,20 @@ from katbench.report.runs import (
 )
 from katbench.report.summary import default_commands, markdown
 from katbench.report.table9 import table9
-from katbench.tracking import atomic_write_bytes, atomic_write_text, run_dir
+from katbench.tracking import (
+    HISTORY,
+    atomic_write_bytes,
+    atomic_write_text,
+    read_history,
+    run_dir,
+)
 
 __all__ = ["Paired", "build_report", "collect", "markdown", "paired_difference", "paper_values",
            "plot_run", "publish", "run_record", "run_rows", "table9"]
 
 PUBLISHED = ("metrics.json", "config.yaml")
 PUBLISHED_FROM = "published_from.txt"   # the results folder publish() copied the runs from
+PUBLISHED_HISTORY_ROWS = 200   # a published history keeps at most this many evaluated epochs
 COMMANDS = "commands.sh"   # in a results folder: the commands that made its runs, for the report
 
 
@@ -63,6 +72,7 @@ def build_report(results_dir: str | Path, expected: list[str] | None = None,
     if not table.empty:
         families = families_of(runs)
         plots += plot_family_bars(table, families, results_dir / "plots")
+        plots += plot_family_curves(results_dir, families, results_dir / "plots")
         plots += plot_arrays(results_dir, results_dir / "plots", families)
     else:
         (results_dir / "plots").mkdir(parents=True, exist_ok=True)
@@ -81,9 +91,21 @@ def build_report(results_dir: str | Path, expected: list[str] | None = None,
     return table
 
 
+def thinned_history(history: list[dict[str, float]],
+                    limit: int = PUBLISHED_HISTORY_ROWS) -> list[dict[str, float]]:
+    """The epochs of ``history`` that were evaluated (a ``test_*`` value; all when none was),
+    at most ``limit`` of them evenly spaced, the first and last always kept."""
+    evaluated = [row for row in history if any(k.startswith("test_") for k in row)] or history
+    if len(evaluated) <= limit:
+        return evaluated
+    keep = sorted({round(i * (len(evaluated) - 1) / (limit - 1)) for i in range(limit)})
+    return [evaluated[i] for i in keep]
+
+
 def publish(results_dir: str | Path, dest: str | Path, expected: list[str] | None = None
             ) -> pd.DataFrame:
-    """Copy the finished runs' ``metrics.json`` and ``config.yaml`` (only those) to
+    """Copy the finished runs' ``metrics.json`` and ``config.yaml`` (only those, plus their
+    evaluated epochs from ``history.jsonl``, see :func:`thinned_history`) to
     ``dest/runs/<task>/<mixer>/seed<k>/``, then build the report in ``dest``; return its table.
 
     ``expected``: the run ids to publish (default: every finished run); those not finished are
@@ -103,5 +125,9 @@ def publish(results_dir: str | Path, dest: str | Path, expected: list[str] | Non
             if (source / name).exists():
                 atomic_write_bytes(run_dir(dest, task, mixer, seed) / name,
                                    (source / name).read_bytes())
+        history = thinned_history(read_history(source))
+        if history:
+            atomic_write_text(run_dir(dest, task, mixer, seed) / HISTORY,
+                              "".join(json.dumps(row) + "\n" for row in history))
     atomic_write_text(dest / PUBLISHED_FROM, f"{results_dir}\n")
     return build_report(dest, expected)
