@@ -7,10 +7,14 @@
     snakemake --cores all --config profile=paper tasks=digits,tab_qsar_bio   # a subset of tasks
     snakemake --cores all --keep-going           # let the other jobs finish when one fails
     snakemake --cores 1 --config overrides="trainer.epochs=2"   # key=value for every run
+    # your own data (tab_csv, mol_csv, images): every mixer on one file, its own results folder
+    snakemake --cores all --config tasks=tab_csv results_dir=results/my overrides="data.path=my.csv data.target=y"
 
 Tasks are discovered from tasks/*.yaml: a task runs in a profile when its `profiles:` section
-lists that profile. A task's `pipeline:` section (threads, gpu, group, seeds, priority), updated
-by its `profiles.<profile>.pipeline`, says how it runs: tasks sharing a group run as one job per
+lists that profile; one with `pipeline.on_request: true` (the own-data tasks tab_csv, mol_csv and
+images, whose file comes from `overrides`) only when --config tasks= names it. A task's
+`pipeline:` section (threads, gpu, group, seeds, priority), updated by its
+`profiles.<profile>.pipeline`, says how it runs: tasks sharing a group run as one job per
 mixer (all their tasks and seeds in one process, one run folder each), every other task one job
 per (task, mixer, seed); `seeds` replaces the profile's seeds for that task (--config seeds=...
 replaces both); higher `priority` starts first (long jobs, so that 2 cores stay busy to the end).
@@ -54,8 +58,10 @@ for _path in sorted((BASE / "tasks").glob("*.yaml")):
     _doc = yaml.safe_load(_path.read_text())
     _profiles = _doc.get("profiles") or {}
     _family = (_doc.get("task") or {}).get("family")
+    _named = _path.stem in ONLY
+    _on_request = (_doc.get("pipeline") or {}).get("on_request")
     if PROFILE in _profiles and (not FAMILIES or _family in FAMILIES) and (
-            not ONLY or _path.stem in ONLY):
+            _named or not (ONLY or _on_request)):
         TASKS[_path.stem] = {**(_doc.get("pipeline") or {}),
                              **((_profiles[PROFILE] or {}).get("pipeline") or {})}
 

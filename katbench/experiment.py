@@ -53,13 +53,13 @@ def _peak_memory_mb(device: torch.device) -> float:
 def run_experiment(cfg: Any) -> dict[str, Any]:
     """Run one configured experiment end to end and return its ``metrics.json`` content.
 
-    Validates the settings, joins the ``torchrun`` group if any, prepares the run folder (never
-    destroying a previous run: :func:`katbench.tracking.prepare_run_dir`), seeds, builds the
-    task, writes ``config.yaml``, opens the MLflow run (linked to the interrupted one on
-    resume), trains with :func:`fit`, exports arrays/plots, writes ``metrics.json`` last (its
-    presence means the run finished) and closes the MLflow run as FINISHED, or KILLED
-    (stopped by a signal) / FAILED (with the reason as tag ``katbench.error``). Only rank 0
-    writes files and talks to MLflow.
+    Validates the settings, joins the ``torchrun`` group if any, seeds, builds the task (so that
+    data errors leave the results folder untouched), prepares the run folder (never destroying a
+    previous run: :func:`katbench.tracking.prepare_run_dir`), writes ``config.yaml``, opens the
+    MLflow run (linked to the interrupted one on resume), trains with :func:`fit`, exports
+    arrays/plots, writes ``metrics.json`` last (its presence means the run finished) and closes
+    the MLflow run as FINISHED, or KILLED (stopped by a signal) / FAILED (with the reason as tag
+    ``katbench.error``). Only rank 0 writes files and talks to MLflow.
     """
     from omegaconf import OmegaConf
 
@@ -78,10 +78,12 @@ def run_experiment(cfg: Any) -> dict[str, Any]:
     every = int(tc.log_every)
     if every < 1:
         raise ValueError(f"tracking.log_every={every} is invalid; set it to an integer >= 1")
+    seed_everything(seed)
+    # The task is built first: a bad data file or setting stops the run before anything in the
+    # results folder is created or moved.
+    spec = build_task(cfg)
     if rank.is_main:
         tracking.prepare_run_dir(out, resume=resume, overwrite=bool(cfg.overwrite))
-    seed_everything(seed)
-    spec = build_task(cfg)
     n_params = sum(p.numel() for p in spec.model.parameters() if p.requires_grad)
     logger: Any = tracking.NullLogger()
     if rank.is_main:

@@ -27,8 +27,10 @@ def _dry_run(tmp_path, *config):
 
 
 def _tasks(profile):
+    """The tasks a plain pipeline run of ``profile`` runs (on-request tasks only when named)."""
     docs = {p.stem: yaml.safe_load(p.read_text()) for p in sorted((ROOT / "tasks").glob("*.yaml"))}
-    return {t: d for t, d in docs.items() if profile in (d.get("profiles") or {})}
+    return {t: d for t, d in docs.items() if profile in (d.get("profiles") or {})
+            and not (d.get("pipeline") or {}).get("on_request")}
 
 
 def test_quick_dry_run_lists_all_tasks_mixers_seeds(tmp_path):

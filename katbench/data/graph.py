@@ -141,6 +141,26 @@ def generate_sbm(name: str, params: dict[str, Any], seed: int, pe_dim: int
     return out
 
 
+def largest_fragment(mol: Any) -> Any:
+    """The RDKit molecule's largest fragment (salts and counter-ions dropped)."""
+    from rdkit import Chem
+
+    return max(Chem.GetMolFrags(mol, asMols=True), key=lambda f: f.GetNumAtoms())
+
+
+def zinc_atom_index(atom: Any) -> int | None:
+    """Index of an RDKit atom in :data:`ZINC_ATOMS` (element, bracket hydrogens and charge, else
+    element + charge, else element), or ``None`` when the vocabulary lacks it."""
+    charge = atom.GetFormalCharge()
+    sign = "" if charge == 0 else " +" if charge > 0 else " -"
+    hs = atom.GetNumExplicitHs()
+    for token in (f"{atom.GetSymbol()}{f' H{hs}' if hs else ''}{sign}",
+                  f"{atom.GetSymbol()}{sign}", atom.GetSymbol()):
+        if token in ZINC_ATOMS:
+            return ZINC_ATOMS.index(token)
+    return None
+
+
 def smiles_to_graph(smiles: str, target: float, pe_dim: int) -> Data:
     """Largest fragment of ``smiles`` as a kekulised graph in the ZINC benchmark vocabularies.
 
@@ -153,21 +173,15 @@ def smiles_to_graph(smiles: str, target: float, pe_dim: int) -> Data:
     mol = Chem.MolFromSmiles(smiles)
     if mol is None:
         raise ValueError(f"RDKit cannot parse SMILES {smiles!r}")
-    mol = max(Chem.GetMolFrags(mol, asMols=True), key=lambda f: f.GetNumAtoms())
+    mol = largest_fragment(mol)
     Chem.Kekulize(mol, clearAromaticFlags=True)
     atoms = []
     for atom in mol.GetAtoms():
-        charge = atom.GetFormalCharge()
-        sign = "" if charge == 0 else " +" if charge > 0 else " -"
-        hs = atom.GetNumExplicitHs()
-        for token in (f"{atom.GetSymbol()}{f' H{hs}' if hs else ''}{sign}",
-                      f"{atom.GetSymbol()}{sign}", atom.GetSymbol()):
-            if token in ZINC_ATOMS:
-                atoms.append(ZINC_ATOMS.index(token))
-                break
-        else:
-            raise ValueError(f"atom {atom.GetSymbol()} (charge {charge}) of {smiles!r} is not "
-                             "in the ZINC vocabulary")
+        index = zinc_atom_index(atom)
+        if index is None:
+            raise ValueError(f"atom {atom.GetSymbol()} (charge {atom.GetFormalCharge()}) of "
+                             f"{smiles!r} is not in the ZINC vocabulary")
+        atoms.append(index)
     src, dst, bonds = [], [], []
     for bond in mol.GetBonds():
         i, j, kind = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), str(bond.GetBondType())

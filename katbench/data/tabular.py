@@ -1,4 +1,4 @@
-"""Binary-classification tables of TabTransformer's benchmark (KAT paper Table 9), and your own.
+"""Tables of TabTransformer's benchmark (KAT paper Table 9, binary), and your own (any target).
 
 A table comes from one of three sources, tried in this order:
 
@@ -13,7 +13,9 @@ A table comes from one of three sources, tried in this order:
 ``cardinality = levels + 1``), raw float continuous features (``NaN`` = missing) and a 0/1 label.
 A column is categorical when its dtype is non-numeric (string, object, category, bool): the
 dtype OpenML gives nominal attributes. Task files override either way (``categorical`` /
-``continuous``); a continuous override coerces text to numbers, blanks becoming missing.
+``continuous``); a continuous override coerces text to numbers, blanks becoming missing. The
+target is encoded by :func:`katbench.data.targets.encode_target` (binary for the benchmark's
+tables; ``kind="auto"`` infers binary / multiclass / regression for your own).
 Continuous features are scaled per column with training statistics only (``data.scaling``:
 ``standard``, the default, :func:`standardize`; or ``quantile``, :func:`quantile_normal`).
 :func:`split_indices` is the TabTransformer protocol: 5 stratified folds, fold ``k`` is the
@@ -32,6 +34,7 @@ import pandas as pd
 import torch
 
 from katbench.data.cache import cache_root, sha256_file
+from katbench.data.targets import Target, encode_target
 
 TABLES_DIR = Path(__file__).with_name("tables")
 # name -> (SHA-256 of katbench/data/tables/<name>.parquet, rows); README.md there says where
@@ -52,15 +55,19 @@ SHIPPED: dict[str, tuple[str, int]] = {
 
 @dataclass
 class EncodedTable:
-    """A table ready for TabTransformer: codes, raw continuous values and 0/1 labels."""
+    """A table ready for TabTransformer: codes, raw continuous values and encoded labels."""
 
     x_cat: np.ndarray            # (n, n_cat) int64; 0 = missing, 1.. = sorted levels
     x_cont: np.ndarray           # (n, n_cont) float64; NaN = missing
-    y: np.ndarray                # (n,) float32 in {0, 1}
+    target: Target               # labels (target.y) and their kind
     cat_names: list[str]
     cardinalities: list[int]     # levels + 1 (the missing slot) per categorical column
     cont_names: list[str]
-    positive: Any                # the target value mapped to 1
+
+    @property
+    def y(self) -> np.ndarray:
+        """The encoded labels, ``(n,)``."""
+        return self.target.y
 
 
 def read_shipped(name: str) -> pd.DataFrame:
@@ -139,27 +146,6 @@ def load_frame(dataset: str | None = None, openml_id: int | None = None,
                      "data.openml_id=<id> or data.path=<csv/parquet> with data.target=<column>")
 
 
-def binarize(target: pd.Series, positive: Any = None) -> tuple[np.ndarray, Any]:
-    """0/1 labels: 1 where ``target == positive`` (default: the larger of exactly two values)."""
-    values = sorted(target.dropna().unique().tolist(), key=str)
-    if len(values) < 2:
-        raise ValueError(f"target column {target.name!r} has a single class {values}; binary "
-                         "classification needs two (check data.target)")
-    if positive is None:
-        if len(values) > 2:
-            raise ValueError(f"target column {target.name!r} has {len(values)} classes "
-                             f"({values[:6]}...); set data.positive=<the positive value>")
-        positive = values[-1]
-    matches = target.astype(str) == str(positive)
-    if not matches.any():
-        raise ValueError(f"data.positive={positive!r} never occurs in target column "
-                         f"{target.name!r}; its values are {values[:10]}")
-    if matches.all():
-        raise ValueError(f"every row of target column {target.name!r} is {positive!r}: a single "
-                         "class; binary classification needs two")
-    return matches.to_numpy(np.float32), positive
-
-
 def feature_types(frame: pd.DataFrame, categorical: Sequence[str] = (),
                   continuous: Sequence[str] = ()) -> tuple[list[str], list[str]]:
     """(categorical, continuous) column names: non-numeric dtypes are categorical, unless
@@ -182,8 +168,11 @@ def feature_types(frame: pd.DataFrame, categorical: Sequence[str] = (),
 
 def encode(frame: pd.DataFrame, target: str, positive: Any = None,
            categorical: Sequence[str] = (), continuous: Sequence[str] = (),
-           drop: Sequence[str] = ()) -> EncodedTable:
-    """Codes, continuous values and labels of ``frame``; rows with a missing target dropped."""
+           drop: Sequence[str] = (), kind: str = "binary") -> EncodedTable:
+    """Codes, continuous values and labels of ``frame``; rows with a missing target dropped.
+
+    ``kind``: ``binary`` (the benchmark), ``multiclass``, ``regression`` or ``auto``
+    (:func:`katbench.data.targets.infer_kind`)."""
     if target not in frame.columns:
         raise ValueError(f"target column {target!r} is not in the table; columns: "
                          f"{', '.join(map(str, frame.columns))} (set data.target)")
@@ -191,7 +180,11 @@ def encode(frame: pd.DataFrame, target: str, positive: Any = None,
     if unknown:
         raise ValueError(f"data.drop lists {unknown}, which are not columns")
     frame = frame[frame[target].notna()].reset_index(drop=True)
-    y, positive = binarize(frame[target], positive)
+    if frame.empty:
+        raise ValueError(f"target column {target!r} is empty (every value missing); set "
+                         "data.target to a column with values")
+    labels = encode_target(frame[target], kind, positive)
+    y = labels.y
     features = frame.drop(columns=[target, *drop])
     cats, conts = feature_types(features, categorical, continuous)
     codes, cards = [], []
@@ -204,11 +197,12 @@ def encode(frame: pd.DataFrame, target: str, positive: Any = None,
     x_cont = np.stack([pd.to_numeric(features[c], errors="coerce").to_numpy(np.float64)
                        for c in conts], 1) if conts else np.zeros((len(y), 0))
     x_cat = np.stack(codes, 1) if codes else np.zeros((len(y), 0), np.int64)
-    return EncodedTable(x_cat, x_cont, y, cats, cards, conts, positive)
+    return EncodedTable(x_cat, x_cont, labels, cats, cards, conts)
 
 
 def stratified_subset(y: np.ndarray, max_rows: int | None, seed: int) -> np.ndarray:
-    """Indices of at most ``max_rows`` rows keeping the class ratio (all rows when ``None``)."""
+    """Indices of at most ``max_rows`` rows keeping the ratio of the strata ``y`` (class labels,
+    or :attr:`Target.strata`), all rows when ``None``."""
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(y))
@@ -220,7 +214,8 @@ def stratified_subset(y: np.ndarray, max_rows: int | None, seed: int) -> np.ndar
 
 def split_indices(y: np.ndarray, fold: int, n_folds: int = 5, val_fraction: float = 0.15,
                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(train, val, test) row indices of fold ``fold``: stratified, the same for every mixer.
+    """(train, val, test) row indices of fold ``fold``: stratified on ``y`` (class labels, or
+    :attr:`Target.strata`), the same for every mixer.
 
     Test is fold ``fold`` of ``StratifiedKFold(n_folds, shuffle, seed)``; ``val_fraction`` of
     all rows is then drawn, stratified, from the other folds (TabTransformer: 65/15/20).
@@ -229,6 +224,11 @@ def split_indices(y: np.ndarray, fold: int, n_folds: int = 5, val_fraction: floa
 
     if not 0 <= fold < n_folds:
         raise ValueError(f"fold={fold} is outside 0..{n_folds - 1}")
+    labels, counts = np.unique(y, return_counts=True)
+    if counts.min() < n_folds:
+        raise ValueError(f"label {labels[counts.argmin()]!r} has {counts.min()} rows; a stratified "
+                         f"{n_folds}-fold split needs at least {n_folds} per label: set "
+                         "split.n_folds lower, or merge or drop the rare classes")
     folds = StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
     rest, test = list(folds)[fold]
     val_share = val_fraction / (1 - 1 / n_folds)

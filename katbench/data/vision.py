@@ -9,6 +9,8 @@
   for validation by a seed-independent permutation; the official test set is the test split.
 * ImageFolder (ImageNet): ``<root>/train/<class>/*`` and ``<root>/val/<class>/*``; the val
   folder is the test split (as the paper reports IN-1k val top-1).
+* ``folder``: your own images (:func:`folder_splits`), decoded once into memory at a small
+  resolution; ``<root>/<class>/*``, or ``<root>/train`` with ``val`` and/or ``test`` beside it.
 
 Training transforms for CIFAR and ImageFolder are timm's ``create_transform`` (random resized
 crop, flip, RandAugment, random erasing), evaluation transforms resize + centre crop; Mixup /
@@ -17,6 +19,7 @@ CutMix / label smoothing are timm's ``Mixup``, applied on the device in the task
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,16 +32,19 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from katbench.data.cache import cache_root
 
-__all__ = ["CIFAR_STATS", "DIGITS_TEST_FRACTION", "ImageSplits", "build_transform",
-           "cifar_splits", "digits_splits", "imagefolder_splits", "mixup_fn"]
+__all__ = ["CIFAR_STATS", "DIGITS_TEST_FRACTION", "IMAGE_SUFFIXES", "ImageSplits",
+           "build_transform", "cifar_splits", "digits_splits", "folder_splits",
+           "imagefolder_splits", "mixup_fn"]
 
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0  # the test split never changes with the run seed
 CIFAR_VAL_SIZE = 5000
+SPLITS_ORDER = ("train", "val", "test")
 CIFAR_SPLIT_SEED = 0
 CIFAR_STATS = {"cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
                "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))}
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 @dataclass
@@ -218,6 +224,116 @@ def imagefolder_splits(root: str, seed: int, batch_size: int, *, img_size: int =
     return ImageSplits(train=_loader(train, batch_size, train=True, **kw), val=None,
                        test=_loader(test, eval_batch_size, train=False, **kw),
                        num_classes=len(train.classes), in_chans=3, img_size=img_size)
+
+
+def _class_files(folder: Path) -> dict[str, list[Path]]:
+    """``{class: image paths}`` of ``folder/<class>/**`` (hidden files ignored); a
+    ``ValueError`` naming the fix for no class folders, one class, an empty class or a file that
+    is not an image."""
+    if not folder.is_dir():
+        raise ValueError(f"data.root={folder} is not a folder; pass a folder of class folders "
+                         "(DIR/<class>/*.png|jpg)")
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    classes = sorted(p for p in entries if p.is_dir())
+    if not classes:
+        found = f" ({len(entries)} files directly in it)" if entries else " (it is empty)"
+        raise ValueError(f"{folder} has no class folders{found}; put each class's images in "
+                         f"{folder}/<class>/")
+    if len(classes) < 2:
+        raise ValueError(f"{folder} has one class folder ({classes[0].name}); classification "
+                         f"needs at least two: add {folder}/<another class>/ with its images")
+    files = {c.name: sorted(f for f in c.rglob("*") if f.is_file()
+                            and not any(part.startswith(".") for part in f.relative_to(c).parts))
+             for c in classes}
+    empty = [name for name, fs in files.items() if not fs]
+    if empty:
+        raise ValueError(f"class folder {folder / empty[0]} has no images; add some or remove it")
+    others = [f for fs in files.values() for f in fs if f.suffix.lower() not in IMAGE_SUFFIXES]
+    if others:
+        named = ", ".join(str(f.relative_to(folder)) for f in others[:3])
+        raise ValueError(f"{len(others)} files in {folder} are not images ({named}"
+                         f"{', ...' if len(others) > 3 else ''}); remove them or move them out "
+                         f"(images: {' '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _read_images(paths: list[Path], img_size: int, root: Path) -> torch.Tensor:
+    """``(n, 3, s, s)`` float RGB images in [0, 1], each resized (bilinear) to ``s x s``."""
+    from PIL import Image
+
+    arrays, bad = [], []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                arrays.append(np.asarray(image.convert("RGB").resize(
+                    (img_size, img_size), Image.Resampling.BILINEAR)))
+        except (OSError, ValueError):    # PIL's UnidentifiedImageError is an OSError
+            bad.append(str(path.relative_to(root)))
+    if bad:
+        raise ValueError(f"{len(bad)} files in {root} cannot be read as images "
+                         f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); replace or "
+                         "remove them")
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def folder_splits(root: str, seed: int, batch_size: int, *, img_size: int = 32,
+                  val_fraction: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0,
+                  eval_batch_size: int = 256) -> ImageSplits:
+    """Your own images as in-memory ``(x, y)`` batches, ``x`` of shape ``(B, 3, s, s)``.
+
+    Layouts: ``root/<class>/*`` (every split drawn from it), or ``root/train/<class>/*`` with
+    ``root/val`` and/or ``root/test``. The test split is ``root/test``, else ``root/val`` (as
+    ImageNet reports val), else ``test_fraction`` of each class of the training images; the
+    validation split is ``root/val`` when ``root/test`` exists too, else ``val_fraction`` of
+    each class of the remaining training images. Drawn splits depend only on ``split_seed``, so
+    every mixer and seed is tested on the same images. Images are converted to RGB, resized to
+    ``img_size`` (no crop) and standardised per channel with the training split's statistics.
+    """
+    base = Path(root).expanduser()
+    if not base.is_dir():
+        raise ValueError(f"data.root={root} does not exist; pass a folder of class folders "
+                         "(DIR/<class>/*.png|jpg)")
+    named = {s: base / s for s in ("train", "val", "test") if (base / s).is_dir()}
+    train_dir = named.get("train", base)
+    files = _class_files(train_dir)
+    classes = sorted(files)
+    paths = [f for c in classes for f in files[c]]
+    labels = np.array([i for i, c in enumerate(classes) for _ in files[c]])
+    sources = {}
+    if "train" in named:
+        sources = {s: named[s] for s in ("val", "test") if s in named} if "test" in named \
+            else {"test": named["val"]} if "val" in named else {}
+    held: dict[str, tuple[list[Path], np.ndarray]] = {}
+    for split, folder in sources.items():
+        other = _class_files(folder)
+        if sorted(other) != classes:
+            raise ValueError(f"{folder} has class folders {sorted(other)} but {train_dir} has "
+                             f"{classes}; use the same class folders")
+        held[split] = ([f for c in classes for f in other[c]],
+                       np.array([i for i, c in enumerate(classes) for _ in other[c]]))
+    index = np.arange(len(paths))
+    for split, fraction in (("test", test_fraction), ("val", val_fraction)):
+        if split not in held:
+            if not 0 < fraction < 1:
+                raise ValueError(f"data.{split}_fraction={fraction} must be in (0, 1)")
+            within, out = _stratified_split(labels[index], fraction, split_seed)
+            held[split] = ([paths[i] for i in index[out]], labels[index[out]])
+            index = index[within]
+    held["train"] = ([paths[i] for i in index], labels[index])
+    images = {s: _read_images(held[s][0], img_size, base) for s in SPLITS_ORDER}
+    mean = images["train"].mean((0, 2, 3), keepdim=True)
+    std = images["train"].std((0, 2, 3), keepdim=True).clamp_min(1e-3)
+    sets = {s: TensorDataset((images[s] - mean) / std, torch.as_tensor(held[s][1]))
+            for s in SPLITS_ORDER}
+    print(f"images: {len(classes)} classes ({', '.join(classes[:8])}"
+          f"{', ...' if len(classes) > 8 else ''}) in {base}, train/val/test "
+          f"{'/'.join(str(len(sets[s])) for s in SPLITS_ORDER)} at {img_size}x{img_size}",
+          file=sys.stderr, flush=True)
+    return ImageSplits(
+        train=_loader(sets["train"], batch_size, train=True, seed=seed),
+        val=_loader(sets["val"], eval_batch_size, train=False, seed=seed),
+        test=_loader(sets["test"], eval_batch_size, train=False, seed=seed),
+        num_classes=len(classes), in_chans=3, img_size=img_size)
 
 
 def mixup_fn(num_classes: int, *, mixup: float = 0.0, cutmix: float = 0.0, prob: float = 1.0,

@@ -14,7 +14,8 @@ where the column embedding :math:`e_i(j) = [c_i, w_{ij}]` concatenates a per-col
 :math:`f_k` is a post-norm transformer layer (``LN(x + MHA(x))``, then ``LN(x + FF(x))``) whose
 ``FF`` is ``build_mixer(mixer, d, 4d, d)``, and ``g`` is the head MLP with hidden widths
 ``4l, 2l`` for its input width :math:`l = md + c` (ReLU). With ``head_mixer=True`` the head's
-``l -> 4l -> 2l`` part is also a mixer: ``build_mixer(mixer, l, 4l, 2l)``, ReLU, ``Linear(2l, 1)``.
+``l -> 4l -> 2l`` part is also a mixer: ``build_mixer(mixer, l, 4l, 2l)``, ReLU,
+``Linear(2l, outputs)`` (one logit or value; one logit per class for ``outputs > 1``).
 With no categorical columns the transformer is empty and the model is the head on ``LN(x_cont)``.
 ``LN`` normalises each row across its continuous features (``cont_norm="layer"``, the paper's
 Figure 1; with one continuous feature it is skipped). It discards each row's mean and spread over
@@ -78,7 +79,8 @@ class TransformerLayer(nn.Module):
 
 
 class TabTransformer(nn.Module):
-    """``forward(x_cat, x_cont) -> (batch,)`` logits; defaults are TabTransformer's.
+    """``forward(x_cat, x_cont) -> (batch,)`` logits, or ``(batch, outputs)`` for
+    ``outputs > 1``; defaults are TabTransformer's.
 
     ``mixer`` / ``mixer_kwargs`` build the transformer's feed-forward blocks; ``head_mixer``
     makes the head's first two layers a mixer too, built with ``head_mixer_kwargs`` (default:
@@ -91,7 +93,7 @@ class TabTransformer(nn.Module):
                  heads: int = 8, attn_dropout: float = 0.1, ff_dropout: float = 0.1,
                  head_mults: tuple[int, int] = (4, 2), head_mixer: bool = False,
                  head_mixer_kwargs: dict[str, Any] | None = None,
-                 cont_norm: str = "layer") -> None:
+                 cont_norm: str = "layer", outputs: int = 1) -> None:
         super().__init__()
         if not cardinalities and n_continuous == 0:
             raise ValueError("TabTransformer needs at least one categorical or continuous feature")
@@ -112,7 +114,7 @@ class TabTransformer(nn.Module):
             hidden: nn.Module = build_mixer(mixer, width, h1, h2, **kwargs)
         else:
             hidden = nn.Sequential(nn.Linear(width, h1), nn.ReLU(), nn.Linear(h1, h2))
-        self.head = nn.Sequential(hidden, nn.ReLU(), nn.Linear(h2, 1))
+        self.head = nn.Sequential(hidden, nn.ReLU(), nn.Linear(h2, outputs))
         self.input_width = width
 
     def forward(self, x_cat: torch.Tensor, x_cont: torch.Tensor) -> torch.Tensor:
@@ -124,7 +126,8 @@ class TabTransformer(nn.Module):
             parts.append(h.flatten(1))
         if x_cont.shape[1]:
             parts.append(self.cont_norm(x_cont))
-        return self.head(torch.cat(parts, 1)).squeeze(-1)
+        out = self.head(torch.cat(parts, 1))
+        return out.squeeze(-1) if out.shape[-1] == 1 else out
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:

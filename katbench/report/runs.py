@@ -25,7 +25,8 @@ RUN_COLUMNS = ["task", "family", "mixer", "seed", "metric", "value", "epochs", "
 UNKNOWN = "unknown"
 # Extra test metrics a run exports beside metrics.json: file -> {array: (metric, higher?)}.
 EXPORTED = {"test_predictions.npz": {"accuracy": ("test_accuracy", True),
-                                     "log_loss": ("test_log_loss", False)}}
+                                     "log_loss": ("test_log_loss", False),
+                                     "rmse": ("test_rmse", False), "mae": ("test_mae", False)}}
 RUN_ID = re.compile(r"([^/]+)/([^/]+)/seed(\d+)")
 
 
@@ -60,14 +61,15 @@ def selected(metrics: dict[str, Any]) -> tuple[str, float]:
 def run_rows(metrics: dict[str, Any], paper: dict[str, Any],
              exported: dict[str, tuple[float, bool]] | None = None) -> list[dict[str, Any]]:
     """Tidy rows of one run: the selected test metric, the final one, exported extra test
-    metrics (``{metric: (value, higher_is_better)}``), size and cost."""
+    metrics (``{metric: (value, higher_is_better)}``; one named like the selected metric is
+    left out), size and cost."""
     hib = metrics["higher_is_better"]
     key, value = selected(metrics)
     ref = paper.get(metrics["task"], {})
     rows = [(key, value, hib, ref.get("values", {}).get(metrics["mixer"])
              if ref.get("metric") == key else None),
             (f"final_{key}", metrics["final"][key], hib, None),
-            *[(k, v, h, None) for k, (v, h) in (exported or {}).items()],
+            *[(k, v, h, None) for k, (v, h) in (exported or {}).items() if k != key],
             ("params", metrics["params"], False, None),
             ("train_time_s", metrics["train_time_s"], False, None),
             ("peak_memory_mb", metrics["peak_memory_mb"], False, None)]
@@ -128,6 +130,9 @@ def profiles_of(runs: pd.DataFrame) -> set[str]:
 
 
 def main_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """Each run's selected test metric (one row per run) from the tidy table."""
-    return table[table.metric.str.startswith("test_") & ~table.metric.isin(
-        [m for fields in EXPORTED.values() for m, _ in fields.values()])]
+    """Each run's selected test metric (one row per run) from the tidy table: the ``test_``
+    metric that also has a ``final_`` row (exported extra metrics have none)."""
+    run = ["task", "mixer", "seed"]
+    finals = table[table.metric.str.startswith("final_test_")][run + ["metric"]]
+    selected = finals.assign(metric=finals.metric.str.removeprefix("final_"))
+    return table.merge(selected, on=[*run, "metric"])

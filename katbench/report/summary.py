@@ -18,7 +18,7 @@ from katbench.report.runs import (
     profiles_of,
     task_yaml,
 )
-from katbench.report.table9 import table9
+from katbench.report.table9 import TABLE9, table9
 
 
 def _fmt(mean: float, std: float, n: int) -> str:
@@ -156,28 +156,32 @@ def markdown(table: pd.DataFrame, runs: pd.DataFrame, paper: dict[str, Any], com
     mixers = sorted({*table.mixer.unique(), *(m for _, m in want)}, key=mixer_key)
     tasks = sorted(families, key=lambda t: (families[t], t))
     missing = missing or []
+    # Your own data has no paper number: a report of such tasks only has no paper column.
+    with_paper = any(t in paper for t in tasks)
+    paper_head = f" paper ({' / '.join(mixers)}) |" if with_paper else ""
     lines = ["# katbench summary", "",
              f"Profile **{', '.join(sorted(profiles)) or UNKNOWN}** · {len(runs)} runs finished "
              f"· {len(missing)} missing · {len(tasks)} tasks in {len(set(families.values()))} "
              f"families · mixers {', '.join(mixers)}.", "", *_profile_notes(profiles),
              "Test metric, mean ± sample std over seeds and the number of seeds n (the "
              "validation-selected epoch where the task has a validation split, else the last). "
-             "↑/↓: higher/lower is better. **Bold**: best of our mixers. Paper: KAT (ICLR 2025) "
-             "values for the same metric, `katbench/paper_results.yaml`; `n/a` where our metric "
-             "is a stand-in.", "",
+             "↑/↓: higher/lower is better. **Bold**: best of our mixers."
+             + (" Paper: KAT (ICLR 2025) values for the same metric, "
+                "`katbench/paper_results.yaml`; `n/a` where our metric is a stand-in, `–` where "
+                "the paper has no such task (e.g. your own data)." if with_paper else ""), "",
              "## Overview", "",
-             f"| family | task | metric | {' | '.join(mixers)} | paper ({' / '.join(mixers)}) |",
-             "|---|---|---|" + "---|" * (len(mixers) + 1)]
+             f"| family | task | metric | {' | '.join(mixers)} |{paper_head}",
+             "|---|---|---|" + "---|" * (len(mixers) + with_paper)]
     for task in tasks:
         rows = main[main.task == task]
         metric = rows.metric.iloc[0] if len(rows) else None
         arrow = ("↑" if rows.higher_is_better.iloc[0] else "↓") if len(rows) else ""
         cells = _cells(rows, mixers, want) if len(rows) else {m: "missing" for m in mixers}
         lines.append(f"| {families[task]} | {task} | {metric or '–'} {arrow} | "
-                     f"{' | '.join(cells[m] for m in mixers)} | "
-                     f"{_paper_text(task, metric, mixers, paper)} |")
+                     f"{' | '.join(cells[m] for m in mixers)} |"
+                     + (f" {_paper_text(task, metric, mixers, paper)} |" if with_paper else ""))
     lines += ["", *against_baseline(main, families), *paper_differences(main, paper, profiles)]
-    if any(families.get(t) == "tabular" for t in tasks):
+    if any(paper.get(t, {}).get("source") == TABLE9 for t in tasks):
         lines += table9(table, mixers, paper, {t for t, _ in want})
     lines += _per_task(table, tasks, mixers)
     if not runs.empty:

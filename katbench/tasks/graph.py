@@ -9,37 +9,110 @@ accuracy in percent (mean recall over the classes present in a batch, averaged o
 trained with cross-entropy weighted by each batch's inverse class frequency. A run on a
 stand-in (micro-ZINC, or SBM graphs generated with other than the published settings) gets the
 metric name ``<metric>_<stand-in>`` so the report never sets it beside the paper's number.
+
+``task.dataset: csv`` is your own molecules (``tasks/mol_csv.yaml``, :mod:`katbench.data.molecules`,
+settings in ``data:``): ZINC-style graphs and a graph-level output, a regression target trained
+with L1 loss on the target standardised with training statistics (test ``mae`` in the target's
+units) or a binary one trained with cross-entropy (test ROC ``auc``); ``export`` stores the test
+predictions with every metric of the kind (``test_predictions.npz``).
 """
 
 from __future__ import annotations
 
+import io
 import sys
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
 from katbench.data.graph import CLUSTER, PATTERN, SPLITS, ZINC_ATOMS, ZINC_BONDS, load_split
+from katbench.data.targets import Target, target_metrics
 from katbench.mixers import build_mixer
 from katbench.models.graph_transformer import GraphTransformer, count_parameters
-from katbench.tasks import TaskSpec, register_family
+from katbench.tasks import TaskSpec, register_family, to_device
+from katbench.tracking import atomic_write_bytes
 
 # dataset -> (node types, outputs, published generator settings or None)
 DATASETS: dict[str, tuple[int, int, dict[str, Any] | None]] = {
     "zinc": (len(ZINC_ATOMS), 1, None), "micro_zinc": (len(ZINC_ATOMS), 1, None),
     "pattern": (3, 2, PATTERN), "cluster": (7, 6, CLUSTER),
-    "pyg_pattern": (3, 2, None), "pyg_cluster": (7, 6, None)}
+    "pyg_pattern": (3, 2, None), "pyg_cluster": (7, 6, None), "csv": (len(ZINC_ATOMS), 1, None)}
 
 
-def mae(model: nn.Module, loader: Any) -> float:
-    """Mean absolute error over all graphs of ``loader``."""
+def mae(model: nn.Module, loader: Any, scale: tuple[float, float] = (0.0, 1.0)) -> float:
+    """Mean absolute error over all graphs of ``loader`` of the outputs mapped back to the
+    target's units (``out * std + mean`` with ``scale = (mean, std)``)."""
     total, count = 0.0, 0
     for batch in loader:
-        total += float((model(batch) - batch.y).abs().sum())
+        total += float((model(batch) * scale[1] + scale[0] - batch.y).abs().sum())
         count += batch.y.numel()
     return total / count
+
+
+def predict(model: nn.Module, loader: Any, target: Target, scale: tuple[float, float]
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """P(positive) (binary) or values in the target's units (regression), and the labels."""
+    preds, labels = [], []
+    for batch in loader:
+        out = model(batch).float()
+        preds.append(torch.sigmoid(out) if target.kind == "binary" else
+                     out * scale[1] + scale[0])
+        labels.append(batch.y)
+    return torch.cat(preds).cpu().numpy(), torch.cat(labels).cpu().numpy()
+
+
+def _molecules(cfg: Any) -> tuple[dict[str, Any], Target]:
+    """Splits and target of ``data:`` (``tasks/mol_csv.yaml``)."""
+    from katbench.data.molecules import molecule_splits
+
+    d = OmegaConf.to_container(cfg.data, resolve=True)
+    if not d.get("path"):
+        raise ValueError("task mol_csv needs data.path=<CSV or Parquet file> with "
+                         "data.smiles=<column> and data.target=<column>")
+    mols = molecule_splits(str(d["path"]), d.get("smiles"), d.get("target"),
+                           kind=str(d["kind"]), positive=d.get("positive"),
+                           split=str(d["split"]), val_fraction=float(d["val_fraction"]),
+                           test_fraction=float(d["test_fraction"]),
+                           split_seed=int(d["split_seed"]),
+                           max_invalid_fraction=float(d["max_invalid_fraction"]),
+                           pe_dim=int(cfg.task.pe_dim))
+    return mols.splits, mols.target
+
+
+def _molecule_spec(train_y: torch.Tensor, test: Any, target: Target) -> dict[str, Any]:
+    """Loss, metric and export of a user's molecules (see the module docstring)."""
+    y = train_y
+    binary = target.kind == "binary"
+    scale = (0.0, 1.0) if binary else (float(y.mean()), float(y.std()) or 1.0)
+    metric = "auc" if binary else "mae"
+
+    def loss(m: nn.Module, b: Any) -> torch.Tensor:
+        out = m(b)
+        if binary:
+            return F.binary_cross_entropy_with_logits(out, b.y)
+        return F.l1_loss(out, (b.y - scale[0]) / scale[1])
+
+    def evaluate(m: nn.Module, loader: Any) -> float:
+        if not binary:
+            return mae(m, loader, scale)
+        return target_metrics("binary", *predict(m, loader, target, scale))["auc"]
+
+    def export(m: nn.Module, run_dir: Path) -> list[Path]:
+        device = next(m.parameters()).device
+        with torch.no_grad():
+            pred, labels = predict(m, (to_device(b, device) for b in test), target, scale)
+        buffer = io.BytesIO()
+        np.savez(buffer, pred=pred, y=labels, **target_metrics(target.kind, pred, labels))
+        atomic_write_bytes(run_dir / "test_predictions.npz", buffer.getvalue())
+        return [run_dir / "test_predictions.npz"]
+
+    return {"loss": loss, "evaluate": evaluate, "metric": metric, "higher_is_better": binary,
+            "export": export}
 
 
 def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -88,7 +161,12 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
     params = None
     if published is not None:
         params = {**published, **OmegaConf.to_container(t.get("generator") or {}, resolve=True)}
-    data = {s: load_split(t.dataset, s, int(t.pe_dim), params, int(t.data_seed)) for s in SPLITS}
+    target = None
+    if t.dataset == "csv":
+        data, target = _molecules(cfg)
+    else:
+        data = {s: load_split(t.dataset, s, int(t.pe_dim), params, int(t.data_seed))
+                for s in SPLITS}
     from torch_geometric.loader import DataLoader
 
     loaders = {s: DataLoader(data[s], batch_size=int(t.batch_size), shuffle=s == "train")
@@ -102,8 +180,13 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
         num_edge_types=len(ZINC_BONDS) if regression else None)
     label = stand_in(t)
     print(f"graph_transformer[{t.name}/{name}]: {count_parameters(model)} parameters, FFN hidden "
-          f"{t.ffn_hidden[name]}" + (f" (data: {label} stand-in)" if label else ""),
-          file=sys.stderr)
+          f"{t.ffn_hidden[name]}" + (f" (data: {label} stand-in)" if label else "")
+          + (f"; {'/'.join(str(len(data[s])) for s in SPLITS)} molecules, "
+             f"{target.describe()}" if target else ""), file=sys.stderr)
+    if target is not None:
+        return TaskSpec(model=model, train=loaders["train"], val=loaders["val"],
+                        test=loaders["test"], **_molecule_spec(
+                            torch.cat([g.y for g in data["train"]]), loaders["test"], target))
     metric = "mae" if regression else "weighted_acc"
     if regression:
         def loss(m: nn.Module, b: Any) -> torch.Tensor:

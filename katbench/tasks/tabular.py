@@ -1,14 +1,19 @@
-"""Tabular binary classification (KAT paper appendix A, Table 9): TabTransformer, ROC AUC.
+"""Tabular tasks: TabTransformer on the KAT paper's Table 9 tables (binary, ROC AUC) or your own.
 
 Task settings (``tasks/tab_<name>.yaml``): ``task.dataset`` names the table; ``data`` says
-where it comes from and how to read it (``openml_id``, ``path``, ``target``, ``positive``,
-``categorical`` / ``continuous`` overrides, ``drop``, ``max_rows``); ``split`` the protocol
-(``n_folds``, ``val_fraction``, ``split_seed``); ``model`` the TabTransformer settings.
+where it comes from and how to read it (``openml_id``, ``path``, ``target``, ``kind``,
+``positive``, ``categorical`` / ``continuous`` overrides, ``drop``, ``max_rows``); ``split`` the
+protocol (``n_folds``, ``fold``, ``val_fraction``, ``split_seed``); ``model`` the TabTransformer.
 
-The run's seed picks the fold (``fold = seed % n_folds``) and seeds the model; the folds
-themselves depend only on ``split.split_seed``, so every mixer of one seed sees the same
-train/val/test rows. The metric is test ROC AUC at the best validation epoch; ``export`` also
-stores the test predictions with accuracy and log loss (``test_predictions.npz``).
+The run's seed picks the fold (``fold = seed % n_folds``, or ``split.fold`` for every seed) and
+seeds the model; the folds themselves depend only on ``split.split_seed``, so every mixer of one
+seed sees the same train/val/test rows. The target's kind (``data.kind``: ``binary``, the
+benchmark's, ``multiclass``, ``regression`` or ``auto``; :mod:`katbench.data.targets`) sets the
+head, loss and metric: binary one logit, cross-entropy, test ROC AUC (``auc``); multiclass one
+logit per class, cross-entropy, test ``accuracy``; regression one value, mean squared error on
+the target standardised with training statistics, test ``rmse`` in the target's units. The
+metric is taken at the best validation epoch; ``export`` stores the test predictions with every
+metric of the kind (``test_predictions.npz``: log loss, MAE, ...).
 """
 
 from __future__ import annotations
@@ -33,50 +38,53 @@ from katbench.data.tabular import (
     split_indices,
     stratified_subset,
 )
+from katbench.data.targets import HIGHER_IS_BETTER, target_metrics
 from katbench.models.tabtransformer import TabTransformer, count_parameters
 from katbench.tasks import TaskSpec, register_family, to_device
 from katbench.tracking import atomic_write_bytes
 
 log = logging.getLogger(__name__)
+METRICS = {"binary": "auc", "multiclass": "accuracy", "regression": "rmse"}   # the selected one
 
 
-def predict(model: nn.Module, loader: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Positive-class probabilities and labels over a whole loader."""
-    probs, labels = [], []
+def predict(model: nn.Module, loader: Any, kind: str, scale: tuple[float, float] = (0.0, 1.0)
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Predictions and labels over a whole loader: P(positive) for binary, class probabilities
+    ``(n, classes)`` for multiclass, values in the target's units (``out * std + mean`` with
+    ``scale = (mean, std)``) for regression."""
+    preds, labels = [], []
     for batch in loader:
-        probs.append(torch.sigmoid(model(batch["x_cat"], batch["x_cont"])).float().cpu())
-        labels.append(batch["y"].cpu())
-    return torch.cat(probs).numpy(), torch.cat(labels).numpy()
+        out = model(batch["x_cat"], batch["x_cont"]).float()
+        preds.append(torch.sigmoid(out) if kind == "binary" else
+                     out.softmax(-1) if kind == "multiclass" else out * scale[1] + scale[0])
+        labels.append(batch["y"])
+    return torch.cat(preds).cpu().numpy(), torch.cat(labels).cpu().numpy()
 
 
-def roc_auc(model: nn.Module, loader: Any) -> float:
-    """ROC AUC of the model's scores over ``loader`` (0.5 = chance)."""
-    from sklearn.metrics import roc_auc_score
-
-    prob, y = predict(model, loader)
-    return float(roc_auc_score(y, prob))
-
-
-def classification_metrics(prob: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """ROC AUC, accuracy at threshold 0.5 and log loss of predicted probabilities."""
-    from sklearn.metrics import log_loss, roc_auc_score
-
-    return {"auc": float(roc_auc_score(y, prob)),
-            "accuracy": float(np.mean((prob >= 0.5) == (y >= 0.5))),
-            "log_loss": float(log_loss(y, np.clip(prob, 1e-7, 1 - 1e-7), labels=[0, 1]))}
-
-
-def _export_predictions(test: Any) -> Any:
+def _export_predictions(test: Any, kind: str, scale: tuple[float, float]) -> Any:
     def export(model: nn.Module, run_dir: Path) -> list[Path]:
         device = next(model.parameters()).device
         with torch.no_grad():
-            prob, y = predict(model, (to_device(b, device) for b in test))
+            pred, y = predict(model, (to_device(b, device) for b in test), kind, scale)
         buffer = io.BytesIO()
-        np.savez(buffer, prob=prob, y=y, **classification_metrics(prob, y))
+        np.savez(buffer, pred=pred, y=y, **target_metrics(kind, pred, y))
         atomic_write_bytes(run_dir / "test_predictions.npz", buffer.getvalue())
         return [run_dir / "test_predictions.npz"]
 
     return export
+
+
+def _loss(kind: str, scale: tuple[float, float]) -> Any:
+    """``loss(model, batch)`` of the target's kind (see the module docstring)."""
+    def loss(model: nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = model(b["x_cat"], b["x_cont"])
+        if kind == "binary":
+            return F.binary_cross_entropy_with_logits(out, b["y"])
+        if kind == "multiclass":
+            return F.cross_entropy(out, b["y"])
+        return F.mse_loss(out.float(), (b["y"] - scale[0]) / scale[1])
+
+    return loss
 
 
 def _plain(node: Any) -> Any:
@@ -100,13 +108,19 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
                                        data.get("path"))
     target = data.get("target") or default_target
     if target is None:
-        raise ValueError(f"no target column for {cfg.task.dataset!r}; set data.target=<column>")
+        raise ValueError(f"task {cfg.task.name!r} has no target column; set data.target=<column>")
     table = encode(frame, target, data.get("positive"), data.get("categorical") or (),
-                   data.get("continuous") or (), data.get("drop") or ())
-    keep = stratified_subset(table.y, data.get("max_rows"), int(split["split_seed"]))
+                   data.get("continuous") or (), data.get("drop") or (),
+                   data.get("kind") or "binary")
+    kind, strata = table.target.kind, table.target.strata
+    keep = stratified_subset(strata, data.get("max_rows"), int(split["split_seed"]))
     y = table.y[keep]
-    train, val, test = split_indices(y, seed % int(split["n_folds"]), int(split["n_folds"]),
-                                     float(split["val_fraction"]), int(split["split_seed"]))
+    n_folds = int(split["n_folds"])
+    fold = seed % n_folds if split.get("fold") is None else int(split["fold"])
+    train, val, test = split_indices(strata[keep], fold, n_folds, float(split["val_fraction"]),
+                                     int(split["split_seed"]))
+    scale = (float(y[train].mean()), float(y[train].std()) or 1.0) if kind == "regression" \
+        else (0.0, 1.0)
     x_cat = torch.from_numpy(table.x_cat[keep])
     scaling = data.get("scaling") or "standard"
     if scaling not in SCALINGS:
@@ -128,17 +142,22 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
                            ff_dropout=float(m["ff_dropout"]), head_mults=tuple(m["head_mults"]),
                            head_mixer=bool(m["head_mixer"]),
                            cont_norm=str(m.get("cont_norm", "layer")),
-                           head_mixer_kwargs=_head_kwargs(name, kwargs, width))
+                           head_mixer_kwargs=_head_kwargs(name, kwargs, width),
+                           outputs=len(table.target.classes) if kind == "multiclass" else 1)
     counts = count_parameters(model)
     line = (f"{cfg.task.name}/{name}: {len(table.cat_names)} categorical + "
             f"{len(table.cont_names)} continuous features, {len(train)}/{len(val)}/{len(test)} "
-            f"rows, params " + " ".join(f"{k}={v:,}" for k, v in counts.items()))
+            f"rows, {table.target.describe()}, params "
+            + " ".join(f"{k}={v:,}" for k, v in counts.items()))
     print(line, flush=True)
     log.info(line)
+    metric = METRICS[kind]
+
+    def evaluate(model: nn.Module, rows: Any) -> float:
+        return target_metrics(kind, *predict(model, rows, kind, scale))[metric]
+
     test_loader = loader(test, False)
     return TaskSpec(model=model, train=loader(train, True), val=loader(val, False),
-                    test=test_loader,
-                    loss=lambda mod, b: F.binary_cross_entropy_with_logits(
-                        mod(b["x_cat"], b["x_cont"]), b["y"]),
-                    evaluate=roc_auc, metric="auc", higher_is_better=True,
-                    export=_export_predictions(test_loader))
+                    test=test_loader, loss=_loss(kind, scale), evaluate=evaluate, metric=metric,
+                    higher_is_better=HIGHER_IS_BETTER[metric],
+                    export=_export_predictions(test_loader, kind, scale))

@@ -1,8 +1,8 @@
 """Image classification with ViT-style models whose block MLP is the mixer (paper section 5.2).
 
 One builder for every vision task: ``task.dataset`` picks the data (``digits``, ``cifar10``,
-``cifar100``, ``imagenet``; :mod:`katbench.data.vision`) with the ``data:`` section (``root``,
-``num_workers``, ``augment``, ``mixup``), ``model:`` the transformer
+``cifar100``, ``imagenet``, ``folder``: your own images; :mod:`katbench.data.vision`) with the
+``data:`` section (``root``, ``num_workers``, ``augment``, ``mixup``), ``model:`` the transformer
 (:func:`katbench.models.vit.vit_mixer`: patch size, width, depth, heads, drop path, attention
 init, and the MLP activation of the Table 6 comparison) and the run's mixer fills every block's
 MLP. The loss is cross-entropy with label smoothing, or soft-target cross-entropy under timm's
@@ -22,7 +22,7 @@ from katbench.data import vision as data
 from katbench.models.vit import vit_mixer
 from katbench.tasks import TaskSpec, register_family
 
-DATASETS = ("digits", "cifar10", "cifar100", "imagenet")
+DATASETS = ("digits", "cifar10", "cifar100", "imagenet", "folder")
 MODEL_KEYS = {"patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "drop_path_rate",
               "attn_init", "activation", "class_token", "global_pool", "qkv_bias"}
 
@@ -72,6 +72,14 @@ def load_splits(t: Any, d: dict[str, Any], seed: int) -> data.ImageSplits:
                              "(ImageFolder layout with train/ and val/)")
         return data.imagefolder_splits(str(d["root"]), seed, batch, img_size=size,
                                        augment=augment, num_workers=workers)
+    if dataset == "folder":
+        if not d.get("root"):
+            raise ValueError("task images needs data.root=DIR (a folder of class folders, "
+                             "DIR/<class>/*.png|jpg)")
+        return data.folder_splits(str(d["root"]), seed, batch, img_size=size,
+                                  val_fraction=float(d.get("val_fraction", 0.1)),
+                                  test_fraction=float(d.get("test_fraction", 0.2)),
+                                  split_seed=int(d.get("split_seed", 0)))
     raise ValueError(f"task.dataset={dataset!r} is unknown; use one of {DATASETS}")
 
 
