@@ -82,3 +82,13 @@ def test_tasks_config_selects_tasks_and_rejects_unknown_ones(tmp_path):
     proc = _snakemake(tmp_path, "-n", "--config", "tasks=digits,nope", check=False)
     assert proc.returncode != 0
     assert "unknown task(s) nope in --config tasks=" in proc.stdout + proc.stderr
+
+
+def test_own_data_tasks_run_only_when_named(tmp_path):
+    out = _dry_run(tmp_path)
+    assert not any(f"runs/{t}/" in out for t in ("tab_csv", "mol_csv", "images"))
+    out = _dry_run(tmp_path, "tasks=mol_csv", "seeds=0,1")
+    for mixer in ("mlp", "kan", "grkan"):
+        for seed in (0, 1):
+            assert f"{tmp_path}/runs/mol_csv/{mixer}/seed{seed}/metrics.json" in out
+    assert "runs/zinc/" not in out and "runs/tab_csv/" not in out

@@ -104,11 +104,15 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
     """Table -> encoded features -> fold split -> TabTransformer with ``mixer`` blocks."""
     data, split, m = _plain(cfg.data), _plain(cfg.split), _plain(cfg.model)
     seed = int(cfg.seed)
+    if cfg.task.dataset is None and not data.get("path"):
+        raise ValueError(f"task {cfg.task.name} needs data.path=<CSV or Parquet file> and "
+                         "data.target=<column>")
     frame, default_target = load_frame(cfg.task.dataset, data.get("openml_id"),
                                        data.get("path"))
     target = data.get("target") or default_target
     if target is None:
-        raise ValueError(f"task {cfg.task.name!r} has no target column; set data.target=<column>")
+        raise ValueError(f"task {cfg.task.name} has no target column; set "
+                         "data.target=<column>")
     table = encode(frame, target, data.get("positive"), data.get("categorical") or (),
                    data.get("continuous") or (), data.get("drop") or (),
                    data.get("kind") or "binary")

@@ -83,3 +83,44 @@ def test_quick_profile_is_three_shipped_tables():
         assert doc["profiles"]["paper"]["pipeline"]["seeds"] == [0, 1, 2, 3, 4]   # 5 folds
     assert sorted(quick) == ["1995_income", "qsar_bio", "shrutime"]
     assert set(quick) <= set(SHIPPED)
+
+
+def _shop_table(path, n=600):
+    """A table with a category, two numbers and three targets that depend on them."""
+    rng = np.random.default_rng(0)
+    colour = rng.choice(["red", "green", "blue"], n)
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    pd.DataFrame({"colour": colour, "a": a, "b": b,
+                  "price": 3 * a - 2 * (colour == "red") + 0.5 * b ** 2
+                  + rng.normal(scale=0.3, size=n),
+                  "species": np.select([a > 0.5, a < -0.5], ["setosa", "virginica"],
+                                       "versicolor")}).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("target, drop, metric, check", [
+    ("species", "price", "accuracy", lambda v, base: v > base + 0.2),
+    ("price", "species", "rmse", lambda v, base: v < 0.6 * base),
+])
+def test_tab_csv_infers_multiclass_and_regression(tmp_path, capsys, target, drop, metric, check):
+    path = _shop_table(tmp_path / "shop.csv")
+    status = main(["task=tab_csv", "mixer=grkan", "profile=quick", f"data.path={path}",
+                   f"data.target={target}", f"data.drop=[{drop}]", f"results_dir={tmp_path}",
+                   "tracking.enabled=false", "trainer.progress=none"])
+    assert status == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "runs/tab_csv/grkan/seed0"
+    metrics = json.loads((run / "metrics.json").read_text())
+    pred = np.load(run / "test_predictions.npz")
+    frame = pd.read_csv(path)
+    if metric == "accuracy":      # multiclass: one logit per class, accuracy and log loss
+        assert "multiclass target, 3 classes" in out
+        assert pred["pred"].shape == (120, 3) and 0 < float(pred["log_loss"]) < np.log(3)
+        base = frame[target].value_counts(normalize=True).max()   # the majority class
+    else:                         # regression: RMSE and MAE in the target's units
+        assert "regression target" in out and pred["pred"].shape == (120,)
+        assert float(pred["mae"]) < float(pred["rmse"])
+        base = frame[target].std()                                 # predicting the mean
+    assert metrics["metric"] == metric
+    assert metrics["higher_is_better"] == (metric == "accuracy")
+    assert check(metrics["best"][f"test_{metric}"], base), (metrics["best"], base)
