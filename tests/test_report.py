@@ -218,13 +218,16 @@ def test_paper_differences_flag_values_beyond_the_allowed_spread(tmp_path, monke
         "toy_c": {"metric": "test_acc", "source": "Toy Table", "compare": "ranking",
                   "values": {"mlp": 10.0, "kan": 30.0, "grkan": 20.0}},
         "toy_d": {"metric": "test_auc", "source": "Toy Table", "tolerance": 0.0,
-                  "values": {"mlp": 0.1}}}
+                  "values": {"mlp": 0.1}},
+        "toy_e": {"metric": "test_acc", "source": "Toy text", "compare": "ranking",
+                  "ranking": ["grkan", "mlp"], "difference": "the paper trains shorter"}}
     monkeypatch.setattr(report, "paper_values", lambda: paper)
     _toy_runs(tmp_path, "toy_a", [0.61, 0.61], [0.60, 0.62])     # mlp within, grkan 0.09 off
     _toy_runs(tmp_path, "toy_b", [0.50], [0.75])                 # mlp 0.1 off; grkan no spread
     for mixer, value in (("mlp", 0.9), ("kan", 0.5), ("grkan", 0.7)):
         _fake_run(tmp_path, "toy_c", mixer, 0, "acc", value, "toy")
     _fake_run(tmp_path, "toy_d", "mlp", 0, "acc", 0.9, "toy")     # another metric: not compared
+    _toy_runs(tmp_path, "toy_e", [0.8], [0.7])                   # an order without numbers
     build_report(tmp_path)
     md = (tmp_path / "summary.md").read_text()
     section = md.split("## Differences from the paper")[1].split("\n## ")[0]
@@ -234,6 +237,8 @@ def test_paper_differences_flag_values_beyond_the_allowed_spread(tmp_path, monke
     assert "| toy_a | mlp |" not in section and "toy_d" not in section
     assert "Not checked (no spread or tolerance for them): toy_b/grkan." in section
     assert "| toy_c | mlp, grkan, kan | kan, grkan, mlp | no | not yet explained |" in section
+    assert "| toy_e | mlp, grkan | grkan, mlp | no | the paper trains shorter |" in section
+    assert _row(md, "| toy | toy_e |").endswith("| best first: grkan, mlp |")
     assert "Quick-profile runs" in section
 
 

@@ -115,7 +115,9 @@ def paper_differences(main: pd.DataFrame, paper: dict[str, Any],
 
     A value is flagged when |ours − paper| exceeds the entry's ``spread[mixer]`` (the paper's
     ±) or, without one, its ``tolerance``; entries with ``compare: ranking`` compare the
-    order of the mixers only. Explanations are the entry's ``difference`` text.
+    order of the mixers only (the order of their ``values``, or their ``ranking`` list, best
+    first, where the paper states an order without numbers). Explanations are the entry's
+    ``difference`` text.
     """
     means = main.groupby(["task", "mixer"]).value.mean()
     metric_of = main.groupby("task").metric.first()
@@ -124,12 +126,14 @@ def paper_differences(main: pd.DataFrame, paper: dict[str, Any],
     for task, ref in paper.items():
         if metric_of.get(task) != ref["metric"]:
             continue
-        ours = {m: float(means[(task, m)]) for m in ref["values"] if (task, m) in means.index}
+        named = ref.get("values") or ref["ranking"]
+        ours = {m: float(means[(task, m)]) for m in named if (task, m) in means.index}
         why = ref.get("difference", "not yet explained")
         if ref.get("compare") == "ranking":
             if len(ours) > 1:
                 order = sorted(ours, key=ours.get, reverse=bool(hib_of[task]))
-                theirs = sorted(ours, key=ref["values"].get, reverse=bool(hib_of[task]))
+                theirs = ([m for m in ref["ranking"] if m in ours] if "ranking" in ref
+                          else sorted(ours, key=ref["values"].get, reverse=bool(hib_of[task])))
                 same = order == theirs
                 rankings.append(f"| {task} | {', '.join(order)} | {', '.join(theirs)} | "
                                 f"{'yes' if same else 'no'} | {'–' if same else why} |")

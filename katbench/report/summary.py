@@ -53,6 +53,8 @@ def _paper_text(task: str, metric: str | None, mixers: list[str], paper: dict[st
         return "–"
     if metric is not None and ref["metric"] != metric:
         return f"n/a (paper: {ref['metric']}, {ref['source']})"
+    if "values" not in ref:
+        return f"best first: {', '.join(ref['ranking'])}"
     return " / ".join(f"{ref['values'][m]:.4g}" if m in ref["values"] else "–" for m in mixers)
 
 
