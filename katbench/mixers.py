@@ -61,7 +61,8 @@ from katbench.layers import (
 
 __all__ = ["DEFAULT_RECOMPUTE", "MIXERS", "RECOMPUTE", "ChebyKANMixer", "FastKANMixer",
            "FourierKANMixer", "GRKANMixer", "KANMixer", "MLPMixer", "PAUMixer", "SwiGLUMixer",
-           "TwoLayerKANMixer", "build_mixer", "rational_activation", "register_mixer"]
+           "TwoLayerKANMixer", "build_mixer", "mixer_class", "rational_activation",
+           "register_mixer"]
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
 MIXERS: tuple[str, ...] = ()
@@ -85,12 +86,17 @@ def register_mixer(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
     return add
 
 
+def mixer_class(name: str) -> type[nn.Module]:
+    """The class registered as ``name``."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown mixer {name!r}; known mixers: {', '.join(MIXERS)}")
+    return _REGISTRY[name]
+
+
 def build_mixer(name: str, in_features: int, hidden_features: int | None = None,
                 out_features: int | None = None, **kwargs: Any) -> nn.Module:
     """Instantiate the mixer registered as ``name``; ``kwargs`` go to its constructor."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown mixer {name!r}; known mixers: {', '.join(MIXERS)}")
-    return _REGISTRY[name](in_features, hidden_features, out_features, **kwargs)
+    return mixer_class(name)(in_features, hidden_features, out_features, **kwargs)
 
 
 def _hidden_tail(hidden: int, norm_layer: NormLayer, drop: float) -> tuple[nn.Module, ...]:

@@ -4,6 +4,8 @@ A width list ``[w0, w1, ..., w2k]`` becomes ``k`` chained mixers, mixer ``i`` ma
 ``w[2i] -> w[2i+1] -> w[2i+2]``: ``[2, 5, 1]`` is one mixer (the appendix-B fitting network:
 Linear-act-Linear for ``mlp``, two B-spline KAN layers for ``kan``, two rational+linear layers
 for ``grkan``), ``[1, h, h, h, 1]`` is two. There is no second GR-KAN implementation here.
+:func:`mixer_net` builds one for a task, its hidden widths solved for a parameter budget if
+the task sets one.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 from torch import nn
 
 from katbench.mixers import build_mixer
+from katbench.models.budget import hidden_for_budget
 
 
 class MixerNet(nn.Module):
@@ -33,3 +36,22 @@ class MixerNet(nn.Module):
         for block in self.blocks:
             x = block(x)
         return x
+
+
+def with_hidden(widths: list[int], hidden: int | None) -> list[int]:
+    """``widths`` with every mixer's hidden width (the odd positions) set to ``hidden``."""
+    return list(widths) if hidden is None else [hidden if i % 2 else w
+                                                for i, w in enumerate(widths)]
+
+
+def mixer_net(widths: list[int], mixer: str, mixer_kwargs: dict[str, Any],
+              param_budget: Any = None) -> MixerNet:
+    """``MixerNet(widths, mixer)``, or, with a ``param_budget`` (:mod:`katbench.models.budget`),
+    with every mixer's hidden width set to the width solved for that budget."""
+    def count(name: str, kwargs: dict[str, Any], hidden: int | None) -> int:
+        net = MixerNet(with_hidden(widths, hidden), name, **kwargs)
+        return sum(p.numel() for p in net.parameters())
+
+    hidden = hidden_for_budget(param_budget, mixer, mixer_kwargs, count,
+                               start=max(widths[1::2], default=1))
+    return MixerNet(with_hidden(widths, hidden), mixer, **mixer_kwargs)

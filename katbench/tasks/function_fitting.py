@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from katbench.data.functions import FUNCTIONS, grid, sample
-from katbench.models.small import MixerNet
+from katbench.models.small import mixer_net
 from katbench.tasks import TaskSpec, register_family
 from katbench.tracking import atomic_write_bytes
 
@@ -51,14 +51,15 @@ def _export_surface(function: str, n: int) -> Any:
 
 @register_family("function_fitting")
 def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
-    """Data from :mod:`katbench.data.functions`, model :class:`MixerNet` of ``task.widths``."""
+    """Data from :mod:`katbench.data.functions`, model :class:`MixerNet` of ``task.widths``
+    (hidden width solved for ``param_budget`` when set)."""
     t = cfg.task
     seed = int(cfg.seed)
     train = [sample(t.function, int(t.n_train), seed=2 * seed)]
     val = [sample(t.function, int(t.n_val), seed=2 * seed + 1)]
     test = [sample(t.function, int(t.n_test), seed=TEST_SEED)]
     kwargs = {k: v for k, v in mixer.items() if k != "name"}
-    model = MixerNet(list(t.widths), mixer["name"], **kwargs)
+    model = mixer_net(list(t.widths), mixer["name"], kwargs, cfg.get("param_budget"))
     return TaskSpec(model=model, train=train, val=val, test=test,
                     loss=lambda m, b: F.mse_loss(m(b[0]), b[1]), evaluate=mse,
                     metric="mse", higher_is_better=False,

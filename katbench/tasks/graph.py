@@ -2,8 +2,9 @@
 (2020) on ZINC (graph regression) and PATTERN / CLUSTER (node classification); only the
 feed-forward blocks change with the mixer.
 
-``task.ffn_hidden.<mixer>`` is the mixer's hidden width, chosen per mixer so every model has
-about the same parameter count as the original (~500k); the count is printed at build time.
+``task.ffn_hidden`` is the original FFN's hidden width; with ``param_budget: mlp`` (the graph
+tasks set it) every other mixer's hidden width is solved so that its model has the original's
+parameter count (~500k; :mod:`katbench.models.budget`). The count is printed at build time.
 Metrics follow the benchmark: ZINC test MAE (L1 loss); PATTERN / CLUSTER the class-averaged
 accuracy in percent (mean recall over the classes present in a batch, averaged over batches),
 trained with cross-entropy weighted by each batch's inverse class frequency. A run on a
@@ -33,6 +34,7 @@ from torch import nn
 from katbench.data.graph import CLUSTER, PATTERN, SPLITS, ZINC_ATOMS, ZINC_BONDS, load_split
 from katbench.data.targets import Target, target_metrics
 from katbench.mixers import build_mixer
+from katbench.models.budget import hidden_for_budget
 from katbench.models.graph_transformer import GraphTransformer, count_parameters
 from katbench.tasks import TaskSpec, register_family, to_device
 from katbench.tracking import atomic_write_bytes
@@ -154,9 +156,6 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
     if t.dataset not in DATASETS:
         raise ValueError(f"task.dataset={t.dataset!r}; use one of {', '.join(DATASETS)}")
     name = mixer["name"]
-    if name not in t.ffn_hidden:
-        raise ValueError(f"task.ffn_hidden has no width for mixer {name!r}; add "
-                         f"task.ffn_hidden.{name}=<hidden width>")
     node_types, outputs, published = DATASETS[t.dataset]
     params = None
     if published is not None:
@@ -173,14 +172,21 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
                for s in SPLITS}
     kwargs = {k: v for k, v in mixer.items() if k != "name"}
     regression = outputs == 1
-    model = GraphTransformer(
-        node_types, outputs, lambda i, h, o: build_mixer(name, i, h, o, **kwargs),
-        dim=int(t.dim), layers=int(t.layers), heads=int(t.heads), pe_dim=int(t.pe_dim),
-        ffn_hidden=int(t.ffn_hidden[name]), node_level=not regression,
-        num_edge_types=len(ZINC_BONDS) if regression else None)
+
+    def transformer(mixer_name: str, mixer_kwargs: dict[str, Any],
+                    hidden: int | None) -> GraphTransformer:
+        return GraphTransformer(
+            node_types, outputs, lambda i, h, o: build_mixer(mixer_name, i, h, o, **mixer_kwargs),
+            dim=int(t.dim), layers=int(t.layers), heads=int(t.heads), pe_dim=int(t.pe_dim),
+            ffn_hidden=int(t.ffn_hidden) if hidden is None else hidden,
+            node_level=not regression, num_edge_types=len(ZINC_BONDS) if regression else None)
+
+    hidden = hidden_for_budget(cfg.get("param_budget"), name, kwargs,
+                               lambda *a: count_parameters(transformer(*a)), int(t.ffn_hidden))
+    model = transformer(name, kwargs, hidden)
     label = stand_in(t)
     print(f"graph_transformer[{t.name}/{name}]: {count_parameters(model)} parameters, FFN hidden "
-          f"{t.ffn_hidden[name]}" + (f" (data: {label} stand-in)" if label else "")
+          f"{model.ffn_hidden}" + (f" (data: {label} stand-in)" if label else "")
           + (f"; {'/'.join(str(len(data[s])) for s in SPLITS)} molecules, "
              f"{target.describe()}" if target else ""), file=sys.stderr)
     if target is not None:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from katbench.models.small import MixerNet
+from katbench.models.small import mixer_net
 from katbench.tasks import TaskSpec, register_family
 from katbench.tracking import atomic_write_bytes
 
@@ -74,11 +74,13 @@ def relative_l2(model: nn.Module, loader: Any) -> float:
 
 @register_family("pinn")
 def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
-    """Float64 :class:`MixerNet` of ``task.widths``; full-batch collocation points."""
+    """Float64 :class:`MixerNet` of ``task.widths`` (hidden widths solved for ``param_budget``
+    when set); full-batch collocation points."""
     t_cfg = cfg.task
     d, w0, t_max = float(t_cfg.d), float(t_cfg.w0), float(t_cfg.t_max)
     kwargs = {k: v for k, v in mixer.items() if k != "name"}
-    model = MixerNet(list(t_cfg.widths), mixer["name"], **kwargs).double()
+    model = mixer_net(list(t_cfg.widths), mixer["name"], kwargs,
+                      cfg.get("param_budget")).double()
     colloc = torch.linspace(0, t_max, int(t_cfg.n_collocation), dtype=torch.float64)[:, None]
     t_eval = torch.linspace(0, t_max, int(t_cfg.n_eval), dtype=torch.float64)[:, None]
     test = [(t_eval, exact_solution(t_eval, d, w0))]

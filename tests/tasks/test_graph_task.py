@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from katbench.data.graph import CLUSTER, PATTERN, MicroZINC
 from katbench.run import main, tasks_dir
-from katbench.tasks.graph import build, class_averaged_accuracy, stand_in, weighted_cross_entropy
+from katbench.tasks.graph import class_averaged_accuracy, stand_in, weighted_cross_entropy
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +56,10 @@ def test_quick_zinc_run_beats_the_training_mean(tmp_path, cache, monkeypatch, ca
     assert metrics["best"]["test_mae_micro_zinc"] < 0.8 * baseline, (metrics["best"], baseline)
 
 
-def test_unknown_dataset_and_missing_width_are_one_line_errors(tmp_path, capsys):
+def test_unknown_dataset_and_bad_budget_are_one_line_errors(tmp_path, capsys):
     assert main(["task=zinc", "mixer=mlp", "task.dataset=qm9", f"results_dir={tmp_path}",
                  "tracking.enabled=false"]) == 2
     assert "task.dataset='qm9'" in capsys.readouterr().err
-    cfg = OmegaConf.create({"task": {"name": "zinc", "dataset": "zinc", "ffn_hidden": {}}})
-    with pytest.raises(ValueError, match="add task.ffn_hidden.kan=<hidden width>"):
-        build(cfg, {"name": "kan"})
+    assert main(["task=zinc", "mixer=kan", "profile=quick", "param_budget=half",
+                 f"results_dir={tmp_path}", "tracking.enabled=false"]) == 2
+    assert "param_budget='half'; use null" in capsys.readouterr().err
