@@ -109,10 +109,10 @@ class BudgetSolution:
 
 
 def hidden_for_budget(budget: Any, mixer: str, kwargs: dict[str, Any], count: Count,
-                      start: int = 1) -> int | None:
+                      start: int = 1, step: int | None = None) -> int | None:
     """The run's hidden width: ``None`` (keep the task's widths) without a budget, else the
-    solved width, searched from ``start`` (its :meth:`BudgetSolution.describe` line is printed
-    to stderr).
+    solved width, searched from ``start`` among multiples of ``step`` (default:
+    :func:`hidden_step`); its :meth:`BudgetSolution.describe` line is printed to stderr.
 
     Every count is taken under a forked CPU random state, so the model the task then builds
     gets the same initialisation as it would without the solver.
@@ -120,7 +120,7 @@ def hidden_for_budget(budget: Any, mixer: str, kwargs: dict[str, Any], count: Co
     budget = parse_budget(budget)
     if budget is None:
         return None
-    step = hidden_step(mixer, kwargs)
+    step = hidden_step(mixer, kwargs) if step is None else step
     with torch.random.fork_rng(devices=[]):
         target = count("mlp", {}, None) if budget == "mlp" else budget
         hidden, params = solve_hidden(lambda h: count(mixer, kwargs, h), target, step, start)

@@ -66,11 +66,12 @@ class TransformerLayer(nn.Module):
     """Post-norm transformer layer (Vaswani et al.) with a mixer as its feed-forward block."""
 
     def __init__(self, dim: int, heads: int, mixer: str, mixer_kwargs: dict[str, Any],
-                 attn_dropout: float, ff_dropout: float, ff_mult: int = 4) -> None:
+                 attn_dropout: float, ff_dropout: float, ff_hidden: int | None = None) -> None:
         super().__init__()
         self.attn = nn.MultiheadAttention(dim, heads, dropout=attn_dropout, batch_first=True)
         self.norm1 = nn.LayerNorm(dim)
-        self.ff = build_mixer(mixer, dim, ff_mult * dim, dim, drop=ff_dropout, **mixer_kwargs)
+        self.ff = build_mixer(mixer, dim, ff_hidden or 4 * dim, dim, drop=ff_dropout,
+                              **mixer_kwargs)
         self.norm2 = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,7 +86,8 @@ class TabTransformer(nn.Module):
     ``mixer`` / ``mixer_kwargs`` build the transformer's feed-forward blocks; ``head_mixer``
     makes the head's first two layers a mixer too, built with ``head_mixer_kwargs`` (default:
     ``mixer_kwargs``; the head's widths differ, so e.g. grkan's ``num_groups`` may need its own
-    value there).
+    value there). ``ff_hidden`` (default ``4 dim``) and ``head_hidden`` (default
+    ``head_mults[0] l``) replace the mixers' hidden widths (equal parameter budgets).
     """
 
     def __init__(self, cardinalities: list[int], n_continuous: int, mixer: str = "mlp",
@@ -93,14 +95,16 @@ class TabTransformer(nn.Module):
                  heads: int = 8, attn_dropout: float = 0.1, ff_dropout: float = 0.1,
                  head_mults: tuple[int, int] = (4, 2), head_mixer: bool = False,
                  head_mixer_kwargs: dict[str, Any] | None = None,
-                 cont_norm: str = "layer", outputs: int = 1) -> None:
+                 cont_norm: str = "layer", outputs: int = 1, ff_hidden: int | None = None,
+                 head_hidden: int | None = None) -> None:
         super().__init__()
         if not cardinalities and n_continuous == 0:
             raise ValueError("TabTransformer needs at least one categorical or continuous feature")
         mixer_kwargs = dict(mixer_kwargs or {})
         self.embed = ColumnEmbedding(list(cardinalities), dim, dim // 8)
         self.layers = nn.ModuleList(
-            TransformerLayer(dim, heads, mixer, mixer_kwargs, attn_dropout, ff_dropout)
+            TransformerLayer(dim, heads, mixer, mixer_kwargs, attn_dropout, ff_dropout,
+                             ff_hidden)
             for _ in range(depth if cardinalities else 0))
         if cont_norm not in ("layer", "none"):
             raise ValueError(f"cont_norm={cont_norm!r}; choose 'layer' or 'none'")
@@ -108,7 +112,7 @@ class TabTransformer(nn.Module):
         self.cont_norm = nn.LayerNorm(n_continuous) if cont_norm == "layer" and n_continuous > 1 \
             else nn.Identity()
         width = len(cardinalities) * dim + n_continuous
-        h1, h2 = (m * width for m in head_mults)
+        h1, h2 = head_hidden or head_mults[0] * width, head_mults[1] * width
         if head_mixer:
             kwargs = mixer_kwargs if head_mixer_kwargs is None else dict(head_mixer_kwargs)
             hidden: nn.Module = build_mixer(mixer, width, h1, h2, **kwargs)

@@ -39,6 +39,7 @@ from katbench.data.tabular import (
     stratified_subset,
 )
 from katbench.data.targets import HIGHER_IS_BETTER, target_metrics
+from katbench.models.budget import hidden_for_budget, hidden_step
 from katbench.models.tabtransformer import TabTransformer, count_parameters
 from katbench.tasks import TaskSpec, register_family, to_device
 from katbench.tracking import atomic_write_bytes
@@ -140,14 +141,37 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
     name = mixer["name"]
     kwargs = {k: v for k, v in mixer.items() if k != "name"}
     width = len(table.cardinalities) * int(m["dim"]) + len(table.cont_names)
-    model = TabTransformer(table.cardinalities, len(table.cont_names), name, kwargs,
-                           dim=int(m["dim"]), depth=int(m["depth"]), heads=int(m["heads"]),
-                           attn_dropout=float(m["attn_dropout"]),
-                           ff_dropout=float(m["ff_dropout"]), head_mults=tuple(m["head_mults"]),
-                           head_mixer=bool(m["head_mixer"]),
-                           cont_norm=str(m.get("cont_norm", "layer")),
-                           head_mixer_kwargs=_head_kwargs(name, kwargs, width),
-                           outputs=len(table.target.classes) if kind == "multiclass" else 1)
+    head_mixer = bool(m["head_mixer"])
+    base_ff, base_head = 4 * int(m["dim"]), int(m["head_mults"][0]) * width
+
+    def transformer(mixer_name: str, mixer_kwargs: dict[str, Any],
+                    hidden: int | None) -> TabTransformer:
+        """The model; ``hidden`` (a budget's knob) is the head mixer's hidden width, the FF
+        blocks' following in proportion (multiples of their groups), or without a head mixer
+        the FF blocks' width."""
+        ff_hidden, head_hidden = base_ff, base_head
+        if hidden is not None and head_mixer:
+            step = hidden_step(mixer_name, mixer_kwargs)
+            ff_hidden = max(step, step * round(hidden * base_ff / base_head / step))
+            head_hidden = hidden
+        elif hidden is not None:
+            ff_hidden = hidden
+        return TabTransformer(
+            table.cardinalities, len(table.cont_names), mixer_name, mixer_kwargs,
+            dim=int(m["dim"]), depth=int(m["depth"]), heads=int(m["heads"]),
+            attn_dropout=float(m["attn_dropout"]), ff_dropout=float(m["ff_dropout"]),
+            head_mults=tuple(m["head_mults"]), head_mixer=head_mixer,
+            cont_norm=str(m.get("cont_norm", "layer")),
+            head_mixer_kwargs=_head_kwargs(mixer_name, mixer_kwargs, width),
+            outputs=len(table.target.classes) if kind == "multiclass" else 1,
+            ff_hidden=ff_hidden, head_hidden=head_hidden)
+
+    knob_kwargs = _head_kwargs(name, kwargs, width) if head_mixer else kwargs
+    hidden = hidden_for_budget(cfg.get("param_budget"), name, kwargs,
+                               lambda *a: count_parameters(transformer(*a))["total"],
+                               base_head if head_mixer else base_ff,
+                               step=hidden_step(name, knob_kwargs))
+    model = transformer(name, kwargs, hidden)
     counts = count_parameters(model)
     line = (f"{cfg.task.name}/{name}: {len(table.cat_names)} categorical + "
             f"{len(table.cont_names)} continuous features, {len(train)}/{len(val)}/{len(test)} "

@@ -5,7 +5,8 @@ One builder for every vision task: ``task.dataset`` picks the data (``digits``, 
 ``data:`` section (``root``, ``num_workers``, ``augment``, ``mixup``), ``model:`` the transformer
 (:func:`katbench.models.vit.vit_mixer`: patch size, width, depth, heads, drop path, attention
 init, and the MLP activation of the Table 6 comparison) and the run's mixer fills every block's
-MLP. The loss is cross-entropy with label smoothing, or soft-target cross-entropy under timm's
+MLP, of width ``embed_dim * mlp_ratio`` or, with ``param_budget``, the width solved for it.
+The loss is cross-entropy with label smoothing, or soft-target cross-entropy under timm's
 Mixup/CutMix (``data.mixup``); the metric is top-1 accuracy in percent.
 """
 
@@ -19,6 +20,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from katbench.data import vision as data
+from katbench.models.budget import hidden_for_budget
 from katbench.models.vit import vit_mixer
 from katbench.tasks import TaskSpec, register_family
 
@@ -95,9 +97,20 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
     name = mixer["name"]
     kwargs = {k: v for k, v in mixer.items() if k != "name"}
     activation = model_cfg.pop("activation", "gelu")
-    model = vit_mixer(name, img_size=splits.img_size, num_classes=splits.num_classes,
-                      in_chans=splits.in_chans, mixer_kwargs=kwargs,
-                      activation=activation if name == "mlp" else "gelu", **model_cfg)
+    dim, mlp_ratio = int(model_cfg["embed_dim"]), float(model_cfg.pop("mlp_ratio", 4.0))
+    base_hidden = int(dim * mlp_ratio)
+
+    def vit(mixer_name: str, mixer_kwargs: dict[str, Any], hidden: int | None) -> nn.Module:
+        # timm sizes the block MLP as int(dim * mlp_ratio): half a unit above gives `hidden`
+        ratio = mlp_ratio if hidden is None else (hidden + 0.5) / dim
+        return vit_mixer(mixer_name, img_size=splits.img_size, num_classes=splits.num_classes,
+                         in_chans=splits.in_chans, mixer_kwargs=mixer_kwargs, mlp_ratio=ratio,
+                         activation=activation if mixer_name == "mlp" else "gelu", **model_cfg)
+
+    hidden = hidden_for_budget(cfg.get("param_budget"), name, kwargs,
+                               lambda *a: sum(p.numel() for p in vit(*a).parameters()),
+                               base_hidden)
+    model = vit(name, kwargs, hidden)
     mix_cfg = dict(d.get("mixup") or {})
     smoothing = float(mix_cfg.pop("label_smoothing", 0.0))
     mix = data.mixup_fn(splits.num_classes, label_smoothing=smoothing, **mix_cfg)
