@@ -14,7 +14,7 @@ from katbench.bench.model import format_table, throughput_table
 from katbench.bench.op import DTYPES, IMPLS, ratios, run_op_benchmark, write_outputs
 from katbench.bench.timing import device_name
 from katbench.bench.tune import DEFAULT_VARIANTS, run_tuning, time_variant
-from katbench.mixers import DEFAULT_RECOMPUTE, RECOMPUTE
+from katbench.mixers import DEFAULT_RECOMPUTE, MIXERS, RECOMPUTE
 from katbench.ops import kernel_backend
 
 
@@ -41,12 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     op.add_argument("--min-run-time", type=float, default=0.3, help="seconds per measurement")
     op.add_argument("--variant", default="sum_abs", choices=["sum_abs", "abs_sum"])
     op.add_argument("--out", type=Path, default=Path("results/bench"))
-    block = sub.add_parser("block", help="KAT block vs GELU MLP block at ViT-T/S/B widths")
+    block = sub.add_parser("block", help="every mixer's block against the GELU MLP block at "
+                           "ViT-T/S/B widths")
     block.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     block.add_argument("--sizes", nargs="+", default=list(WIDTHS), choices=list(WIDTHS))
     block.add_argument("--tokens", type=int, nargs=2, default=None,
                        help="batch and sequence length (default 128 197 on CUDA, 8 197 on CPU)")
     block.add_argument("--min-run-time", type=float, default=0.5)
+    block.add_argument("--mixers", nargs="+", default=list(MIXERS), choices=list(MIXERS),
+                       help="mixers to time (default: every registered one; mlp always runs)")
     block.add_argument("--recompute", default=DEFAULT_RECOMPUTE, choices=list(RECOMPUTE),
                        help="which rationals' outputs the grkan blocks recompute in the "
                        "backward instead of keeping (GRKANMixer's recompute)")
@@ -109,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"device: {device_name(device)}, tokens {tokens}, "
               f"{'bf16 autocast' if on_cuda else 'float32'}, forward+backward"
               f", grkan with recompute={args.recompute}")
-        run_block_benchmark(device, args.sizes, tokens, args.min_run_time, args.recompute)
+        run_block_benchmark(device, args.sizes, tokens, args.min_run_time, args.recompute,
+                            tuple(args.mixers))
         return 0
     dtypes = args.dtypes or (["float32", "bfloat16", "float16"] if on_cuda else ["float32"])
     leading = tuple(args.shape or ((64, 1000) if on_cuda else (16, 256)))

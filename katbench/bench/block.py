@@ -1,9 +1,9 @@
-"""``python -m katbench.bench block``: a KAT block against a GELU MLP block, side by side.
+"""``python -m katbench.bench block``: every registered mixer's block, side by side.
 
-Both blocks come from :func:`katbench.mixers.build_mixer` (``grkan``: rational -> fc1 ->
-rational -> fc2; ``mlp``: fc1 -> GELU -> fc2) at the ViT-T/S/B widths. One forward+backward
-on ``tokens`` rows runs under bf16 autocast on CUDA (float32 on CPU); the table gives ms, peak
-memory and KAT/MLP ratios.
+Each block comes from :func:`katbench.mixers.build_mixer` (``mlp``: fc1 -> GELU -> fc2;
+``grkan``: rational -> fc1 -> rational -> fc2; the KAN mixers, ``pau`` and ``swiglu``) at the
+ViT-T/S/B widths ``D -> 4D -> D``. One forward+backward on ``tokens`` rows runs under bf16
+autocast on CUDA (float32 on CPU); the table gives ms, peak memory and the ratios to ``mlp``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from katbench.bench.timing import gpu_busy_us, peak_mib, time_ms
-from katbench.mixers import DEFAULT_RECOMPUTE, build_mixer
+from katbench.mixers import DEFAULT_RECOMPUTE, MIXERS, build_mixer
 
 WIDTHS = {"T": (192, 768), "S": (384, 1536), "B": (768, 3072)}
 
@@ -68,23 +68,29 @@ def measure_block(mixer: str, size: str, tokens: tuple[int, int], device: torch.
 
 
 def run_block_benchmark(device: torch.device, sizes: list[str], tokens: tuple[int, int],
-                        min_run_time: float, recompute: str = DEFAULT_RECOMPUTE) -> list[str]:
-    """Measure mlp and grkan at each size; return printable lines with the ratios.
+                        min_run_time: float, recompute: str = DEFAULT_RECOMPUTE,
+                        mixers: tuple[str, ...] = MIXERS) -> list[str]:
+    """Measure each of ``mixers`` at each size; return printable lines with the ratios to
+    ``mlp`` (measured first at each size).
 
-    ``time ratio`` is wall time (host overhead included, so it moves with the host's speed);
-    ``GPU ratio`` is GPU kernel time (CUDA only), the ratio of what the GPU does. ``recompute``
-    is the grkan blocks' ``recompute`` mode (rational outputs recomputed in the backward
-    instead of kept).
+    ``time`` is wall time (host overhead included, so it moves with the host's speed);
+    ``GPU`` is GPU kernel time (CUDA only), the ratio of what the GPU does. ``recompute`` is
+    the grkan blocks' ``recompute`` mode (rational outputs recomputed in the backward instead
+    of kept).
     """
-    lines = [f"{'size':>4} {'mlp ms':>9} {'grkan ms':>9} {'time ratio':>10} "
-             f"{'mlp MiB':>9} {'grkan MiB':>9} {'mem ratio':>9} {'GPU ratio':>9}"]
+    names = ["mlp", *(m for m in mixers if m != "mlp")]
+    lines = [f"{'size':>4} {'mixer':<10} {'ms':>9} {'time/mlp':>8} {'MiB':>9} {'mem/mlp':>8} "
+             f"{'GPU/mlp':>8}"]
     print(lines[0], flush=True)
     for size in sizes:
-        mlp = measure_block("mlp", size, tokens, device, min_run_time)
-        kat = measure_block("grkan", size, tokens, device, min_run_time, recompute=recompute)
-        mem = (f"{mlp.peak_mib:9.1f} {kat.peak_mib:9.1f} {kat.peak_mib / mlp.peak_mib:9.2f}"
-               if mlp.peak_mib else f"{'-':>9} {'-':>9} {'-':>9}")
-        gpu = f"{kat.gpu_us / mlp.gpu_us:9.2f}" if mlp.gpu_us else f"{'-':>9}"
-        lines.append(f"{size:>4} {mlp.ms:9.3f} {kat.ms:9.3f} {kat.ms / mlp.ms:10.2f} {mem} {gpu}")
-        print(lines[-1], flush=True)
+        base: BlockMeasurement | None = None
+        for name in names:
+            options = {"recompute": recompute} if name == "grkan" else {}
+            m = measure_block(name, size, tokens, device, min_run_time, **options)
+            base = base or m
+            mem = (f"{m.peak_mib:9.1f} {m.peak_mib / base.peak_mib:8.2f}" if base.peak_mib
+                   else f"{'-':>9} {'-':>8}")
+            gpu = f"{m.gpu_us / base.gpu_us:8.2f}" if base.gpu_us else f"{'-':>8}"
+            lines.append(f"{size:>4} {name:<10} {m.ms:9.3f} {m.ms / base.ms:8.2f} {mem} {gpu}")
+            print(lines[-1], flush=True)
     return lines

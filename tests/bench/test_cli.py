@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from katbench.bench.__main__ import main
+from katbench.mixers import MIXERS
 
 
 def test_op_benchmark_writes_csv_png_and_ratios(tmp_path, capsys):
@@ -26,14 +27,25 @@ def test_op_benchmark_writes_csv_png_and_ratios(tmp_path, capsys):
     assert (tmp_path / "table7_cpu.png").stat().st_size > 5_000
 
 
-@pytest.mark.parametrize("recompute", [[], ["--recompute", "first"], ["--recompute", "both"]])
-def test_block_benchmark_prints_ratios(capsys, recompute):
+@pytest.mark.parametrize("recompute", [[], ["--recompute", "both"]])
+def test_block_benchmark_times_every_mixer_against_mlp(capsys, recompute):
     assert main(["block", "--device", "cpu", "--sizes", "T", "--tokens", "2", "8",
                  "--min-run-time", "0.01", *recompute]) == 0
-    header, line = (row.split() for row in capsys.readouterr().out.strip().splitlines()[-2:])
-    assert header[0] == "size" and header[-2:] == ["GPU", "ratio"]
-    assert line[0] == "T" and float(line[3]) > 0  # time ratio grkan / mlp
-    assert line[-1] == "-"  # GPU kernel time: CUDA only
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "grkan with recompute=" + (recompute[-1] if recompute else "first") in out[0]
+    header, *rows = (row.split() for row in out[1:])
+    assert header == ["size", "mixer", "ms", "time/mlp", "MiB", "mem/mlp", "GPU/mlp"]
+    assert [r[1] for r in rows] == list(MIXERS)          # every registered mixer, mlp first
+    assert all(r[0] == "T" and float(r[2]) > 0 for r in rows)
+    assert rows[0][3] == "1.00" and all(float(r[3]) > 0 for r in rows)
+    assert all(r[-1] == "-" for r in rows)  # GPU kernel time: CUDA only
+
+
+def test_block_benchmark_takes_a_subset_of_mixers(capsys):
+    assert main(["block", "--device", "cpu", "--sizes", "T", "--tokens", "1", "4",
+                 "--min-run-time", "0.01", "--mixers", "swiglu", "pau"]) == 0
+    rows = [r.split() for r in capsys.readouterr().out.strip().splitlines()[2:]]
+    assert [r[1] for r in rows] == ["mlp", "swiglu", "pau"]
 
 
 def test_model_benchmark_ratios_to_first(tmp_path, capsys):
