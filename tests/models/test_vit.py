@@ -78,7 +78,29 @@ def test_mimetic_init_products():
         mimetic_init_(bad)
 
 
-@pytest.mark.parametrize("mixer", ["mlp", "kan", "grkan"])
+def test_linear_mixers_keep_timms_init_and_kan_layers_their_own():
+    """mlp, pau and swiglu are built from nn.Linear: timm's N(0, 0.02^2) (SwiGLU's gate: timm's
+    near-zero weight and unit bias); pau's rational stays the fitted GELU. The KAN mixers
+    redraw their layers after timm's init."""
+    torch.manual_seed(0)
+    models = {m: vit_mixer(m, img_size=32, patch_size=8, num_classes=10, in_chans=3,
+                           embed_dim=64, depth=1, num_heads=2)
+              for m in ("pau", "swiglu", "chebykan", "fourierkan")}
+    pau = models["pau"].blocks[0].mlp
+    assert pau.fc1.weight.std().item() == pytest.approx(0.02, rel=0.1)
+    torch.testing.assert_close(pau.act.denominator.detach(),
+                               torch.tensor([pau.act.fitted.denominator]))
+    swiglu = models["swiglu"].blocks[0].mlp
+    assert swiglu.fc1_x.weight.std().item() == pytest.approx(0.02, rel=0.1)
+    assert swiglu.fc1_g.weight.abs().max() < 1e-4 and bool((swiglu.fc1_g.bias == 1).all())
+    cheby = models["chebykan"].blocks[0].mlp.fc1.coefficients
+    assert cheby.std().item() == pytest.approx((64 * 5) ** -0.5, rel=0.1)
+    fourier = models["fourierkan"].blocks[0].mlp.fc2
+    assert fourier.fourier_weight.std().item() == pytest.approx((256 * 5) ** -0.5, rel=0.1)
+
+
+@pytest.mark.parametrize("mixer", ["mlp", "kan", "grkan", "fastkan", "chebykan", "fourierkan",
+                                   "pau", "swiglu"])
 def test_forward_backward_tiny(mixer):
     torch.manual_seed(0)
     model = tiny(mixer)
