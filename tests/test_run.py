@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from katbench.run import main, task_names
+from katbench.run import MIXER_NAMES, main, task_names
 
 FAST = ["task.n_train=64", "task.n_val=64", "task.n_test=64", "task.grid_size=8",
         "trainer.progress=none"]
@@ -73,7 +73,8 @@ def test_profile_applies_task_overrides_under_the_command_line(tmp_path):
 
 @pytest.mark.parametrize(("args", "expected"), [
     (["task=nope"], "unknown task 'nope'; known: "),
-    (["task=fit_xy", "mixer=mpl"], "unknown mixer 'mpl'; known: grkan, kan, mlp"),
+    (["task=fit_xy", "mixer=mpl"], "unknown mixer 'mpl'; known: chebykan, fastkan, fourierkan, "
+                                   "grkan, kan, mlp, pau, swiglu\n"),
     (["task=fit_xy", "trainer.lrr=1"], "unknown config key 'trainer.lrr'"),
     (["task=fit_xy", "trainer.lr=-1"], "trainer.lr=-1.0 is invalid; set it to a positive number"),
     (["task=fit_xy", "profile=huge"], "task 'fit_xy' has no profile 'huge'; its profiles: "),
@@ -85,6 +86,15 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, expected):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err, err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("mixer", MIXER_NAMES)
+def test_every_mixer_runs(tmp_path, mixer):
+    assert main(["task=pinn_oscillator", f"mixer={mixer}", "profile=quick", "trainer.epochs=2",
+                 "tracking.enabled=false", f"results_dir={tmp_path}"]) == 0
+    metrics = json.loads((tmp_path / f"runs/pinn_oscillator/{mixer}/seed0/metrics.json")
+                         .read_text())
+    assert metrics["mixer"] == mixer and metrics["params"] > 0
 
 
 def test_cli_process_exit_status_and_no_traceback():
