@@ -86,9 +86,9 @@ def _molecules(cfg: Any) -> tuple[dict[str, Any], Target]:
     return mols.splits, mols.target
 
 
-def _molecule_spec(train_y: torch.Tensor, test: Any, target: Target) -> dict[str, Any]:
-    """Loss, metric and export of a user's molecules (see the module docstring)."""
-    y = train_y
+def _molecule_spec(y: torch.Tensor, test: Any, target: Target) -> dict[str, Any]:
+    """Loss, metric and export of a user's molecules (see the module docstring), given the
+    training targets ``y`` (their mean and std standardise a regression target)."""
     binary = target.kind == "binary"
     scale = (0.0, 1.0) if binary else (float(y.mean()), float(y.std()) or 1.0)
     metric = "auc" if binary else "mae"
