@@ -17,5 +17,12 @@ KB_RESULTS=/tmp/kb/tab bash scripts/gpu_queue.sh start --profile paper --tasks $
 bash scripts/gpu_queue.sh start --profile paper --tasks pattern,cluster --seeds 0,1,2,3 --slots 6 --stop-after-s 1140
 bash scripts/gpu_queue.sh pack OUT --checkpoints     # then: cat OUT/runs.tgz.part* | tar xz -C results
 python -m katbench.tracking sync results
+# 2026-12-01, one H200 (16 cores): the five larger tables, two queues side by side
+# (docs/measurements/h200-2026-12-01-paper/); then on the 2-core CPU the tables the lease did not reach:
+T=tab_1995_income,tab_bank_marketing,tab_online_shoppers,tab_shrutime,tab_blastchar
+bash scripts/gpu_queue.sh start --profile paper --tasks $T --mixers mlp,grkan --seeds 0,1,2,3,4 --slots 11 --stop-after-s 1330
+bash scripts/gpu_queue.sh start --profile paper --tasks $T --mixers kan --seeds 0,1,2,3,4 --slots 5 --stop-after-s 1325
+python -m katbench.run task=tab_shrutime mixer=mlp,grkan seed=0,1,2,3,4 $R
+# Learning curves of runs made before runs kept history.jsonl come from their MLflow metrics.
 # Publish (every run of the benchmark named, so that unfinished ones are listed as missing):
 python -m katbench.report results --publish docs/results $(cat docs/results/expected_runs.txt)
