@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import time
 from pathlib import Path
 from typing import Any
@@ -34,12 +33,9 @@ def export_rationals(model: torch.nn.Module, path: Path) -> Path | None:
             arrays[f"{name}.variant"] = np.array(str(getattr(module, "variant", "")))
     if not arrays:
         return None
-    from katbench.tracking import atomic_write_bytes
+    from katbench.tracking import write_npz
 
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return write_npz(path, **arrays)
 
 
 def _peak_memory_mb(device: torch.device) -> float:

@@ -8,7 +8,6 @@ points are the same for every run, so seeds and mixers are compared on one test 
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from torch import nn
 from katbench.data.functions import FUNCTIONS, grid, sample
 from katbench.models.small import mixer_net
 from katbench.tasks import TaskSpec, register_family
-from katbench.tracking import atomic_write_bytes
+from katbench.tracking import write_npz
 
 TEST_SEED = 2**31 - 1
 
@@ -40,11 +39,8 @@ def _export_surface(function: str, n: int) -> Any:
         device = next(model.parameters()).device
         with torch.no_grad():
             pred = model(torch.stack([x, y], -1).reshape(-1, 2).to(device)).reshape(n, n)
-        buffer = io.BytesIO()
-        np.savez(buffer, x=x.numpy(), y=y.numpy(), true=true.numpy(), pred=pred.cpu().numpy(),
-                 formula=np.array(FUNCTIONS[function].formula))
-        atomic_write_bytes(run_dir / "surface.npz", buffer.getvalue())
-        return [run_dir / "surface.npz"]
+        return [write_npz(run_dir / "surface.npz", x=x.numpy(), y=y.numpy(), true=true.numpy(),
+                          pred=pred.cpu().numpy(), formula=np.array(FUNCTIONS[function].formula))]
 
     return export
 

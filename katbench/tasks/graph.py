@@ -20,7 +20,6 @@ predictions with every metric of the kind (``test_predictions.npz``).
 
 from __future__ import annotations
 
-import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from katbench.mixers import build_mixer
 from katbench.models.budget import hidden_for_budget
 from katbench.models.graph_transformer import GraphTransformer, count_parameters
 from katbench.tasks import TaskSpec, register_family, to_device
-from katbench.tracking import atomic_write_bytes
+from katbench.tracking import write_npz
 
 # dataset -> (node types, outputs, published generator settings or None)
 DATASETS: dict[str, tuple[int, int, dict[str, Any] | None]] = {
@@ -108,10 +107,8 @@ def _molecule_spec(y: torch.Tensor, test: Any, target: Target) -> dict[str, Any]
         device = next(m.parameters()).device
         with torch.no_grad():
             pred, labels = predict(m, (to_device(b, device) for b in test), target, scale)
-        buffer = io.BytesIO()
-        np.savez(buffer, pred=pred, y=labels, **target_metrics(target.kind, pred, labels))
-        atomic_write_bytes(run_dir / "test_predictions.npz", buffer.getvalue())
-        return [run_dir / "test_predictions.npz"]
+        return [write_npz(run_dir / "test_predictions.npz", pred=pred, y=labels,
+                          **target_metrics(target.kind, pred, labels))]
 
     return {"loss": loss, "evaluate": evaluate, "metric": metric, "higher_is_better": binary,
             "export": export}

@@ -19,19 +19,17 @@ spaced points.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from katbench.models.small import mixer_net
 from katbench.tasks import TaskSpec, register_family
-from katbench.tracking import atomic_write_bytes
+from katbench.tracking import write_npz
 
 
 def exact_solution(t: torch.Tensor, d: float, w0: float) -> torch.Tensor:
@@ -89,11 +87,9 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
         device = next(net.parameters()).device
         with torch.no_grad():
             pred = net(t_eval.to(device)).cpu()
-        buffer = io.BytesIO()
-        np.savez(buffer, t=t_eval.squeeze(1).numpy(), pred=pred.squeeze(1).numpy(),
-                 exact=test[0][1].squeeze(1).numpy(), collocation=colloc.squeeze(1).numpy())
-        atomic_write_bytes(run_dir / "u_t.npz", buffer.getvalue())
-        return [run_dir / "u_t.npz"]
+        return [write_npz(run_dir / "u_t.npz", t=t_eval.squeeze(1).numpy(),
+                          pred=pred.squeeze(1).numpy(), exact=test[0][1].squeeze(1).numpy(),
+                          collocation=colloc.squeeze(1).numpy())]
 
     return TaskSpec(model=model, train=[colloc], val=None, test=test,
                     loss=lambda m, batch: pinn_loss(m, batch, d, w0),

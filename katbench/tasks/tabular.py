@@ -18,7 +18,6 @@ metric of the kind (``test_predictions.npz``: log loss, MAE, ...).
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from pathlib import Path
@@ -42,7 +41,7 @@ from katbench.data.targets import HIGHER_IS_BETTER, target_metrics
 from katbench.models.budget import hidden_for_budget, hidden_step
 from katbench.models.tabtransformer import TabTransformer, count_parameters
 from katbench.tasks import TaskSpec, register_family, to_device
-from katbench.tracking import atomic_write_bytes
+from katbench.tracking import write_npz
 
 log = logging.getLogger(__name__)
 METRICS = {"binary": "auc", "multiclass": "accuracy", "regression": "rmse"}   # the selected one
@@ -67,10 +66,8 @@ def _export_predictions(test: Any, kind: str, scale: tuple[float, float]) -> Any
         device = next(model.parameters()).device
         with torch.no_grad():
             pred, y = predict(model, (to_device(b, device) for b in test), kind, scale)
-        buffer = io.BytesIO()
-        np.savez(buffer, pred=pred, y=y, **target_metrics(kind, pred, y))
-        atomic_write_bytes(run_dir / "test_predictions.npz", buffer.getvalue())
-        return [run_dir / "test_predictions.npz"]
+        return [write_npz(run_dir / "test_predictions.npz", pred=pred, y=y,
+                          **target_metrics(kind, pred, y))]
 
     return export
 
