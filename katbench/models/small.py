@@ -17,6 +17,7 @@ from torch import nn
 
 from katbench.mixers import build_mixer
 from katbench.models.budget import hidden_for_budget
+from katbench.models.info import count_params
 
 
 class MixerNet(nn.Module):
@@ -49,8 +50,7 @@ def mixer_net(widths: list[int], mixer: str, mixer_kwargs: dict[str, Any],
     """``MixerNet(widths, mixer)``, or, with a ``param_budget`` (:mod:`katbench.models.budget`),
     with every mixer's hidden width set to the width solved for that budget."""
     def count(name: str, kwargs: dict[str, Any], hidden: int | None) -> int:
-        net = MixerNet(with_hidden(widths, hidden), name, **kwargs)
-        return sum(p.numel() for p in net.parameters())
+        return count_params(MixerNet(with_hidden(widths, hidden), name, **kwargs))
 
     hidden = hidden_for_budget(param_budget, mixer, mixer_kwargs, count,
                                start=max(widths[1::2], default=1))

@@ -21,6 +21,7 @@ from torch import nn
 
 from katbench.data import vision as data
 from katbench.models.budget import hidden_for_budget
+from katbench.models.info import count_params
 from katbench.models.vit import vit_mixer
 from katbench.tasks import TaskSpec, register_family
 
@@ -108,7 +109,7 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
                          activation=activation if mixer_name == "mlp" else "gelu", **model_cfg)
 
     hidden = hidden_for_budget(cfg.get("param_budget"), name, kwargs,
-                               lambda *a: sum(p.numel() for p in vit(*a).parameters()),
+                               lambda *a: count_params(vit(*a)),
                                base_hidden)
     model = vit(name, kwargs, hidden)
     mix_cfg = dict(d.get("mixup") or {})
