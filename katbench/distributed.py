@@ -65,11 +65,13 @@ def shutdown() -> None:
 
 
 def is_sharded(loader: Any) -> bool:
-    """True when the loader already splits its data per rank (a ``DistributedSampler``)."""
+    """True when the loader already splits its data per rank (a ``DistributedSampler``, or a
+    loader whose ``shard(rank, world)`` was called, such as the graph loader)."""
     from torch.utils.data.distributed import DistributedSampler
 
     inner = getattr(loader, "loader", loader)
-    return isinstance(getattr(inner, "sampler", None), DistributedSampler)
+    return bool(getattr(inner, "sharded", False)) or isinstance(getattr(inner, "sampler", None),
+                                                                 DistributedSampler)
 
 
 def shard_batch(batch: Any, rank: Rank) -> Any:

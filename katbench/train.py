@@ -15,8 +15,8 @@ checkpoint) resumes to the same numbers as an uninterrupted one: on resume the e
 loader states are restored, the batches already trained on are skipped, and the RNG state of
 the checkpoint is put back. A stop request (:func:`request_stop`, the CLI's SIGTERM/SIGINT
 handler) checkpoints after the current step and raises :class:`RunInterrupted`; a non-finite
-loss raises :class:`NonFiniteLossError` before the step is applied, so the last checkpoint
-written is the last good one.
+loss raises :class:`NonFiniteLossError`, and no checkpoint is ever written over weights whose
+losses were not all found finite, so the last checkpoint written is the last good one.
 """
 
 from __future__ import annotations
@@ -315,190 +315,271 @@ def fit(spec: TaskSpec, s: TrainerSettings, checkpoint: Path, *,
     evaluated epochs, ``val_<metric>``/``test_<metric>`` (all averaged over ranks). Only rank 0
     writes the checkpoint; every rank reads it on resume.
     """
-    rank = rank or Rank()
-    device = s.resolve_device()
-    raw = spec.model.to(device)
-    optimizer_cls = torch.optim.AdamW if s.optimizer == "adamw" else torch.optim.Adam
-    optimizer = optimizer_cls(param_groups(raw, s.weight_decay), lr=s.lr)
-    model: Any = raw
-    if rank.world > 1:
-        # Unused parameters are common here (e.g. categorical embeddings of a table without
-        # categorical columns); finding them costs one graph walk per step.
-        model = torch.nn.parallel.DistributedDataParallel(
-            raw, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=True)
-    if s.compile:
-        model = torch.compile(model)
-    ema = None
-    if s.ema_decay is not None:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        ema = AveragedModel(raw, multi_avg_fn=get_ema_multi_avg_fn(s.ema_decay),
-                            use_buffers=True)
-    eval_model = ema.module if ema is not None else raw
-    steps_per_epoch = len(spec.train) if hasattr(spec.train, "__len__") else 1
-    scheduler: Any = None
-    if s.schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(s, steps_per_epoch))
-    elif s.schedule == "plateau":
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max" if spec.higher_is_better else "min",
-            factor=s.plateau_factor, patience=s.plateau_patience, min_lr=s.min_lr)
-    use_amp = s.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    m = spec.metric
-    select_key = f"val_{m}" if spec.val is not None else f"test_{m}"
-    sign = 1.0 if spec.higher_is_better else -1.0
-    shard = rank.world > 1 and not distributed.is_sharded(spec.train)
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "best": None, "final": {},
-                             "train_time_s": 0.0, "wall_s": 0.0, "stopped_early": None,
-                             "partial": {"loss": 0.0, "batches": 0, "samples": 0, "time": 0.0}}
-    epoch_start: dict[str, Any] = {}
-    resumed_rng = None
+    training = Training(spec, s, checkpoint, rank or Rank(), desc)
     if resume and checkpoint.exists():
-        ckpt = load_checkpoint(checkpoint, device)
-        _restore(ckpt, checkpoint, {"model": raw, "optimizer": optimizer, "scheduler": scheduler,
-                                    "scaler": scaler, "ema": ema})
-        state, epoch_start, resumed_rng = ckpt["state"], ckpt["epoch_start"], ckpt["rng"]
-        _set_rng_state(resumed_rng)
+        training.restore()
+    return training.run(log)
 
-    def write_checkpoint() -> None:
-        if not rank.is_main:
-            return
-        save_checkpoint(checkpoint, {
-            "model": raw.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "scaler": scaler.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-            "rng": _rng_state(), "state": state, "epoch_start": epoch_start})
 
-    def evaluate(loader: Iterable[Any]) -> float:
-        eval_model.eval()
-        with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            value = float(spec.evaluate(eval_model, _on_device(loader, device)))
-        raw.train()
+class Training:
+    """One run of :func:`fit`: the model, optimiser, schedule and the run's progress ``state``,
+    with one method per step of the loop (``run`` -> ``train_epoch`` -> ``train_step``, then
+    ``evaluate_epoch`` and ``end_epoch``).
+
+    The loss of a step is read on the host one step late (:meth:`check_loss`), so the host
+    queues step ``k`` while the GPU finishes step ``k - 1`` instead of waiting for it; every
+    checkpoint is written only after all losses of the steps it contains were found finite.
+    """
+
+    def __init__(self, spec: TaskSpec, s: TrainerSettings, checkpoint: Path, rank: Rank,
+                 desc: str) -> None:
+        self.spec, self.s, self.checkpoint, self.rank, self.desc = spec, s, checkpoint, rank, desc
+        self.device = device = s.resolve_device()
+        self.raw = spec.model.to(device)
+        for loader in (spec.train, spec.val, spec.test):
+            if callable(getattr(loader, "to", None)):    # loaders that hold data on the device
+                loader.to(device)
+        optimizer_cls = torch.optim.AdamW if s.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = optimizer_cls(param_groups(self.raw, s.weight_decay), lr=s.lr)
+        self.model: Any = self.raw
+        if rank.world > 1:
+            # Unused parameters are common here (e.g. categorical embeddings of a table without
+            # categorical columns); finding them costs one graph walk per step.
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.raw, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=True)
+            if callable(getattr(spec.train, "shard", None)):
+                spec.train.shard(rank.rank, rank.world)
+        if s.compile:
+            self.model = torch.compile(self.model)
+        self.ema = None
+        if s.ema_decay is not None:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.raw, multi_avg_fn=get_ema_multi_avg_fn(s.ema_decay),
+                                     use_buffers=True)
+        self.eval_model = self.ema.module if self.ema is not None else self.raw
+        self.scheduler = self._scheduler()
+        self.use_amp = s.amp and device.type == "cuda"
+        self.amp_dtype = (torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported()
+                          else torch.float16)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp
+                                           and self.amp_dtype == torch.float16)
+        self.select_key = f"val_{spec.metric}" if spec.val is not None else f"test_{spec.metric}"
+        self.sign = 1.0 if spec.higher_is_better else -1.0
+        self.shard = rank.world > 1 and not distributed.is_sharded(spec.train)
+        self.state: dict[str, Any] = {
+            "epoch": 0, "step": 0, "best": None, "final": {}, "train_time_s": 0.0,
+            "wall_s": 0.0, "stopped_early": None,
+            "partial": {"loss": 0.0, "batches": 0, "samples": 0, "time": 0.0}}
+        self.epoch_start: dict[str, Any] = {}
+        self.resumed_rng: dict[str, Any] | None = None
+        self.pending: tuple[torch.Tensor, int, int] | None = None  # loss not yet read, where
+        self.last_checkpoint = time.monotonic()
+
+    def _scheduler(self) -> Any:
+        s, spec = self.s, self.spec
+        if s.schedule == "cosine":
+            steps_per_epoch = len(spec.train) if hasattr(spec.train, "__len__") else 1
+            return torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                     _lr_lambda(s, steps_per_epoch))
+        if s.schedule == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="max" if spec.higher_is_better else "min",
+                factor=s.plateau_factor, patience=s.plateau_patience, min_lr=s.min_lr)
+        return None
+
+    def restore(self) -> None:
+        """Continue from ``checkpoint``: weights, optimiser, schedule, RNG and progress."""
+        ckpt = load_checkpoint(self.checkpoint, self.device)
+        _restore(ckpt, self.checkpoint, {
+            "model": self.raw, "optimizer": self.optimizer, "scheduler": self.scheduler,
+            "scaler": self.scaler, "ema": self.ema})
+        self.state, self.epoch_start, self.resumed_rng = (ckpt["state"], ckpt["epoch_start"],
+                                                          ckpt["rng"])
+        _set_rng_state(self.resumed_rng)
+
+    def write_checkpoint(self) -> None:
+        """Save everything a resume needs (rank 0), once every queued loss is known finite."""
+        self.check_loss()
+        if self.rank.is_main:
+            save_checkpoint(self.checkpoint, {
+                "model": self.raw.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "scaler": self.scaler.state_dict(),
+                "ema": self.ema.state_dict() if self.ema is not None else None,
+                "rng": _rng_state(), "state": self.state, "epoch_start": self.epoch_start})
+        self.last_checkpoint = time.monotonic()
+
+    def check_loss(self, stop: bool = False) -> bool:
+        """Read the queued loss (adding it to the epoch's sum) and agree over ranks whether it is
+        finite and whether a stop was requested (``stop``); return whether to stop."""
+        bad, value, epoch, step = False, math.nan, self.state["epoch"] + 1, self.state["step"]
+        if self.pending is not None:
+            loss, epoch, step = self.pending
+            self.pending = None
+            value = float(loss)
+            bad = not math.isfinite(value)
+            self.state["partial"]["loss"] += value
+        bad, stop = distributed.any_rank([bad, stop], self.rank)
+        if bad:
+            raise NonFiniteLossError(
+                f"{self.desc}: training loss became {value} at epoch {epoch}, step {step}; the "
+                "last good checkpoint is kept. Lower trainer.lr or set trainer.clip_grad_norm")
+        return stop
+
+    def evaluate(self, loader: Iterable[Any]) -> float:
+        """``spec.evaluate`` of the evaluated weights over ``loader``, without gradients."""
+        self.eval_model.eval()
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype,
+                                             enabled=self.use_amp):
+            value = float(self.spec.evaluate(self.eval_model, _on_device(loader, self.device)))
+        self.raw.train()
         return value
 
-    def batches(epoch: int) -> Iterator[Any]:
-        """The epoch's batches from the current step on (earlier ones skipped on resume)."""
-        nonlocal epoch_start
-        skip = state["step"]
+    def batches(self) -> Iterator[tuple[Any, float]]:
+        """The epoch's batches from the current step on (earlier ones skipped on resume), each
+        with its loss weight (1, or this rank's share when the trainer shards the batch)."""
+        train, skip = self.spec.train, self.state["step"]
         if skip:
-            _set_rng_state(epoch_start["rng"])
-            _set_loader_state(spec.train, epoch_start["loader"])
+            _set_rng_state(self.epoch_start["rng"])
+            _set_loader_state(train, self.epoch_start["loader"])
         else:
-            epoch_start = {"rng": _rng_state(), "loader": _loader_state(spec.train)}
-        iterator = iter(spec.train)
+            self.epoch_start = {"rng": _rng_state(), "loader": _loader_state(train)}
+        iterator = iter(train)
         for _ in range(skip):
             next(iterator)
         if skip:
-            _set_rng_state(resumed_rng)
+            _set_rng_state(self.resumed_rng)
         for batch in iterator:
-            if not shard:
-                yield to_device(batch, device), 1.0
+            if not self.shard:
+                yield to_device(batch, self.device), 1.0
                 continue
             # Weighting each rank's mean loss by its share of the batch makes the DDP-averaged
             # gradient the one-process gradient even when the batch does not split evenly.
-            local = distributed.shard_batch(batch, rank)
-            yield to_device(local, device), (
-                count_samples(local) * rank.world / max(1, count_samples(batch)))
+            local = distributed.shard_batch(batch, self.rank)
+            yield to_device(local, self.device), (
+                count_samples(local) * self.rank.world / max(1, count_samples(batch)))
 
-    bar = _progress_bar(s, s.epochs, state["epoch"], desc) if rank.is_main else None
-    log_stride = s.log_every or max(1, s.epochs // 10)
-    last_checkpoint = time.monotonic()
-    raw.train()
-    for epoch in range(state["epoch"] + 1, s.epochs + 1):
+    def train_step(self, batch: Any, weight: float) -> torch.Tensor:
+        """Forward, backward and update on one batch; the (unread) loss."""
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            loss = self.spec.loss(self.model, batch) * weight
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.s.clip_grad_norm is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.raw.parameters(), self.s.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.raw)
+        if self.s.schedule == "cosine":
+            self.scheduler.step()
+        return loss.detach()
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """Train one epoch (or its rest, on resume); its loss, rate and time."""
+        state, part = self.state, self.state["partial"]
         start = time.perf_counter()
-        part = state["partial"]
-        for batch, weight in batches(epoch):
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                loss = spec.loss(model, batch) * weight
-            value = float(loss.detach())
-            bad, stop = distributed.any_rank([not math.isfinite(value),
-                                              _STOP["reason"] is not None], rank)
-            if bad:
-                raise NonFiniteLossError(
-                    f"{desc}: training loss became {value} at epoch {epoch}, step "
-                    f"{state['step']}; the last good checkpoint is kept. Lower trainer.lr or "
-                    "set trainer.clip_grad_norm")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if s.clip_grad_norm is not None:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(raw.parameters(), s.clip_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            if ema is not None:
-                ema.update_parameters(raw)
-            if s.schedule == "cosine":
-                scheduler.step()
+        for batch, weight in self.batches():
+            loss = self.train_step(batch, weight)
+            stop = self.check_loss(stop=_STOP["reason"] is not None)
+            self.pending = (loss, epoch, state["step"])
             state["step"] += 1
-            part["loss"], part["batches"] = part["loss"] + value, part["batches"] + 1
+            part["batches"] += 1
             part["samples"] += count_samples(batch)
             now = time.perf_counter()
             part["time"], start = part["time"] + now - start, now
             if stop:
-                write_checkpoint()
+                self.write_checkpoint()
                 raise RunInterrupted(_STOP["reason"] or "a stop on another rank", epoch,
-                                     state["step"], checkpoint)
-            if time.monotonic() - last_checkpoint >= s.checkpoint_every_s:
-                write_checkpoint()
-                last_checkpoint = time.monotonic()
+                                     state["step"], self.checkpoint)
+            if time.monotonic() - self.last_checkpoint >= self.s.checkpoint_every_s:
+                self.write_checkpoint()
+        self.check_loss()
         elapsed = part["time"] + time.perf_counter() - start
         reduced = distributed.mean_over_ranks(
             {"train_loss": part["loss"] / max(1, part["batches"]), "samples": part["samples"]},
-            rank)
-        metrics = {"train_loss": reduced["train_loss"],
-                   "lr": optimizer.param_groups[0]["lr"],
-                   "samples_per_s": reduced["samples"] * rank.world / max(elapsed, 1e-9),
-                   "epoch_time_s": elapsed}
+            self.rank)
         state["train_time_s"] += elapsed
-        (time_up,) = distributed.any_rank(
-            [s.max_hours is not None and state["wall_s"] + elapsed >= s.max_hours * 3600], rank)
-        if epoch % s.eval_every == 0 or epoch == s.epochs or time_up:
-            scores = {f"val_{m}": evaluate(spec.val)} if spec.val is not None else {}
-            scores[f"test_{m}"] = evaluate(spec.test)
-            metrics.update(distributed.mean_over_ranks(scores, rank))
-            score = metrics[select_key]
-            if state["best"] is None or sign * score > sign * state["best"][select_key]:
-                state["best"] = {"epoch": epoch, **{k: metrics[k] for k in metrics
-                                                    if k.startswith(("val_", "test_"))}}
-            if s.schedule == "plateau":
-                scheduler.step(score)
+        return {"train_loss": reduced["train_loss"], "lr": self.optimizer.param_groups[0]["lr"],
+                "samples_per_s": reduced["samples"] * self.rank.world / max(elapsed, 1e-9),
+                "epoch_time_s": elapsed}
+
+    def evaluate_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Add the val/test metrics to ``metrics``, track the best epoch, step the plateau
+        schedule."""
+        m = self.spec.metric
+        scores = {f"val_{m}": self.evaluate(self.spec.val)} if self.spec.val is not None else {}
+        scores[f"test_{m}"] = self.evaluate(self.spec.test)
+        metrics.update(distributed.mean_over_ranks(scores, self.rank))
+        score, best = metrics[self.select_key], self.state["best"]
+        if best is None or self.sign * score > self.sign * best[self.select_key]:
+            self.state["best"] = {"epoch": epoch, **{k: metrics[k] for k in metrics
+                                                     if k.startswith(("val_", "test_"))}}
+        if self.s.schedule == "plateau":
+            self.scheduler.step(score)
+
+    def end_epoch(self, epoch: int, metrics: dict[str, float], began: float,
+                  time_up: bool) -> None:
+        """Record the finished epoch in ``state`` and decide whether the run stops early."""
+        state = self.state
+        state["wall_s"] += time.perf_counter() - began
         state["epoch"], state["final"], state["step"] = epoch, metrics, 0
         state["partial"] = {"loss": 0.0, "batches": 0, "samples": 0, "time": 0.0}
-        state["wall_s"] += time.perf_counter() - start + part["time"]
         if time_up:
             state["stopped_early"] = "max_hours"
-        elif s.stop_at_min_lr and optimizer.param_groups[0]["lr"] <= s.min_lr * (1 + 1e-9):
+        elif self.s.stop_at_min_lr and (self.optimizer.param_groups[0]["lr"]
+                                        <= self.s.min_lr * (1 + 1e-9)):
             state["stopped_early"] = "min_lr"
-        if log is not None and rank.is_main:
-            log(epoch, metrics)
+
+    def report(self, epoch: int, metrics: dict[str, float], bar: Any, log_stride: int) -> None:
+        """Progress bar or log line of an epoch (rank 0)."""
+        s, stopped = self.s, self.state["stopped_early"]
         if bar is not None:
             bar.update(1)
             bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k != "lr"})
-        elif rank.is_main and s.progress != "none" and (
-                epoch % log_stride == 0 or epoch == s.epochs or state["stopped_early"]):
+        elif self.rank.is_main and s.progress != "none" and (
+                epoch % log_stride == 0 or epoch == s.epochs or stopped):
             shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-            print(f"{desc} epoch {epoch}/{s.epochs} {shown}", file=sys.stderr, flush=True)
-        if time.monotonic() - last_checkpoint >= s.checkpoint_every_s:
-            write_checkpoint()
-            last_checkpoint = time.monotonic()
-        if state["stopped_early"]:
-            if rank.is_main:
-                print(f"{desc}: stopped after epoch {epoch}: "
-                      + ("trainer.max_hours reached" if time_up else "lr reached min_lr"),
-                      file=sys.stderr, flush=True)
-            break
-    if bar is not None:
-        bar.close()
-    write_checkpoint()
-    if ema is not None:
-        raw.load_state_dict(ema.module.state_dict())   # exports show the evaluated weights
-    return {"final": state["final"], "best": state["best"], "epochs_done": state["epoch"],
-            "train_time_s": state["train_time_s"], "wall_s": state["wall_s"],
-            "selected_on": select_key,
-            "stopped_early": state["stopped_early"]}
+            print(f"{self.desc} epoch {epoch}/{s.epochs} {shown}", file=sys.stderr, flush=True)
+        if stopped and self.rank.is_main:
+            print(f"{self.desc}: stopped after epoch {epoch}: " + (
+                "trainer.max_hours reached" if stopped == "max_hours" else "lr reached min_lr"),
+                file=sys.stderr, flush=True)
+
+    def run(self, log: Callable[[int, dict[str, float]], None] | None) -> dict[str, Any]:
+        """Epochs from the current one to ``s.epochs`` or an early stop; the run's metrics."""
+        s, state = self.s, self.state
+        bar = _progress_bar(s, s.epochs, state["epoch"], self.desc) if self.rank.is_main else None
+        log_stride = s.log_every or max(1, s.epochs // 10)
+        self.last_checkpoint = time.monotonic()
+        self.raw.train()
+        for epoch in range(state["epoch"] + 1, s.epochs + 1):
+            began = time.perf_counter() - state["partial"]["time"]
+            metrics = self.train_epoch(epoch)
+            (time_up,) = distributed.any_rank([s.max_hours is not None and state["wall_s"]
+                                               + metrics["epoch_time_s"] >= s.max_hours * 3600],
+                                              self.rank)
+            if epoch % s.eval_every == 0 or epoch == s.epochs or time_up:
+                self.evaluate_epoch(epoch, metrics)
+            self.end_epoch(epoch, metrics, began, time_up)
+            if log is not None and self.rank.is_main:
+                log(epoch, metrics)
+            self.report(epoch, metrics, bar, log_stride)
+            if time.monotonic() - self.last_checkpoint >= s.checkpoint_every_s:
+                self.write_checkpoint()
+            if state["stopped_early"]:
+                break
+        if bar is not None:
+            bar.close()
+        self.write_checkpoint()
+        if self.ema is not None:   # exports show the evaluated weights
+            self.raw.load_state_dict(self.ema.module.state_dict())
+        return {"final": state["final"], "best": state["best"], "epochs_done": state["epoch"],
+                "train_time_s": state["train_time_s"], "wall_s": state["wall_s"],
+                "selected_on": self.select_key, "stopped_early": state["stopped_early"]}
 
 
 def _on_device(loader: Iterable[Any], device: torch.device) -> Iterable[Any]:

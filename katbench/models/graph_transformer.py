@@ -25,19 +25,18 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch_geometric.nn import MessagePassing, global_mean_pool
-from torch_geometric.utils import scatter
+from torch_geometric.nn import global_mean_pool
 
 # (in_features, hidden_features, out_features) -> module, e.g. a build_mixer partial.
 MlpLayer = Callable[[int, int, int], nn.Module]
 
 
-class GraphTransformerLayer(MessagePassing):
+class GraphTransformerLayer(nn.Module):
     """Sparse multi-head attention over ``edge_index`` + FFN, residuals and batch norm."""
 
     def __init__(self, dim: int, heads: int, mlp_layer: MlpLayer, ffn_hidden: int,
                  edge_features: bool, dropout: float = 0.0) -> None:
-        super().__init__(aggr="add", node_dim=0)
+        super().__init__()
         if dim % heads:
             raise ValueError(f"dim={dim} is not divisible by heads={heads}")
         self.dim, self.heads, self.dropout = dim, heads, dropout
@@ -69,8 +68,8 @@ class GraphTransformerLayer(MessagePassing):
         if self.edge_features:
             score = score * self.proj_e(e).view(-1, self.heads, d_k)
         weight = score.sum(-1).clamp(-5, 5).exp()
-        z = scatter(weight, dst, dim=0, dim_size=n, reduce="sum")
-        attn = self.propagate(edge_index, v=v, weight=weight, size=(n, n))
+        z = weight.new_zeros(n, self.heads).index_add_(0, dst, weight)
+        attn = v.new_zeros(n, self.heads, d_k).index_add_(0, dst, v[src] * weight.unsqueeze(-1))
         attn = (attn / (z.unsqueeze(-1) + 1e-6)).reshape(n, self.dim)
         h = self.norm1_h(h + self.o_h(nn.functional.dropout(attn, self.dropout, self.training)))
         h = self.norm2_h(h + self.ffn_h(h))
@@ -80,17 +79,15 @@ class GraphTransformerLayer(MessagePassing):
             e = self.norm2_e(e + self.ffn_e(e))
         return h, e
 
-    def message(self, v_j: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return v_j * weight.unsqueeze(-1)
-
 
 class GraphTransformer(nn.Module):
     """Embeddings + Laplacian PE -> ``layers`` x :class:`GraphTransformerLayer` -> MLP readout.
 
-    ``forward(batch)`` takes a PyG batch with ``x`` (``(N, 1)`` node types), ``edge_index``,
-    ``lap_pe`` (``(N, pe_dim)``), ``batch`` and, when ``num_edge_types`` is set, ``edge_attr``
-    (``(E,)`` bond types). It returns ``(num_graphs,)`` for ``out_features == 1`` graph tasks,
-    ``(num_graphs, out)`` for other graph tasks and ``(N, out)`` when ``node_level``.
+    ``forward(batch)`` takes a PyG ``Batch`` or a :class:`~katbench.data.graph.GraphBatch` with
+    ``x`` (``(N, 1)`` node types), ``edge_index``, ``lap_pe`` (``(N, pe_dim)``), ``batch``,
+    ``num_graphs`` and, when ``num_edge_types`` is set, ``edge_attr`` (``(E,)`` bond types);
+    it never waits for the device. It returns ``(num_graphs,)`` for ``out_features == 1`` graph
+    tasks, ``(num_graphs, out)`` for other graph tasks and ``(N, out)`` when ``node_level``.
     """
 
     def __init__(self, num_node_types: int, out_features: int, mlp_layer: MlpLayer, *,
@@ -115,16 +112,15 @@ class GraphTransformer(nn.Module):
     def forward(self, batch: Any) -> torch.Tensor:
         pe = batch.lap_pe
         if self.training:  # eigenvectors are defined up to sign: learn invariance to it
-            graph = batch.batch if batch.batch is not None else torch.zeros_like(batch.x[:, 0])
-            flips = torch.randint(0, 2, (int(graph.max()) + 1, pe.shape[1]), device=pe.device)
-            pe = pe * (2 * flips - 1).to(pe.dtype)[graph]
+            flips = torch.randint(0, 2, (batch.num_graphs, pe.shape[1]), device=pe.device)
+            pe = pe * (2 * flips - 1).to(pe.dtype)[batch.batch]
         h = self.in_feat_dropout(self.embed_h(batch.x[:, 0]) + self.embed_pe(pe))
         e = self.embed_e(batch.edge_attr) if self.embed_e is not None else None
         for layer in self.layers:
             h, e = layer(h, batch.edge_index, e)
         if self.node_level:
             return self.readout(h)
-        out = self.readout(global_mean_pool(h, batch.batch))
+        out = self.readout(global_mean_pool(h, batch.batch, batch.num_graphs))
         return out.squeeze(-1) if self.out_features == 1 else out
 
 

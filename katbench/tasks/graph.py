@@ -30,7 +30,15 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
-from katbench.data.graph import CLUSTER, PATTERN, SPLITS, ZINC_ATOMS, ZINC_BONDS, load_split
+from katbench.data.graph import (
+    CLUSTER,
+    PATTERN,
+    SPLITS,
+    ZINC_ATOMS,
+    ZINC_BONDS,
+    GraphLoader,
+    load_split,
+)
 from katbench.data.targets import Target, target_metrics
 from katbench.mixers import build_mixer
 from katbench.models.budget import hidden_for_budget
@@ -48,11 +56,12 @@ DATASETS: dict[str, tuple[int, int, dict[str, Any] | None]] = {
 def mae(model: nn.Module, loader: Any, scale: tuple[float, float] = (0.0, 1.0)) -> float:
     """Mean absolute error over all graphs of ``loader`` of the outputs mapped back to the
     target's units (``out * std + mean`` with ``scale = (mean, std)``)."""
-    total, count = 0.0, 0
+    total, count = torch.zeros(()), 0
     for batch in loader:
-        total += float((model(batch) * scale[1] + scale[0] - batch.y).abs().sum())
+        total = total.to(batch.y.device) + (model(batch) * scale[1] + scale[0] - batch.y
+                                            ).abs().sum()
         count += batch.y.numel()
-    return total / count
+    return float(total) / count
 
 
 def predict(model: nn.Module, loader: Any, target: Target, scale: tuple[float, float]
@@ -117,22 +126,33 @@ def _molecule_spec(y: torch.Tensor, test: Any, target: Target) -> dict[str, Any]
 def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy with class weights ``(V - n_c) / V`` from the batch's class counts ``n_c``
     (classes absent from the batch get weight 0), as in the benchmark."""
-    counts = torch.bincount(labels, minlength=logits.shape[1]).to(logits.dtype)
+    counts = _class_counts(labels, logits.shape[1], logits.dtype)
     weight = (labels.numel() - counts) / labels.numel() * (counts > 0)
     return F.cross_entropy(logits, labels, weight=weight)
 
 
-def class_averaged_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """100 x mean over the classes present in ``labels`` of that class's recall."""
-    pred = logits.argmax(-1)
-    recalls = [(pred[labels == c] == c).float().mean() for c in labels.unique()]
-    return 100.0 * float(torch.stack(recalls).mean())
+def _class_counts(labels: torch.Tensor, classes: int, dtype: torch.dtype,
+                  where: torch.Tensor | None = None) -> torch.Tensor:
+    """Per class, how many ``labels`` (those with ``where`` true) it has; unlike ``bincount``
+    it does not wait for the device to learn the output size."""
+    ones = torch.ones_like(labels, dtype=dtype) if where is None else where.to(dtype)
+    return torch.zeros(classes, dtype=dtype, device=labels.device).index_add_(0, labels, ones)
+
+
+def class_averaged_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """100 x mean over the classes present in ``labels`` of that class's recall (a 0-d tensor
+    on the logits' device)."""
+    classes = logits.shape[1]
+    counts = _class_counts(labels, classes, torch.float32)
+    correct = _class_counts(labels, classes, torch.float32, logits.argmax(-1) == labels)
+    present = counts > 0
+    return 100.0 * (correct / counts.clamp(min=1)).sum() / present.sum()
 
 
 def sbm_accuracy(model: nn.Module, loader: Any) -> float:
     """Class-averaged accuracy of each batch, averaged over batches (the benchmark's protocol)."""
-    scores = [class_averaged_accuracy(model(b), b.y) for b in loader]
-    return sum(scores) / len(scores)
+    scores = torch.stack([class_averaged_accuracy(model(b), b.y) for b in loader])
+    return float(scores.mean())
 
 
 def stand_in(t: Any) -> str | None:
@@ -163,10 +183,7 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
     else:
         data = {s: load_split(t.dataset, s, int(t.pe_dim), params, int(t.data_seed))
                 for s in SPLITS}
-    from torch_geometric.loader import DataLoader
-
-    loaders = {s: DataLoader(data[s], batch_size=int(t.batch_size), shuffle=s == "train")
-               for s in SPLITS}
+    loaders = {s: GraphLoader(data[s], int(t.batch_size), shuffle=s == "train") for s in SPLITS}
     kwargs = {k: v for k, v in mixer.items() if k != "name"}
     regression = outputs == 1
 

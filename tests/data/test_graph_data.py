@@ -1,4 +1,5 @@
-"""Graph data: SBM generator statistics, Laplacian PE, SMILES -> ZINC graphs, cached datasets."""
+"""Graph data: SBM generator statistics, Laplacian PE, SMILES -> ZINC graphs, cached datasets,
+the device-side graph loader."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from katbench.data.graph import (
     PATTERN,
     ZINC_ATOMS,
     ZINC_BONDS,
+    GraphLoader,
     MicroZINC,
     SBMDataset,
     generate_sbm,
@@ -122,3 +124,74 @@ def test_corrupt_sbm_cache_is_rebuilt(tmp_path):
     assert len(again) == 2 and torch.equal(again[0].edge_index, first[0].edge_index)
     other = SBMDataset("cluster", "val", {**params, "q": 0.3}, 0, 2, root=tmp_path)
     assert other.processed_paths[1] != path                      # new parameters, new file
+
+
+def _graphs(count: int, graph_level: bool) -> list:
+    """Small random graphs of 3..8 nodes; per-graph ``y`` and bond types when ``graph_level``."""
+    from torch_geometric.data import Data
+
+    gen = torch.Generator().manual_seed(1)
+    out = []
+    for k in range(count):
+        n = 3 + k % 6
+        ei = torch.randint(0, n, (2, 2 * n), generator=gen)
+        extra = {"edge_attr": torch.randint(0, 4, (2 * n,), generator=gen),
+                 "y": torch.randn(1, generator=gen)} if graph_level else {
+                     "y": torch.randint(0, 2, (n,), generator=gen)}
+        out.append(Data(x=torch.randint(0, 3, (n, 1), generator=gen), edge_index=ei,
+                        lap_pe=torch.randn(n, 2, generator=gen), num_nodes=n, **extra))
+    return out
+
+
+@pytest.mark.parametrize("graph_level", [False, True])
+def test_graph_loader_batches_equal_pyg_batches(graph_level):
+    from torch_geometric.data import Batch
+
+    graphs = _graphs(11, graph_level)
+    loader = GraphLoader(graphs, batch_size=4, shuffle=True)
+    assert len(loader) == 3 and [b.num_graphs for b in loader] == [4, 4, 3]
+    order = torch.randperm(11, generator=torch.Generator().manual_seed(0))
+    batch = loader.gather(order[:5], order[:5])
+    ref = Batch.from_data_list([graphs[i] for i in order[:5].tolist()])
+    for field in ("x", "edge_index", "lap_pe", "y", "batch") + (("edge_attr",) if graph_level
+                                                                 else ()):
+        assert torch.equal(getattr(batch, field), getattr(ref, field)), field
+    assert batch.num_graphs == 5 and (batch.edge_attr is None) == (not graph_level)
+
+
+def test_graph_loader_shuffles_every_graph_once_and_replays_from_its_generator():
+    graphs = _graphs(10, graph_level=True)
+    loader = GraphLoader(graphs, batch_size=3, shuffle=True)
+    ys = {float(g.y): i for i, g in enumerate(graphs)}
+
+    def epoch():
+        return [ys[float(y)] for b in loader for y in b.y]
+
+    state = loader.generator.get_state()
+    first, second = epoch(), epoch()
+    assert sorted(first) == sorted(second) == list(range(10)) and first != second
+    loader.generator.set_state(state)                 # what the trainer's resume does
+    assert epoch() == first
+    assert [ys[float(y)] for b in GraphLoader(graphs, 3) for y in b.y] == list(range(10))
+
+
+def test_sharded_graph_loader_yields_each_ranks_slice():
+    graphs = _graphs(9, graph_level=False)
+    torch.manual_seed(3)
+    whole = list(GraphLoader(graphs, batch_size=5, shuffle=True))
+    parts = []
+    for rank in (0, 1):
+        torch.manual_seed(3)                          # every rank seeds the same
+        loader = GraphLoader(graphs, batch_size=5, shuffle=True)
+        loader.shard(rank, 2)
+        assert loader.sharded
+        parts.append(list(loader))
+    for full, a, b in zip(whole, *parts, strict=True):
+        assert a.num_graphs + b.num_graphs == full.num_graphs
+        assert torch.equal(torch.cat([a.x, b.x]), full.x)
+        assert torch.equal(torch.cat([a.y, b.y]), full.y)
+
+
+def test_graph_loader_rejects_an_empty_batch_size():
+    with pytest.raises(ValueError, match="batch_size=0; use a positive number of graphs"):
+        GraphLoader(_graphs(2, graph_level=False), 0)

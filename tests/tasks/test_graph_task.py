@@ -39,7 +39,7 @@ def test_weighted_cross_entropy_and_class_averaged_accuracy():
     # class 0 has 3 of 4 nodes: weight 1/4; class 1 weight 3/4 (benchmark: (V - n_c) / V)
     ref = torch.nn.functional.cross_entropy(logits, labels, weight=torch.tensor([0.25, 0.75]))
     assert torch.allclose(weighted_cross_entropy(logits, labels), ref)
-    assert class_averaged_accuracy(logits, labels) == pytest.approx(100 * (2 / 3 + 1) / 2)
+    assert float(class_averaged_accuracy(logits, labels)) == pytest.approx(100 * (2 / 3 + 1) / 2)
     absent = weighted_cross_entropy(torch.zeros(2, 3), torch.tensor([0, 1]))
     assert torch.isfinite(absent)                                  # class 2 absent: weight 0
 
