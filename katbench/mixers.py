@@ -16,10 +16,14 @@ out_features=None, act_layer, norm_layer=None, bias=True, drop=0.0``, plus timm'
   layers; the remaining keywords (``grid_size``, ``degree``, ...) go to both layers.
   ``act_layer`` and ``bias`` are accepted for the signature only: the layers carry their own
   nonlinearity and constant terms.
-* ``grkan``: the KAT block, GroupRational(identity) -> fc1 -> GroupRational(``act_init``) ->
-  drop -> norm -> fc2 -> drop, fc1/fc2 drawn variance-preserving from the rationals' gains.
-  ``num_groups`` (default 8) must divide both ``in_features`` and ``hidden_features``: use
-  ``num_groups=1`` for small widths such as the ``[2, 5, 1]`` fitting nets. ``act_layer`` is
+* ``grkan``: the KAT block, GroupRational(``first_init``) -> fc1 -> GroupRational(``act_init``)
+  -> drop -> norm -> fc2 -> drop, fc1/fc2 drawn variance-preserving from the rationals' gains.
+  ``first_init`` (default ``"identity"``) and ``act_init`` name fitted functions, or
+  ``"random"``: Xavier-drawn coefficients and PyTorch's default init for the linear layer
+  after that rational (the paper's "Random", Tables 8 and 13). ``num_groups`` (default 8) must
+  divide both ``in_features`` and ``hidden_features``: use ``num_groups=1`` for small widths
+  such as the ``[2, 5, 1]`` fitting nets, or ``"per_channel"`` for one rational per channel
+  (``in_features`` groups before fc1, ``hidden_features`` after it). ``act_layer`` is
   accepted for the signature only: the rationals are the nonlinearity. fc1's bias is added by
   the second rational, whose backward kernel sums its gradient. ``recompute`` picks which
   rational outputs the backward recomputes instead of keeping
@@ -41,6 +45,7 @@ out_features=None, act_layer, norm_layer=None, bias=True, drop=0.0``, plus timm'
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from functools import partial
 from typing import Any, ClassVar
@@ -55,14 +60,14 @@ from katbench.layers import (
     FourierKANLinear,
     GroupRational,
     KANLinear,
+    init_linear_after_,
     rational_linear,
-    variance_preserving_,
 )
 
-__all__ = ["DEFAULT_RECOMPUTE", "MIXERS", "RECOMPUTE", "ChebyKANMixer", "FastKANMixer",
-           "FourierKANMixer", "GRKANMixer", "KANMixer", "MLPMixer", "PAUMixer", "SwiGLUMixer",
-           "TwoLayerKANMixer", "build_mixer", "mixer_class", "rational_activation",
-           "register_mixer"]
+__all__ = ["DEFAULT_RECOMPUTE", "MIXERS", "PER_CHANNEL", "RECOMPUTE", "ChebyKANMixer",
+           "FastKANMixer", "FourierKANMixer", "GRKANMixer", "KANMixer", "MLPMixer", "PAUMixer",
+           "SwiGLUMixer", "TwoLayerKANMixer", "build_mixer", "mixer_class", "mixer_settings",
+           "rational_activation", "register_mixer"]
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
 MIXERS: tuple[str, ...] = ()
@@ -72,6 +77,8 @@ NormLayer = Callable[[int], nn.Module] | None
 # GRKANMixer's recompute modes: which rationals' outputs the backward recomputes, and its default.
 RECOMPUTE = ("none", "first", "both")
 DEFAULT_RECOMPUTE = "first"
+# GRKANMixer's num_groups for one rational per channel (the paper's "no grouping", Table 13).
+PER_CHANNEL = "per_channel"
 
 
 def register_mixer(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
@@ -91,6 +98,20 @@ def mixer_class(name: str) -> type[nn.Module]:
     if name not in _REGISTRY:
         raise ValueError(f"unknown mixer {name!r}; known mixers: {', '.join(MIXERS)}")
     return _REGISTRY[name]
+
+
+def mixer_settings(name: str) -> list[str]:
+    """The keyword settings of mixer ``name`` beyond timm's ``Mlp`` signature (``num_groups``,
+    ``act_init``, ``grid_size``, ...): its constructor's, plus its KAN layers' for the
+    two-layer KAN mixers."""
+    cls = mixer_class(name)
+    signature = {**inspect.signature(cls).parameters}
+    if issubclass(cls, TwoLayerKANMixer):
+        signature |= inspect.signature(cls.layer_class).parameters
+    timm = {"in_features", "hidden_features", "out_features", "act_layer", "norm_layer", "bias",
+            "drop", "device", "dtype"}
+    return sorted(k for k, p in signature.items() if k not in timm and p.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
 
 
 def build_mixer(name: str, in_features: int, hidden_features: int | None = None,
@@ -167,16 +188,18 @@ class KANMixer(TwoLayerKANMixer):
 class GRKANMixer(nn.Module):
     r"""KAT block (paper Eq. 7, Fig. 4): :math:`W_2 F_2(W_1 F_1(x) + c_1) + c_2`.
 
-    ``F_1`` starts as the identity and ``F_2`` as ``act_init`` (``"gelu"`` replaces a ViT MLP;
-    any function of :mod:`katbench.init`); ``W_k`` is drawn from
-    :math:`\mathcal N(0, 1/(\alpha_k d_{in}))` with the gain of ``F_k`` so that a LayerNorm'd
-    input keeps its variance.
+    ``F_1`` starts as ``first_init`` (the identity by default) and ``F_2`` as ``act_init``
+    (``"gelu"`` replaces a ViT MLP; any function of :mod:`katbench.init`, or ``"random"``);
+    ``W_k`` is drawn from :math:`\mathcal N(0, 1/(\alpha_k d_{in}))` with the gain of ``F_k``
+    so that a LayerNorm'd input keeps its variance (PyTorch's default init after a random
+    ``F_k``: :func:`~katbench.layers.init_linear_after_`).
     """
 
     def __init__(self, in_features: int, hidden_features: int | None = None,
                  out_features: int | None = None, act_layer: ActLayer = nn.GELU,
                  norm_layer: NormLayer = None, bias: bool = True, drop: float = 0.0,
-                 device: Any = None, dtype: torch.dtype | None = None, num_groups: int = 8,
+                 device: Any = None, dtype: torch.dtype | None = None,
+                 num_groups: int | str = 8, first_init: str = "identity",
                  act_init: str = "gelu", order: tuple[int, int] = (5, 4),
                  variant: str = "sum_abs", shared_numerator: bool = True,
                  recompute: str = DEFAULT_RECOMPUTE) -> None:
@@ -185,16 +208,12 @@ class GRKANMixer(nn.Module):
             raise ValueError(f"grkan: unknown recompute={recompute!r}; pick one of {RECOMPUTE}")
         hidden_features = hidden_features or in_features
         out_features = out_features or in_features
-        for label, width in (("in_features", in_features), ("hidden_features", hidden_features)):
-            if width % num_groups != 0:
-                raise ValueError(
-                    f"grkan: {label}={width} is not divisible by num_groups={num_groups}; "
-                    "pass a divisor of both widths (num_groups=1 works for any width)")
-        rational = {"num_groups": num_groups, "order": tuple(order), "variant": variant,
+        groups = _groups(num_groups, in_features, hidden_features)
+        rational = {"order": tuple(order), "variant": variant,
                     "shared_numerator": shared_numerator}
-        self.act1 = GroupRational(init="identity", **rational)
+        self.act1 = GroupRational(groups[0], init=first_init, **rational)
         self.fc1 = nn.Linear(in_features, hidden_features, bias=bias)
-        self.act2 = GroupRational(init=act_init, **rational)
+        self.act2 = GroupRational(groups[1], init=act_init, **rational)
         self.drop1, self.norm, self.drop2 = _hidden_tail(hidden_features, norm_layer, drop)
         self.fc2 = nn.Linear(hidden_features, out_features, bias=bias)
         self.recompute = recompute
@@ -202,11 +221,12 @@ class GRKANMixer(nn.Module):
         _place(self, device, dtype)
 
     def reset_parameters(self) -> None:
-        """Fitted rationals, variance-preserving linear weights, zero biases."""
+        """Fitted (or random) rationals, then each linear layer from the rational before it:
+        variance-preserving with zero bias, or PyTorch's default after a random one."""
         self.act1.reset_parameters()
         self.act2.reset_parameters()
-        variance_preserving_(self.fc1, self.act1.gain)
-        variance_preserving_(self.fc2, self.act2.gain)
+        init_linear_after_(self.fc1, self.act1)
+        init_linear_after_(self.fc2, self.act2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # fc1's bias is added by act2 (F2(W1 F1(x) + c1)), whose backward kernel sums its
@@ -223,6 +243,22 @@ class GRKANMixer(nn.Module):
         """Whether act2's output goes straight into fc2 (no norm, no active dropout)."""
         dropout = self.training and self.drop1.p > 0
         return isinstance(self.norm, nn.Identity) and not dropout
+
+
+def _groups(num_groups: int | str, in_features: int, hidden_features: int) -> tuple[int, int]:
+    """The group counts of GRKANMixer's two rationals (on ``in_features`` and
+    ``hidden_features`` channels) for its ``num_groups`` setting."""
+    if num_groups == PER_CHANNEL:
+        return in_features, hidden_features
+    if isinstance(num_groups, str) or num_groups < 1:
+        raise ValueError(f"grkan: num_groups={num_groups!r}; use a positive integer or "
+                         f"{PER_CHANNEL!r} (one rational per channel)")
+    for label, width in (("in_features", in_features), ("hidden_features", hidden_features)):
+        if width % num_groups != 0:
+            raise ValueError(
+                f"grkan: {label}={width} is not divisible by num_groups={num_groups}; "
+                "pass a divisor of both widths (num_groups=1 works for any width)")
+    return num_groups, num_groups
 
 
 @register_mixer("fastkan")

@@ -1,4 +1,5 @@
-"""Mixer registry: names, errors, timm drop-in, the KAT block's variance preservation."""
+"""Mixer registry: names, errors, timm drop-in, the KAT block's variance preservation and its
+init options (first rational, random coefficients, one rational per channel)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from katbench.init import rational_init
 from katbench.layers import (
     ChebyKANLinear,
     FastKANLinear,
@@ -16,6 +18,7 @@ from katbench.layers import (
 )
 from katbench.mixers import (
     MIXERS,
+    PER_CHANNEL,
     RECOMPUTE,
     ChebyKANMixer,
     FastKANMixer,
@@ -26,7 +29,9 @@ from katbench.mixers import (
     PAUMixer,
     SwiGLUMixer,
     build_mixer,
+    mixer_settings,
 )
+from katbench.ops import group_rational_reference
 from katbench.run import MIXER_NAMES
 
 CLASSES = {"mlp": MLPMixer, "kan": KANMixer, "grkan": GRKANMixer, "fastkan": FastKANMixer,
@@ -290,3 +295,87 @@ def test_grkan_recompute_trades_the_rational_outputs_for_memory(saved_bytes):
 def test_grkan_unknown_recompute_mode_is_rejected():
     with pytest.raises(ValueError, match="unknown recompute=True; pick one of"):
         build_mixer("grkan", 16, 32, recompute=True)
+
+
+# Paper Table 8's fitted (first rational, second rational) inits, plus gelu -> gelu.
+FITTED_INITS = [("identity", "identity"), ("swish", "swish"), ("gelu", "gelu"),
+                ("identity", "gelu"), ("identity", "swish")]
+
+
+def test_grkan_first_rational_starts_as_first_init():
+    torch.manual_seed(0)
+    x = torch.linspace(-3, 3, 601)[:, None].expand(-1, 256)
+    identity = build_mixer("grkan", 256, 512)
+    assert identity.act1.init == "identity"
+    with torch.no_grad():
+        torch.testing.assert_close(identity.act1(x), x, atol=1e-6, rtol=1e-6)
+        swish = build_mixer("grkan", 256, 512, first_init="swish")
+        torch.testing.assert_close(swish.act1(x), nn.functional.silu(x), atol=2e-3, rtol=0)
+    # fc1 reads the first rational: its weights follow that rational's gain
+    expected = (1 / (rational_init("swish").gain * 256)) ** 0.5
+    assert swish.fc1.weight.std().item() == pytest.approx(expected, rel=0.02)
+    assert identity.fc1.weight.std().item() == pytest.approx((1 / 256) ** 0.5, rel=0.02)
+
+
+@pytest.mark.parametrize("first_init,act_init", FITTED_INITS)
+def test_grkan_fitted_inits_preserve_layernormed_variance(first_init, act_init):
+    ratios = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        block = build_mixer("grkan", 192, 768, first_init=first_init, act_init=act_init)
+        x = nn.functional.layer_norm(torch.randn(2048, 192), (192,))
+        with torch.no_grad():
+            ratios.append(block(x).var().item() / x.var().item())
+    assert sum(ratios) / len(ratios) == pytest.approx(1.0, rel=0.1), ratios
+
+
+def test_grkan_random_init_is_xavier_per_seed_with_torch_default_linears():
+    def block(seed: int) -> GRKANMixer:
+        torch.manual_seed(seed)
+        return build_mixer("grkan", 256, 512, first_init="random", act_init="random",
+                           shared_numerator=False)
+
+    first, second, again = block(0), block(1), block(0)
+    for (name, p), q in zip(first.named_parameters(), again.parameters(), strict=True):
+        assert torch.equal(p, q), name
+    for act in ("act1", "act2"):
+        for coefficients in ("numerator", "denominator"):
+            drawn = getattr(getattr(first, act), coefficients)
+            other = getattr(getattr(second, act), coefficients)
+            assert not torch.equal(drawn, other) and torch.isfinite(drawn).all()
+            bound = (6 / sum(drawn.shape)) ** 0.5      # Xavier uniform: U(-bound, bound)
+            assert 0.5 * bound < drawn.abs().max().item() <= bound
+    # No variance-preserving init after a random rational: nn.Linear's U(+-1/sqrt(d_in)),
+    # weights and biases, std 1/sqrt(3 d_in).
+    assert first.fc1.weight.std().item() == pytest.approx((1 / (3 * 256)) ** 0.5, rel=0.02)
+    assert first.fc2.weight.std().item() == pytest.approx((1 / (3 * 512)) ** 0.5, rel=0.02)
+    assert 0 < first.fc2.bias.abs().max().item() <= 512 ** -0.5
+    with torch.no_grad():
+        assert torch.isfinite(first(100 * torch.randn(64, 256))).all()   # Q >= 1: no poles
+    with pytest.raises(ValueError, match="has no fitted gain"):
+        _ = first.act1.gain
+
+
+def test_grkan_per_channel_gives_every_channel_its_own_rational():
+    block = build_mixer("grkan", 12, 20, 6, num_groups=PER_CHANNEL, shared_numerator=False)
+    assert block.act1.denominator.shape == (12, 4) and block.act2.numerator.shape == (20, 6)
+    with torch.no_grad():
+        block.act1.numerator.add_(0.1 * torch.randn_like(block.act1.numerator))
+        block.act1.denominator.add_(0.1 * torch.randn_like(block.act1.denominator))
+    x = torch.randn(5, 12)
+    expected = torch.cat([group_rational_reference(
+        x[:, i:i + 1], block.act1.numerator[i:i + 1], block.act1.denominator[i:i + 1],
+        "sum_abs") for i in range(12)], dim=1)
+    torch.testing.assert_close(block.act1(x), expected)
+    assert block(x).shape == (5, 6)
+    with pytest.raises(ValueError, match=r"num_groups='channels'; use a positive integer or "
+                                         r"'per_channel'"):
+        build_mixer("grkan", 8, 8, num_groups="channels")
+
+
+def test_mixer_settings_are_the_keywords_beyond_timms_signature():
+    assert mixer_settings("mlp") == mixer_settings("swiglu") == []
+    assert {"num_groups", "first_init", "act_init", "order", "variant"} <= \
+        set(mixer_settings("grkan"))
+    assert {"grid_size", "spline_order"} <= set(mixer_settings("kan"))   # KANLinear's
+    assert mixer_settings("chebykan") == ["degree"]

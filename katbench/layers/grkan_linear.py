@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from katbench.layers.group_rational import GroupRational
+from katbench.layers.group_rational import RANDOM_INIT, GroupRational
 from katbench.ops import load_kernels
 from katbench.ops.reference import check_arguments
 
@@ -26,6 +26,17 @@ def variance_preserving_(linear: nn.Linear, gain: float) -> nn.Linear:
     if linear.bias is not None:
         nn.init.zeros_(linear.bias)
     return linear
+
+
+def init_linear_after_(linear: nn.Linear, rational: GroupRational) -> nn.Linear:
+    """Initialise the linear layer that reads ``rational``'s output: variance-preserving from
+    its gain (:func:`variance_preserving_`), or, after a ``random`` rational, PyTorch's default
+    ``nn.Linear`` init (the paper's "Random": Xavier coefficients *without* the
+    variance-preserving init, Table 8; "PyTorch's default random initialization", Table 13)."""
+    if rational.init == RANDOM_INIT:
+        linear.reset_parameters()
+        return linear
+    return variance_preserving_(linear, rational.gain)
 
 
 _RATIONAL = torch.ops.katbench.group_rational.default
@@ -123,7 +134,7 @@ class GRKANLinear(nn.Module):
 
     ``F`` is a :class:`GroupRational` with ``num_groups`` groups (which must divide
     ``in_features``) initialised to fit ``init``; ``W`` is drawn variance-preserving from the
-    stored gain alpha of ``init`` (:func:`variance_preserving_`), ``c`` is zero. ``recompute``
+    stored gain alpha of ``init`` (:func:`init_linear_after_`), ``c`` is zero. ``recompute``
     trades a rational forward in the backward for not keeping F(x) (:func:`rational_linear`).
     """
 
@@ -144,7 +155,7 @@ class GRKANLinear(nn.Module):
     def reset_parameters(self) -> None:
         """Refit-initialise the rational and redraw the weights from its gain."""
         self.rational.reset_parameters()
-        variance_preserving_(self.linear, self.rational.gain)
+        init_linear_after_(self.linear, self.rational)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rational_linear(x, self.rational, self.linear, self.recompute)

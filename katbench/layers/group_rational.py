@@ -8,6 +8,9 @@ from torch import nn
 from katbench.init import rational_init
 from katbench.ops import group_rational, load_kernels
 
+# ``init`` value for Xavier-drawn coefficients instead of a fitted function (paper Table 8).
+RANDOM_INIT = "random"
+
 
 class GroupRational(nn.Module):
     r"""Group-wise safe Padé activation on the last dimension of ``(..., D)`` inputs.
@@ -22,7 +25,10 @@ class GroupRational(nn.Module):
     (``num_groups=1`` fits any width; the op raises a ``ValueError`` naming D and g otherwise).
     The numerator is shared by all groups (one ``(1, m+1)`` parameter, the paper's choice) unless
     ``shared_numerator=False`` (``(g, m+1)``, the per-group ablation); the denominator is
-    ``(g, n)``. Both start from the rational fitted to ``init`` (see :mod:`katbench.init`).
+    ``(g, n)``. Both start from the rational fitted to ``init`` (see :mod:`katbench.init`), or
+    with ``init="random"`` are drawn Xavier-uniform, each coefficient matrix as a ``(rows,
+    cols)`` weight (the paper's "Random" row of Table 8). Any real coefficients are safe: both
+    denominators are ``>= 1``.
     """
 
     def __init__(self, num_groups: int = 8, order: tuple[int, int] = (5, 4),
@@ -36,7 +42,8 @@ class GroupRational(nn.Module):
         self.init = init
         self.variant = variant
         self.shared_numerator = bool(shared_numerator)
-        self.fitted = rational_init(init, variant, self.order)  # raises on unknown names
+        # None for a random init; raises on unknown names
+        self.fitted = None if init == RANDOM_INIT else rational_init(init, variant, self.order)
         m, n = self.order
         self.numerator = nn.Parameter(torch.empty(1 if shared_numerator else num_groups, m + 1))
         self.denominator = nn.Parameter(torch.empty(num_groups, n))
@@ -45,12 +52,20 @@ class GroupRational(nn.Module):
 
     @property
     def gain(self) -> float:
-        """alpha = E[F(x)^2] / Var[x] of the initial F for x ~ N(0, 1)."""
+        """alpha = E[F(x)^2] / Var[x] of the initial F for x ~ N(0, 1); a random init has
+        none (its next linear layer keeps PyTorch's init, :func:`init_linear_after_`)."""
+        if self.fitted is None:
+            raise ValueError(f"GroupRational(init={RANDOM_INIT!r}) has no fitted gain; give it "
+                             "a fitted function (e.g. init='gelu') for variance-preserving use")
         return self.fitted.gain
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Copy the fitted coefficients of ``init`` into every group."""
+        """Copy the fitted coefficients of ``init`` into every group, or draw them (random)."""
+        if self.fitted is None:
+            nn.init.xavier_uniform_(self.numerator)
+            nn.init.xavier_uniform_(self.denominator)
+            return
         self.numerator.copy_(torch.tensor(self.fitted.numerator).expand_as(self.numerator))
         self.denominator.copy_(torch.tensor(self.fitted.denominator).expand_as(self.denominator))
 

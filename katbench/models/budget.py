@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from katbench.mixers import mixer_class
+from katbench.mixers import PER_CHANNEL, mixer_class
 
 __all__ = ["TOLERANCE", "BudgetSolution", "hidden_for_budget", "hidden_step", "parse_budget",
            "solve_hidden"]
@@ -47,11 +47,12 @@ def parse_budget(value: Any) -> int | str | None:
 
 def hidden_step(mixer: str, kwargs: dict[str, Any]) -> int:
     """The granularity of ``mixer``'s hidden width: its ``num_groups`` (given, else the
-    constructor's default) when it takes one, else 1."""
+    constructor's default) when it takes one, else 1 (also for one rational per channel)."""
     parameter = inspect.signature(mixer_class(mixer)).parameters.get("num_groups")
     if parameter is None:
         return 1
-    return int(kwargs.get("num_groups", parameter.default))
+    groups = kwargs.get("num_groups", parameter.default)
+    return 1 if groups == PER_CHANNEL else int(groups)
 
 
 def solve_hidden(count: Callable[[int], int], target: int, step: int = 1,

@@ -38,6 +38,7 @@ from katbench.data.tabular import (
     stratified_subset,
 )
 from katbench.data.targets import HIGHER_IS_BETTER, target_metrics
+from katbench.mixers import PER_CHANNEL
 from katbench.models.budget import hidden_for_budget, hidden_step
 from katbench.models.tabtransformer import TabTransformer, count_parameters
 from katbench.tasks import TaskSpec, register_family, to_device
@@ -91,8 +92,9 @@ def _plain(node: Any) -> Any:
 
 def _head_kwargs(mixer: str, kwargs: dict[str, Any], width: int) -> dict[str, Any]:
     """The head mixer's settings: grkan's groups must divide the head width ``l`` (and so
-    ``4l``), which depends on the table; use the largest divisor of both."""
-    if mixer != "grkan":
+    ``4l``), which depends on the table; use the largest divisor of both (one rational per
+    channel fits any width)."""
+    if mixer != "grkan" or kwargs.get("num_groups") == PER_CHANNEL:
         return kwargs
     return {**kwargs, "num_groups": math.gcd(int(kwargs.get("num_groups", 8)), width)}
 

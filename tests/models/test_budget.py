@@ -52,6 +52,7 @@ def test_solver_picks_the_closest_multiple_of_the_step():
 
 def test_hidden_step_is_the_groups_of_mixers_that_take_them():
     assert hidden_step("grkan", {}) == 8 and hidden_step("grkan", {"num_groups": 2}) == 2
+    assert hidden_step("grkan", {"num_groups": "per_channel"}) == 1   # any width fits
     assert {hidden_step(name, {}) for name in MIXERS if name != "grkan"} == {1}
     with pytest.raises(ValueError, match="unknown mixer 'moe'"):
         hidden_step("moe", {})
