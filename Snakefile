@@ -9,6 +9,9 @@
     snakemake --cores 1 --config overrides="trainer.epochs=2"   # key=value for every run
     # your own data (tab_csv, mol_csv, images): every mixer on one file, its own results folder
     snakemake --cores all --config tasks=tab_csv results_dir=results/my overrides="data.path=my.csv data.target=y"
+    # a study (studies/<name>.yaml: mixer variants x tasks), its table in results/studies/<name>.md
+    snakemake --cores all --config study=grkan_groups
+    snakemake --cores all --config study=kan_family profile=paper --resources gpu=<GPUs>
 
 Tasks are discovered from tasks/*.yaml: a task runs in a profile when its `profiles:` section
 lists that profile; one with `pipeline.on_request: true` (the own-data tasks tab_csv, mol_csv and
@@ -18,14 +21,23 @@ images, whose file comes from `overrides`) only when --config tasks= names it. A
 mixer (all their tasks and seeds in one process, one run folder each), every other task one job
 per (task, mixer, seed); `seeds` replaces the profile's seeds for that task (--config seeds=...
 replaces both); higher `priority` starts first (long jobs, so that 2 cores stay busy to the end).
+With --config study=<name> the mixers are the study's variants (katbench/studies.py): each runs
+in its own folder runs/<task>/<label>/seed<k>/ (label: grkan[num_groups=16] -> grkan-num_groups=16)
+with its settings passed as mixer.<key>=<value> overrides; the tasks are the study's (--config
+tasks= replaces them), the seeds the profile's; the report adds results/studies/<name>.md. An
+unknown study name stops with one line listing the known ones.
 The MLflow store is created once, before the parallel jobs (rule tracking_store).
 If any job fails, the summary is still written (onerror), naming the runs that are missing.
 """
 
+import re
+import shlex
 import sys
 from pathlib import Path
 
 import yaml
+
+from katbench.studies import Variant, load_study
 
 BASE = Path(workflow.basedir)
 PROFILE = config.get("profile", "quick")
@@ -41,12 +53,22 @@ def as_list(value):
     return value.split(",") if isinstance(value, str) else list(value or [])
 
 
-MIXERS = as_list(SETTINGS["mixers"])
+STUDY = config.get("study")
+if STUDY:
+    try:
+        _study = load_study(str(STUDY))
+    except ValueError as err:
+        raise WorkflowError(str(err)) from None
+    VARIANTS = {v.label: v for v in _study.variants}
+else:
+    VARIANTS = {m: Variant(m) for m in as_list(SETTINGS["mixers"])}
+MIXERS = list(VARIANTS)                              # run-folder names: mixers or variant labels
 SEEDS = [int(s) for s in as_list(SETTINGS["seeds"])]
 R = str(SETTINGS["results_dir"]).rstrip("/")
 PY = sys.executable
 FAMILIES = set(as_list(SETTINGS.get("families")))   # empty: every family
-ONLY = set(as_list(SETTINGS.get("tasks")))           # empty: every task of those families
+# empty: every task of those families (a study's tasks, unless --config tasks= names others)
+ONLY = set(as_list(SETTINGS.get("tasks")) or (_study.tasks if STUDY else None))
 _unknown = ONLY - {p.stem for p in (BASE / "tasks").glob("*.yaml")}
 if _unknown:
     raise WorkflowError(f"unknown task(s) {', '.join(sorted(_unknown))} in --config tasks=; "
@@ -98,7 +120,15 @@ def priority_of(tasks):
     `mixer_priority` of its mixer (the slow mixers start first, so no long job runs last)."""
     base = max(int(TASKS[t].get("priority", 0)) for t in tasks)
     bonus = {str(m): int(p) for m, p in (SETTINGS.get("mixer_priority") or {}).items()}
-    return lambda wc: base + bonus.get(wc.mixer, 0)
+    return lambda wc: base + bonus.get(VARIANTS[wc.mixer].mixer, 0)
+
+
+def mixer_args(wc):
+    """The run's mixer arguments: mixer=<name>, plus a variant's label and settings."""
+    return " ".join(shlex.quote(a) for a in VARIANTS[wc.mixer].overrides())
+
+
+MIXER_PATTERN = "|".join(re.escape(m) for m in MIXERS)
 
 
 def threads(tasks):
@@ -107,7 +137,9 @@ def threads(tasks):
 
 COMMON = " ".join([f"profile={PROFILE} results_dir={R} trainer.device={SETTINGS['device']}",
                    str(SETTINGS.get("overrides") or "")]).strip()
-REPORT = f"{PY} -m katbench.report {R} " + " ".join(RUNS)
+STUDY_ARG = f" --study {shlex.quote(str(STUDY))}" if STUDY else ""
+REPORT = f"{PY} -m katbench.report {R}{STUDY_ARG} " + " ".join(RUNS)
+STUDY_TABLE = [f"{R}/studies/{STUDY}.md"] if STUDY else []
 
 
 onerror:
@@ -119,6 +151,7 @@ rule all:
     input:
         f"{R}/summary.csv",
         f"{R}/summary.md",
+        STUDY_TABLE,
 
 
 rule summary:
@@ -129,10 +162,11 @@ rule summary:
         md=f"{R}/summary.md",
         runs=f"{R}/runs.csv",
         plots=directory(f"{R}/plots"),
+        study=STUDY_TABLE,
     params:
         runs=" ".join(RUNS),
     shell:
-        "{PY} -m katbench.report {R} {params.runs}"
+        "{PY} -m katbench.report {R}{STUDY_ARG} {params.runs}"
 
 
 rule tracking_store:
@@ -153,7 +187,7 @@ for _task in SINGLE:
         output:
             f"{R}/runs/{_task}/{{mixer}}/seed{{seed}}/metrics.json",
         wildcard_constraints:
-            mixer="|".join(MIXERS),
+            mixer=MIXER_PATTERN,
             seed=r"\d+",
         threads: threads([_task])
         resources:
@@ -161,9 +195,10 @@ for _task in SINGLE:
         priority: priority_of([_task])
         params:
             task=_task,
+            mixer=mixer_args,
             common=COMMON,
         shell:
-            "{PY} -m katbench.run task={params.task} mixer={wildcards.mixer} "
+            "{PY} -m katbench.run task={params.task} {params.mixer} "
             "seed={wildcards.seed} trainer.threads={threads} {params.common}"
 
 
@@ -179,7 +214,7 @@ for _group, _members in GROUPS.items():
             expand(f"{R}/runs/{{task}}/{{{{mixer}}}}/seed{{seed}}/metrics.json",
                    task=_members, seed=seeds_of(_members[0])),
         wildcard_constraints:
-            mixer="|".join(MIXERS),
+            mixer=MIXER_PATTERN,
         threads: threads(_members)
         resources:
             gpu=gpus(_members),
@@ -187,7 +222,8 @@ for _group, _members in GROUPS.items():
         params:
             tasks=",".join(_members),
             seeds=",".join(map(str, seeds_of(_members[0]))),
+            mixer=mixer_args,
             common=COMMON,
         shell:
-            "{PY} -m katbench.run task={params.tasks} mixer={wildcards.mixer} "
+            "{PY} -m katbench.run task={params.tasks} {params.mixer} "
             "seed={params.seeds} trainer.threads={threads} {params.common}"

@@ -67,7 +67,9 @@ def run_experiment(cfg: Any) -> dict[str, Any]:
     settings = dataclasses.replace(settings, device=str(device))
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
-    task, mixer, seed = str(cfg.task.name), str(cfg.mixer.name), int(cfg.seed)
+    task, seed = str(cfg.task.name), int(cfg.seed)
+    # A study variant's label names the run folder and report column; else the mixer's name.
+    mixer = str(cfg.get("label") or cfg.mixer.name)
     resume = bool(cfg.resume)
     out = tracking.run_dir(cfg.results_dir, task, mixer, seed)
     tc = cfg.tracking

@@ -73,6 +73,8 @@ def _normalise(overrides: list[str]) -> list[str]:
             key = "tasks"
         if key.startswith("mixer."):
             key = f"++{key}"    # mixer settings are free keyword arguments of the mixer
+        if key == "label":
+            value = _format(value)   # a study label holds '=', which Hydra reads only quoted
         for name in value.split(",") if key in ("tasks", "mixer") else []:
             known = task_names() if key == "tasks" else MIXER_NAMES
             if name not in known:
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             metrics = experiment.run_experiment(cfg)
             best = metrics["best"] or {}
             if os.environ.get("RANK", "0") == "0":
-                print(f"{cfg.task.name}/{cfg.mixer.name}/seed{cfg.seed}: "
+                print(f"{cfg.task.name}/{metrics['mixer']}/seed{cfg.seed}: "
                       + " ".join(f"{k}={v:.4g}" for k, v in best.items() if k != "epoch"))
     except train.RunInterrupted as err:
         print(f"katbench.run: {err}", file=sys.stderr)

@@ -4,12 +4,13 @@
 ``runs/<task>/<mixer>/seed<k>/metrics.json`` (and ``config.yaml``) and writes ``summary.csv``
 (tidy: ``task,mixer,seed,metric,value,higher_is_better,paper_value``; one row per run x metric),
 ``runs.csv`` (one row per run: its selected test metric, epochs, cost, hardware, commit,
-profile), ``summary.md`` and ``plots/``. Every table and plot is derived from these rows or from
-the arrays a run exported (plots whose arrays are absent are skipped). Runs listed on the
-command line without ``metrics.json`` (failed, or never run) are shown as missing, never as
-zeros. ``--publish DEST`` copies each finished run's ``metrics.json`` and ``config.yaml`` (and
-its evaluated epochs, for the learning curves) to ``DEST/runs/...`` and builds the report in DEST
-from them.
+profile), ``summary.md`` and ``plots/``; ``--study NAME`` also writes ``studies/NAME.md``, the
+table of that study's variants (:mod:`katbench.report.studies`). Every table and plot is derived
+from these rows or from the arrays a run exported (plots whose arrays are absent are skipped).
+Runs listed on the command line without ``metrics.json`` (failed, or never run) are shown as
+missing, never as zeros. ``--publish DEST`` copies each finished run's ``metrics.json`` and
+``config.yaml`` (and its evaluated epochs, for the learning curves) to ``DEST/runs/...`` and
+builds the report in DEST from them.
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ from katbench.report.compare import Paired, paired_difference
 from katbench.report.runs import (
     collect,
     families_of,
+    paper_studies,
     paper_values,
     parse_run_id,
     profiles_of,
     run_record,
     run_rows,
 )
+from katbench.report.studies import study_commands, study_markdown
 from katbench.report.summary import default_commands, markdown
 from katbench.report.table9 import table9
 from katbench.tracking import (
@@ -50,17 +53,21 @@ COMMANDS = "commands.sh"   # in a results folder: the commands that made its run
 
 
 def build_report(results_dir: str | Path, expected: list[str] | None = None,
-                 commands: list[str] | None = None) -> pd.DataFrame:
-    """Write summary.csv, runs.csv, summary.md and plots/ under ``results_dir``; return the
-    tidy table.
+                 commands: list[str] | None = None, studies: list[str] | None = None
+                 ) -> pd.DataFrame:
+    """Write summary.csv, runs.csv, summary.md and plots/ under ``results_dir`` (and
+    ``studies/<name>.md`` for each of ``studies``); return the tidy table.
 
     ``expected`` lists ``task/mixer/seed<k>`` run ids the pipeline asked for; those without
     ``metrics.json`` are reported as missing. ``commands`` are printed under "How to
     regenerate" (default: the lines of ``results_dir/commands.sh`` where the folder has one,
-    else the pipeline per profile and family, then this report, with the publishing step when
-    :func:`publish` recorded where the runs came from).
+    else the pipeline per profile and family, or per study, then this report, with the
+    publishing step when :func:`publish` recorded where the runs came from).
     """
+    from katbench.studies import load_study
+
     results_dir = Path(results_dir)
+    chosen = [load_study(name) for name in studies or []]   # an unknown name stops here
     asked = {parse_run_id(run): run for run in expected or []}
     paper = paper_values()
     table, runs = collect(results_dir, paper)
@@ -79,6 +86,9 @@ def build_report(results_dir: str | Path, expected: list[str] | None = None,
     if commands is None and (results_dir / COMMANDS).exists():
         commands = [line for line in (results_dir / COMMANDS).read_text().splitlines()
                     if line.strip() and not line.lstrip().startswith("#")]
+    if commands is None and chosen:
+        commands = [line for study in chosen
+                    for line in study_commands(results_dir, profiles_of(runs), study.name)]
     if commands is None:
         by_family = runs.groupby("family").task.unique() if len(runs) else {}
         commands = default_commands(results_dir, profiles_of(runs),
@@ -86,8 +96,13 @@ def build_report(results_dir: str | Path, expected: list[str] | None = None,
         if (results_dir / PUBLISHED_FROM).exists():
             source = (results_dir / PUBLISHED_FROM).read_text().strip()
             commands.insert(-1, f"python -m katbench.report {source} --publish {results_dir}")
+    for study in chosen:
+        atomic_write_text(results_dir / "studies" / f"{study.name}.md",
+                          study_markdown(study, table, runs, expected, paper_studies(),
+                                         results_dir))
+    tables = sorted((results_dir / "studies").glob("*.md"))
     atomic_write_text(results_dir / "summary.md",
-                      markdown(table, runs, paper, commands, missing, expected, plots))
+                      markdown(table, runs, paper, commands, missing, expected, plots, tables))
     return table
 
 
@@ -102,11 +117,12 @@ def thinned_history(history: list[dict[str, float]],
     return [evaluated[i] for i in keep]
 
 
-def publish(results_dir: str | Path, dest: str | Path, expected: list[str] | None = None
-            ) -> pd.DataFrame:
+def publish(results_dir: str | Path, dest: str | Path, expected: list[str] | None = None,
+            studies: list[str] | None = None) -> pd.DataFrame:
     """Copy the finished runs' ``metrics.json`` and ``config.yaml`` (only those, plus their
     evaluated epochs from ``history.jsonl``, see :func:`thinned_history`) to
-    ``dest/runs/<task>/<mixer>/seed<k>/``, then build the report in ``dest``; return its table.
+    ``dest/runs/<task>/<mixer>/seed<k>/``, then build the report in ``dest`` (with the tables
+    of ``studies``); return its table.
 
     ``expected``: the run ids to publish (default: every finished run); those not finished are
     reported as missing. Same-named files in ``dest`` are overwritten, nothing is deleted.
@@ -130,4 +146,4 @@ def publish(results_dir: str | Path, dest: str | Path, expected: list[str] | Non
             atomic_write_text(run_dir(dest, task, mixer, seed) / HISTORY,
                               "".join(json.dumps(row) + "\n" for row in history))
     atomic_write_text(dest / PUBLISHED_FROM, f"{results_dir}\n")
-    return build_report(dest, expected)
+    return build_report(dest, expected, studies=studies)

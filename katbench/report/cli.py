@@ -24,12 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publish", metavar="DEST", type=Path,
                         help="copy each finished run's metrics.json and config.yaml to "
                              "DEST/runs/... and build the report in DEST")
+    parser.add_argument("--study", action="append", metavar="NAME",
+                        help="also write studies/NAME.md, the table of studies/NAME.yaml's "
+                             "variants (repeatable)")
     args = parser.parse_intermixed_args(argv)
     try:
         if args.publish is not None:
-            publish(args.results_dir, args.publish, args.runs or None)
+            publish(args.results_dir, args.publish, args.runs or None, args.study)
         else:
-            build_report(args.results_dir, args.runs or None)
+            build_report(args.results_dir, args.runs or None, studies=args.study)
     except ValueError as err:
         print(f"python -m katbench.report: {err}", file=sys.stderr)
         return 2

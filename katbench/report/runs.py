@@ -30,10 +30,20 @@ EXPORTED = {"test_predictions.npz": {"accuracy": ("test_accuracy", True),
 RUN_ID = re.compile(r"([^/]+)/([^/]+)/seed(\d+)")
 
 
+STUDIES = "studies"   # paper_results.yaml's section of the paper's ablation tables
+
+
 def paper_values() -> dict[str, Any]:
     """``{task: {"metric", "source", "values": {mixer: value}, ...}}`` from paper_results.yaml
     (optional per entry: ``spread``, ``tolerance``, ``compare``, ``difference``)."""
-    return yaml.safe_load(PAPER_RESULTS.read_text()) or {}
+    doc = yaml.safe_load(PAPER_RESULTS.read_text()) or {}
+    return {task: entry for task, entry in doc.items() if task != STUDIES}
+
+
+def paper_studies() -> dict[str, Any]:
+    """``{study: {"source", "metric", "values": {variant: value}, "note"?}}``: the paper's
+    ablation tables (ImageNet-1k, KAT-T) from paper_results.yaml's ``studies`` section."""
+    return (yaml.safe_load(PAPER_RESULTS.read_text()) or {}).get(STUDIES) or {}
 
 
 def parse_run_id(run: str) -> tuple[str, str, int]:

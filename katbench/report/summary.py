@@ -25,7 +25,7 @@ def _fmt(mean: float, std: float, n: int) -> str:
     return f"{mean:.4g}" + (f" ± {std:.2g}" if n > 1 else "")
 
 
-def _cells(rows: pd.DataFrame, mixers: list[str], expected: dict[tuple[str, str], int]
+def metric_cells(rows: pd.DataFrame, mixers: list[str], expected: dict[tuple[str, str], int]
            ) -> dict[str, str]:
     """``{mixer: "mean ± std (n=k)"}`` for one task's main metric (sample std, ddof = 1);
     winner bold, fewer seeds than asked ``(n=k of K)``, gaps "missing"."""
@@ -58,7 +58,7 @@ def _paper_text(task: str, metric: str | None, mixers: list[str], paper: dict[st
     return " / ".join(f"{ref['values'][m]:.4g}" if m in ref["values"] else "–" for m in mixers)
 
 
-def _profile_notes(profiles: set[str]) -> list[str]:
+def profile_notes(profiles: set[str]) -> list[str]:
     lines = []
     if "quick" in profiles:
         lines += ["The quick profile is CPU-sized (fewer epochs, smaller models and data, one "
@@ -145,9 +145,10 @@ def default_commands(results_dir: str | Path, profiles: set[str],
 
 def markdown(table: pd.DataFrame, runs: pd.DataFrame, paper: dict[str, Any], commands: list[str],
              missing: list[str] | None = None, expected: list[str] | None = None,
-             plots: list[Path] | None = None) -> str:
+             plots: list[Path] | None = None, studies: list[Path] | None = None) -> str:
     """``summary.md`` from the tidy table and the runs table. Tasks of ``expected``
-    (``task/mixer/seed<k>`` ids) without any finished run still get a row."""
+    (``task/mixer/seed<k>`` ids) without any finished run still get a row; ``studies`` (the
+    folder's ``studies/*.md``) are linked."""
     families, profiles = families_of(runs), profiles_of(runs)
     want: dict[tuple[str, str], int] = {}
     for run in expected or []:
@@ -164,7 +165,7 @@ def markdown(table: pd.DataFrame, runs: pd.DataFrame, paper: dict[str, Any], com
     lines = ["# katbench summary", "",
              f"Profile **{', '.join(sorted(profiles)) or UNKNOWN}** · {len(runs)} runs finished "
              f"· {len(missing)} missing · {len(tasks)} tasks in {len(set(families.values()))} "
-             f"families · mixers {', '.join(mixers)}.", "", *_profile_notes(profiles),
+             f"families · mixers {', '.join(mixers)}.", "", *profile_notes(profiles),
              "Test metric, mean ± sample std over seeds and the number of seeds n (the "
              "validation-selected epoch where the task has a validation split, else the last). "
              "↑/↓: higher/lower is better. **Bold**: best of our mixers."
@@ -178,13 +179,16 @@ def markdown(table: pd.DataFrame, runs: pd.DataFrame, paper: dict[str, Any], com
         rows = main[main.task == task]
         metric = rows.metric.iloc[0] if len(rows) else None
         arrow = ("↑" if rows.higher_is_better.iloc[0] else "↓") if len(rows) else ""
-        cells = _cells(rows, mixers, want) if len(rows) else {m: "missing" for m in mixers}
+        cells = metric_cells(rows, mixers, want) if len(rows) else {m: "missing" for m in mixers}
         lines.append(f"| {families[task]} | {task} | {metric or '–'} {arrow} | "
                      f"{' | '.join(cells[m] for m in mixers)} |"
                      + (f" {_paper_text(task, metric, mixers, paper)} |" if with_paper else ""))
     lines += ["", *against_baseline(main, families), *paper_differences(main, paper, profiles)]
     if any(paper.get(t, {}).get("source") == TABLE9 for t in tasks):
         lines += table9(table, mixers, paper, {t for t, _ in want})
+    if studies:
+        lines += ["## Studies", "", "One table per study (docs/studies.md):", "",
+                  *[f"- [{p.stem}](studies/{p.name})" for p in studies], ""]
     lines += _per_task(table, tasks, mixers)
     if not runs.empty:
         lines += cost_table(runs)
