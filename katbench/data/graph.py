@@ -60,14 +60,16 @@ CLUSTER = {"communities": 6, "size_min": 5, "size_max": 35, "p": 0.55, "q": 0.25
 
 def laplacian_pe(edge_index: torch.Tensor, num_nodes: int, k: int) -> torch.Tensor:
     """The ``k`` Laplacian eigenvectors after the trivial one, ``(num_nodes, k)`` float32."""
-    adj = torch.zeros(num_nodes, num_nodes, dtype=torch.float64)
-    adj[edge_index[0], edge_index[1]] = 1.0
-    inv_sqrt = adj.sum(1).clamp(min=1) ** -0.5
-    lap = torch.eye(num_nodes, dtype=torch.float64) - inv_sqrt[:, None] * adj * inv_sqrt[None, :]
-    # One thread: small dense eigh is ~40x slower when BLAS threads fight over shared cores.
+    # One thread: on matrices this small, threads fighting over shared cores cost ~4x (eigh
+    # ~40x), and datasets are built graph by graph.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        adj = torch.zeros(num_nodes, num_nodes, dtype=torch.float64)
+        adj[edge_index[0], edge_index[1]] = 1.0
+        inv_sqrt = adj.sum(1).clamp(min=1) ** -0.5
+        lap = (torch.eye(num_nodes, dtype=torch.float64)
+               - inv_sqrt[:, None] * adj * inv_sqrt[None, :])
         _, vecs = torch.linalg.eigh(lap)
     finally:
         torch.set_num_threads(threads)
