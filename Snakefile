@@ -68,7 +68,7 @@ R = str(SETTINGS["results_dir"]).rstrip("/")
 PY = sys.executable
 FAMILIES = set(as_list(SETTINGS.get("families")))   # empty: every family
 # empty: every task of those families (a study's tasks, unless --config tasks= names others)
-ONLY = set(as_list(SETTINGS.get("tasks")) or (_study.tasks if STUDY else None))
+ONLY = set(as_list(SETTINGS.get("tasks") or (_study.tasks if STUDY else None)))
 _unknown = ONLY - {p.stem for p in (BASE / "tasks").glob("*.yaml")}
 if _unknown:
     raise WorkflowError(f"unknown task(s) {', '.join(sorted(_unknown))} in --config tasks=; "
