@@ -1,8 +1,11 @@
 """The pipeline: `snakemake -n` lists every task x mixer x seed of a profile (per-task seeds and
-per-profile groups included), and a failed job still leaves a summary naming the missing run."""
+per-profile groups included), a failed job still leaves a summary naming the missing run, and a
+study runs each variant in its own folder and writes its table."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +95,49 @@ def test_own_data_tasks_run_only_when_named(tmp_path):
         for seed in (0, 1):
             assert f"{tmp_path}/runs/mol_csv/{mixer}/seed{seed}/metrics.json" in out
     assert "runs/zinc/" not in out and "runs/tab_csv/" not in out
+
+
+GROUP_LABELS = [f"grkan-num_groups={g}" for g in (1, 2, 4, 8, 16, 32)]
+
+
+def test_study_dry_run_lists_each_variant_in_its_own_folder(tmp_path):
+    proc = _snakemake(tmp_path, "-n", "-p", "--config", f"results_dir={tmp_path}",
+                      "study=grkan_groups")
+    out = proc.stdout + proc.stderr
+    for task in ("digits", "pattern", "tab_1995_income", "tab_qsar_bio", "tab_shrutime"):
+        for label in GROUP_LABELS:
+            assert f"{tmp_path}/runs/{task}/{label}/seed0/metrics.json" in out, (task, label)
+    assert "runs/fit_xy/" not in out and "runs/zinc/" not in out
+    assert f"{tmp_path}/runs/digits/grkan/seed0" not in out        # only the variants run
+    assert "mixer=grkan label=grkan-num_groups=16 mixer.num_groups=16 seed=0" in out
+    assert f"-m katbench.report {tmp_path} --study grkan_groups " in out
+    assert f"{tmp_path}/studies/grkan_groups.md" in out
+    # 6 variants x (digits, pattern's graph group, the tabular group) + store, summary, all
+    assert re.search(r"^total\s+21$", out, re.MULTILINE), out[-1500:]
+
+
+def test_study_tasks_can_be_replaced_and_unknown_studies_are_one_line(tmp_path):
+    out = _dry_run(tmp_path, "study=grkan_order", "tasks=zinc")
+    assert f"{tmp_path}/runs/zinc/grkan-order=7x6/seed0/metrics.json" in out
+    assert "runs/digits/" not in out
+    proc = _snakemake(tmp_path, "-n", "--config", "study=bogus", check=False)
+    assert proc.returncode != 0
+    assert ("unknown study 'bogus'; known: grkan_components, grkan_denominator, grkan_groups, "
+            "grkan_init, grkan_order, kan_family (studies/*.yaml)") in proc.stdout + proc.stderr
+
+
+def test_a_study_runs_its_variants_and_writes_its_table(tmp_path):
+    results = tmp_path / "results"
+    _snakemake(tmp_path, "--cores", "2", "--config", "study=grkan_order", "tasks=fit_xy",
+               f"results_dir={results}", "overrides=trainer.epochs=2 tracking.enabled=false")
+    for label in ("grkan-order=3x2", "grkan-order=5x4", "grkan-order=7x6"):
+        run = results / "runs" / "fit_xy" / label / "seed0"
+        assert json.loads((run / "metrics.json").read_text())["mixer"] == label
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert config["label"] == label and config["mixer"]["name"] == "grkan"
+    assert yaml.safe_load((results / "runs/fit_xy/grkan-order=7x6/seed0/config.yaml")
+                          .read_text())["mixer"]["order"] == [7, 6]
+    md = (results / "studies" / "grkan_order.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| function_fitting |"))
+    assert row.count("(n=1)") == 3 and "missing" not in row
+    assert "- [grkan_order](studies/grkan_order.md)" in (results / "summary.md").read_text()
