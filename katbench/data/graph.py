@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch_geometric.data import Data, InMemoryDataset
+from torch_geometric.data.collate import collate
 
 from katbench.data.cache import cache_root, discard_if_corrupt, params_key, seal, sha256_file
 
@@ -349,11 +350,13 @@ def load_split(dataset: str, split: str, pe_dim: int, params: dict[str, Any] | N
 
 @dataclasses.dataclass
 class GraphBatch:
-    """Graphs of one batch as disjoint components, the fields of a PyG ``Batch`` the models read.
+    """Graphs of one batch as disjoint components: the fields of a PyG ``Batch`` the models read,
+    plus where each node sits in its graph.
 
     ``edge_index`` uses batch-wide node numbers; ``batch`` maps each node to its graph
-    (``0..num_graphs-1``); ``y`` is per node or per graph, as stored; ``edge_attr`` is ``None``
-    when the graphs have no edge features.
+    (``0..num_graphs-1``) and ``slot`` to its number inside that graph; ``max_nodes`` is the
+    largest graph's node count; ``y`` is per node or per graph, as stored; ``edge_attr`` is
+    ``None`` when the graphs have no edge features.
     """
 
     x: torch.Tensor
@@ -361,8 +364,10 @@ class GraphBatch:
     lap_pe: torch.Tensor
     y: torch.Tensor
     batch: torch.Tensor
+    slot: torch.Tensor
     edge_attr: torch.Tensor | None
     num_graphs: int
+    max_nodes: int
 
     @property
     def num_nodes(self) -> int:
@@ -391,7 +396,8 @@ class GraphLoader:
     def __init__(self, graphs: Sequence[Data], batch_size: int, shuffle: bool = False) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}; use a positive number of graphs")
-        data, slices = InMemoryDataset.collate([graphs[i] for i in range(len(graphs))])
+        data, slices, _ = collate(Data, [graphs[i] for i in range(len(graphs))], increment=False,
+                                  add_batch=False)
         self.batch_size, self.shuffle, self.num_graphs = batch_size, shuffle, len(graphs)
         self.graph_level_y = not torch.equal(slices["y"], slices["x"])
         store = {"x": data.x, "lap_pe": data.lap_pe, "y": data.y,
@@ -447,19 +453,20 @@ class GraphLoader:
         num_graphs = len(host_ids)
         graph = torch.arange(num_graphs, device=ids.device)
         node_count, edge_count = s["node_count"][ids], s["edge_count"][ids]
-        n = int(self.host_counts["node"][host_ids].sum())
+        host_nodes = self.host_counts["node"][host_ids]
+        n = int(host_nodes.sum())
         e = int(self.host_counts["edge"][host_ids].sum())
         node_graph = torch.repeat_interleave(graph, node_count, output_size=n)
         edge_graph = torch.repeat_interleave(graph, edge_count, output_size=e)
         node_offset = node_count.cumsum(0) - node_count      # first node of each graph in batch
         edge_offset = edge_count.cumsum(0) - edge_count
-        nodes = torch.arange(n, device=ids.device) + (s["node_start"][ids] - node_offset)[
-            node_graph]
+        slot = torch.arange(n, device=ids.device) - node_offset[node_graph]
+        nodes = slot + s["node_start"][ids][node_graph]
         edges = torch.arange(e, device=ids.device) + (s["edge_start"][ids] - edge_offset)[
             edge_graph]
         edge_index = s["edge_index"][:, edges].long() + node_offset[edge_graph]
         return GraphBatch(
             x=s["x"][nodes], edge_index=edge_index, lap_pe=s["lap_pe"][nodes],
-            y=s["y"][ids] if self.graph_level_y else s["y"][nodes], batch=node_graph,
+            y=s["y"][ids] if self.graph_level_y else s["y"][nodes], batch=node_graph, slot=slot,
             edge_attr=s["edge_attr"][edges] if "edge_attr" in s else None,
-            num_graphs=num_graphs)
+            num_graphs=num_graphs, max_nodes=int(host_nodes.max()) if num_graphs else 0)

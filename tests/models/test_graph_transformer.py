@@ -1,18 +1,23 @@
-"""Graph Transformer: parameter budget per mixer, attention math, PE sign flips, grads."""
+"""Graph Transformer: parameter budget per mixer, attention math (edge list and padded),
+PE sign flips, grads."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
 from omegaconf import OmegaConf
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Data
 
+from katbench.data.graph import GraphBatch, GraphLoader
 from katbench.mixers import MIXERS, build_mixer
 from katbench.models.budget import hidden_for_budget
 from katbench.models.graph_transformer import (
     GraphTransformer,
     GraphTransformerLayer,
     count_parameters,
+    dense_graph,
 )
 from katbench.run import tasks_dir
 
@@ -23,7 +28,7 @@ def _mixer(name):
     return lambda i, h, o: build_mixer(name, i, h, o, **MIXER_KW[name])
 
 
-def _batch(edges: bool, n_graphs: int = 3, pe_dim: int = 4) -> Batch:
+def _batch(edges: bool, n_graphs: int = 3, pe_dim: int = 4) -> GraphBatch:
     gen = torch.Generator().manual_seed(0)
     graphs = []
     for k in range(n_graphs):
@@ -35,10 +40,8 @@ def _batch(edges: bool, n_graphs: int = 3, pe_dim: int = 4) -> Batch:
                            edge_attr=torch.randint(0, 4, (ei.shape[1],), generator=gen),
                            lap_pe=torch.randn(n, pe_dim, generator=gen),
                            y=torch.randint(0, 2, (n,), generator=gen), num_nodes=n))
-    batch = Batch.from_data_list(graphs)
-    if not edges:
-        del batch.edge_attr
-    return batch
+    batch = next(iter(GraphLoader(graphs, n_graphs)))
+    return batch if edges else dataclasses.replace(batch, edge_attr=None)
 
 
 # The widths the task files gave per mixer before the budget was solved (paper profile): the
@@ -72,7 +75,8 @@ def test_paper_config_parameters_near_the_original_for_every_mixer(task, origina
         assert abs(count(name, {}, hidden) / original - 1) < 0.01, (name, hidden)
 
 
-def test_attention_matches_dense_softmax_over_neighbours():
+@pytest.mark.parametrize("padded", [False, True])
+def test_attention_matches_dense_softmax_over_neighbours(padded):
     torch.manual_seed(0)
     layer = GraphTransformerLayer(8, 2, _mixer("mlp"), 16, edge_features=False).eval()
     batch = _batch(edges=False, n_graphs=1)
@@ -85,8 +89,22 @@ def test_attention_matches_dense_softmax_over_neighbours():
     ref = torch.einsum("hij,jhd->ihd", attn, v).reshape(-1, 8)
     ref = layer.norm1_h(h + layer.o_h(ref))
     ref = layer.norm2_h(ref + layer.ffn_h(ref))
-    out, e = layer(h, batch.edge_index)
+    out, e = layer(h, batch.edge_index, dense=dense_graph(batch, h.dtype) if padded else None)
     assert e is None and torch.allclose(out, ref, atol=1e-5)
+
+
+def test_padded_attention_equals_edge_list_attention_on_a_batch():
+    """Graphs of different sizes in one batch: padding rows and cross-graph pairs stay out."""
+    torch.manual_seed(0)
+    layer = GraphTransformerLayer(8, 2, _mixer("mlp"), 16, edge_features=False).train()
+    batch = _batch(edges=False, n_graphs=4)
+    h = torch.randn(batch.num_nodes, 8, requires_grad=True)
+    sparse, _ = layer(h, batch.edge_index)
+    (grad_sparse,) = torch.autograd.grad(sparse.square().sum(), h)
+    padded, _ = layer(h, batch.edge_index, dense=dense_graph(batch, h.dtype))
+    (grad_padded,) = torch.autograd.grad(padded.square().sum(), h)
+    assert torch.allclose(sparse, padded, atol=1e-5)
+    assert torch.allclose(grad_sparse, grad_padded, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["mlp", "kan", "grkan"])
@@ -116,8 +134,7 @@ def test_pe_sign_flips_in_training_only():
     batch = _batch(edges=True)
     model.eval()
     a = model(batch)
-    flipped = batch.clone()
-    flipped.lap_pe = -flipped.lap_pe
+    flipped = dataclasses.replace(batch, lap_pe=-batch.lap_pe)
     assert not torch.allclose(a, model(flipped))                  # the model sees the sign...
     assert torch.equal(a, model(batch))                           # ...and eval is deterministic
     model.train()
