@@ -124,3 +124,13 @@ def test_tab_csv_infers_multiclass_and_regression(tmp_path, capsys, target, drop
     assert metrics["metric"] == metric
     assert metrics["higher_is_better"] == (metric == "accuracy")
     assert check(metrics["best"][f"test_{metric}"], base), (metrics["best"], base)
+
+
+def test_head_mixer_groups_divide_the_head_width():
+    from katbench.tasks.tabular import _head_kwargs
+
+    assert _head_kwargs("grkan", {"num_groups": 8, "act_init": "gelu"}, 20) == \
+        {"num_groups": 4, "act_init": "gelu"}
+    assert _head_kwargs("grkan", {"num_groups": "per_channel"}, 21) == \
+        {"num_groups": "per_channel"}                   # one rational per channel fits any width
+    assert _head_kwargs("kan", {"grid_size": 3}, 21) == {"grid_size": 3}
