@@ -119,10 +119,6 @@ class Study:
     variants: tuple[Variant, ...]
     tasks: tuple[str, ...] | None
 
-    def variant(self, label: str) -> Variant:
-        """The variant labelled ``label``."""
-        return next(v for v in self.variants if v.label == label)
-
 
 def study_names(studies_dir: Path = STUDIES_DIR) -> list[str]:
     """The shipped studies: the stems of ``studies/*.yaml``."""
