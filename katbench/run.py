@@ -39,7 +39,7 @@ class UsageError(ValueError):
     """A bad command line or config value; shown as one line, exit status 2."""
 
 
-def _format(value: Any) -> str:
+def override_value(value: Any) -> str:
     """A Python value as a Hydra override value (quoted strings, lists, dicts, null)."""
     if value is None:
         return "null"
@@ -48,9 +48,9 @@ def _format(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_format(v) for v in value) + "]"
+        return "[" + ",".join(override_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{_format(v)}" for k, v in value.items()) + "}"
+        return "{" + ",".join(f"{k}:{override_value(v)}" for k, v in value.items()) + "}"
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
@@ -74,7 +74,7 @@ def _normalise(overrides: list[str]) -> list[str]:
         if key.startswith("mixer."):
             key = f"++{key}"    # mixer settings are free keyword arguments of the mixer
         if key == "label":
-            value = _format(value)   # a study label holds '=', which Hydra reads only quoted
+            value = override_value(value)   # a study label holds '=', which Hydra reads only quoted
         for name in value.split(",") if key in ("tasks", "mixer") else []:
             known = task_names() if key == "tasks" else MIXER_NAMES
             if name not in known:
@@ -105,7 +105,7 @@ def compose(overrides: list[str]) -> Any:
         layers = OmegaConf.to_container(base, resolve=False)
         task = layers.get("task", {}).get("name")
         profile, mixer = layers["profile"], layers["mixer"]["name"]
-        extra = [f"++mixer.{k}={_format(v)}"
+        extra = [f"++mixer.{k}={override_value(v)}"
                  for k, v in _flat(layers["mixers"].get(mixer) or {})]
         if profile is not None:
             if profile not in layers["profiles"]:
@@ -114,7 +114,7 @@ def compose(overrides: list[str]) -> Any:
             # `pipeline` settings schedule jobs (Snakefile); they are not run config.
             settings = {k: v for k, v in (layers["profiles"][profile] or {}).items()
                         if k != "pipeline"}
-            extra += [f"{k}={_format(v)}" for k, v in _flat(settings)]
+            extra += [f"{k}={override_value(v)}" for k, v in _flat(settings)]
         cfg = hydra_compose("config", overrides=[search, *extra, *overrides]) if extra else base
     chosen = [o.partition("=")[2] for o in overrides if o.startswith("tasks=")]
     if chosen and task != chosen[-1]:

@@ -57,12 +57,12 @@ class Variant:
     def overrides(self) -> list[str]:
         """``python -m katbench.run`` arguments selecting this variant: ``mixer=``, and for one
         with settings ``label=`` and ``mixer.<key>=<value>`` per setting."""
-        from katbench.run import _format
+        from katbench.run import override_value
 
         if not self.settings:
             return [f"mixer={self.mixer}"]
         values = [(k, v if isinstance(v, str) and _PLAIN.fullmatch(v) and
-                   v.lower() not in _HYDRA_WORDS else _format(v)) for k, v in self.settings]
+                   v.lower() not in _HYDRA_WORDS else override_value(v)) for k, v in self.settings]
         return [f"mixer={self.mixer}", f"label={self.label}",
                 *(f"mixer.{k}={v}" for k, v in values)]
 
