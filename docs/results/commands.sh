@@ -12,9 +12,9 @@ python -m katbench.run task=tab_qsar_bio,tab_spambase,tab_jasmine mixer=mlp,grka
 # (docs/running.md, "Many runs on one GPU machine"); the run folders are packed, brought back
 # and unpacked into results/, their queued MLflow data sent to results/mlflow.db:
 TABLES=tab_1995_income,tab_bank_marketing,tab_online_shoppers,tab_shrutime,tab_blastchar,tab_spambase,tab_jasmine,tab_qsar_bio
-bash scripts/gpu_queue.sh prepare --tasks pattern,cluster
+bash scripts/gpu_queue.sh prepare --profile paper --tasks pattern,cluster
 KB_RESULTS=/tmp/kb/tab bash scripts/gpu_queue.sh start --profile paper --tasks $TABLES --seeds 0,1,2,3,4 --slots 22 --stop-after-s 1260
-bash scripts/gpu_queue.sh start --profile paper --tasks pattern,cluster --seeds 0,1,2,3 --slots 6 --stop-after-s 1140
+bash scripts/gpu_queue.sh start --profile paper --tasks pattern,cluster --seeds 0,1,2,3 --slots 8 --stop-after-s 840 trainer.device=cuda
 bash scripts/gpu_queue.sh pack OUT --checkpoints     # then: cat OUT/runs.tgz.part* | tar xz -C results
 python -m katbench.tracking sync results
 # 2026-12-01, one H200 (16 cores): the five larger tables, two queues side by side
