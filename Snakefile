@@ -56,7 +56,7 @@ def as_list(value):
 STUDY = config.get("study")
 if STUDY:
     try:
-        _study = load_study(str(STUDY))
+        _study = load_study(str(STUDY), BASE / "studies")
     except ValueError as err:
         raise WorkflowError(str(err)) from None
     VARIANTS = {v.label: v for v in _study.variants}
@@ -135,6 +135,12 @@ def threads(tasks):
     return max(int(TASKS[t].get("threads", 1)) for t in tasks)
 
 
+def resume_on_retry(wildcards, attempt):
+    """`true` on a retry (`--retries`): a job cut off by scancel, preemption or its time limit
+    continues from its checkpoint; a first attempt starts over, as a changed config must."""
+    return "true" if attempt > 1 else "false"
+
+
 COMMON = " ".join([f"profile={PROFILE} results_dir={R} trainer.device={SETTINGS['device']}",
                    str(SETTINGS.get("overrides") or "")]).strip()
 STUDY_ARG = f" --study {shlex.quote(str(STUDY))}" if STUDY else ""
@@ -192,6 +198,7 @@ for _task in SINGLE:
         threads: threads([_task])
         resources:
             gpu=gpus([_task]),
+            resume=resume_on_retry,
         priority: priority_of([_task])
         params:
             task=_task,
@@ -199,7 +206,8 @@ for _task in SINGLE:
             common=COMMON,
         shell:
             "{PY} -m katbench.run task={params.task} {params.mixer} "
-            "seed={wildcards.seed} trainer.threads={threads} {params.common}"
+            "seed={wildcards.seed} trainer.threads={threads} resume={resources.resume} "
+            "{params.common}"
 
 
 for _group, _members in GROUPS.items():
@@ -218,6 +226,7 @@ for _group, _members in GROUPS.items():
         threads: threads(_members)
         resources:
             gpu=gpus(_members),
+            resume=resume_on_retry,
         priority: priority_of(_members)
         params:
             tasks=",".join(_members),
@@ -226,4 +235,5 @@ for _group, _members in GROUPS.items():
             common=COMMON,
         shell:
             "{PY} -m katbench.run task={params.tasks} {params.mixer} "
-            "seed={params.seeds} trainer.threads={threads} {params.common}"
+            "seed={params.seeds} trainer.threads={threads} resume={resources.resume} "
+            "{params.common}"
