@@ -29,6 +29,20 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
+def require() -> Callable[[bool, str], None]:
+    """``require(ok, reason)``: skip the test unless ``ok``. Under
+    ``KATBENCH_CLUSTER_TESTS=require`` (set by .ci/run) it fails instead, so that CI cannot pass
+    by skipping the SLURM and tracking-server tests."""
+    def check(ok: bool, reason: str) -> None:
+        if ok:
+            return
+        if os.environ.get("KATBENCH_CLUSTER_TESTS") == "require":
+            pytest.fail(f"{reason} (KATBENCH_CLUSTER_TESTS=require)")
+        pytest.skip(reason)
+    return check
+
+
+@pytest.fixture
 def saved_bytes() -> Callable[[Callable[[], object]], int]:
     """``saved_bytes(fn)``: bytes of the distinct storages autograd keeps for ``fn()``'s
     backward (parameters included): the activation memory a layer holds."""

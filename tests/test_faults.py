@@ -1,4 +1,5 @@
-"""Killed runs resume to the same numbers; 2 gloo ranks train like 1 process (subprocess tests).
+"""Killed runs resume to the same numbers; 2 gloo ranks train like 1 process, on one node and
+as 2 nodes of one process each (subprocess tests).
 
 One tiny mini-batch task (TabTransformer on the shipped QSAR table: 11 batches per epoch, with
 dropout, so RNG and loader states matter). Processes run side by side to keep the wall time low.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,13 +25,13 @@ TINY = ["task=tab_qsar_bio", "mixer=mlp", "trainer.epochs=12", "task.batch_size=
 METRIC_KEYS = ("train_loss", "val_auc", "test_auc", "lr")
 
 
-def _start(results: Path, *extra: str, torchrun: bool = False) -> subprocess.Popen:
+def _start(results: Path, *extra: str, torchrun: list[str] | None = None) -> subprocess.Popen:
+    """``python -m katbench.run`` on the tiny task, or under ``torchrun`` with those arguments."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [sys.executable, "-m", "katbench.run", *TINY, f"results_dir={results}", *extra]
-    if torchrun:
-        cmd[1:3] = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-                    "katbench.run"]
+    if torchrun is not None:
+        cmd[1:3] = ["-m", "torch.distributed.run", *torchrun, "-m", "katbench.run"]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -103,17 +105,39 @@ def test_sigkill_and_sigterm_resume_to_the_uninterrupted_metrics(tmp_path):
     assert "RunInterrupted: stopped by SIGTERM" in first_term.data.tags["katbench.error"]
 
 
-def test_two_gloo_ranks_equal_one_process_with_the_same_global_batch(tmp_path):
-    # No dropout: masks drawn for half batches differ from those of whole ones. 685 training
-    # rows in batches of 64 end with an odd batch: the ranks' shares are weighted.
-    same = ["tracking.enabled=false", "trainer.epochs=3", "model.attn_dropout=0",
-            "model.ff_dropout=0"]
-    one = _start(tmp_path / "one", *same)
-    two = _start(tmp_path / "two", *same, torchrun=True)
-    for rc, err in map(_finish, (one, two)):
-        assert rc == 0, err
-    a, b = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
+# No dropout: masks drawn for half batches differ from those of whole ones. 685 training rows in
+# batches of 64 end with an odd batch: the ranks' shares are weighted.
+NO_DROPOUT = ["tracking.enabled=false", "trainer.epochs=3", "model.attn_dropout=0",
+              "model.ff_dropout=0"]
+
+
+def _same_as_one_process(one: Path, two: Path) -> None:
+    a, b = _metrics(one), _metrics(two)
     assert b["world_size"] == 2 and a["world_size"] == 1
     for key in METRIC_KEYS:
         assert b["final"][key] == pytest.approx(a["final"][key], rel=1e-5, abs=1e-7), key
     assert b["best"]["epoch"] == a["best"]["epoch"]
+
+
+def test_two_gloo_ranks_equal_one_process_with_the_same_global_batch(tmp_path):
+    one = _start(tmp_path / "one", *NO_DROPOUT)
+    two = _start(tmp_path / "two", *NO_DROPOUT, torchrun=["--standalone", "--nproc_per_node=2"])
+    for rc, err in map(_finish, (one, two)):
+        assert rc == 0, err
+    _same_as_one_process(tmp_path / "one", tmp_path / "two")
+
+
+@pytest.mark.multinode
+def test_two_nodes_of_one_rank_equal_one_process(tmp_path):
+    # What a 2-node cluster job runs (docs/reliability.md), both "nodes" on this machine: each
+    # torchrun joins the c10d rendezvous at the endpoint; the one that gets there first hosts it.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    one = _start(tmp_path / "one", *NO_DROPOUT)
+    nodes = [_start(tmp_path / "two", *NO_DROPOUT, torchrun=[
+        "--nnodes=2", "--nproc_per_node=1", f"--node_rank={k}", "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=katbench-test"]) for k in (0, 1)]
+    for rc, err in map(_finish, (one, *nodes)):
+        assert rc == 0, err
+    _same_as_one_process(tmp_path / "one", tmp_path / "two")

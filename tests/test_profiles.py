@@ -31,8 +31,30 @@ def test_local_profile_plans_the_quick_pipeline_and_keeps_going(tmp_path):
     assert "rule run_group_function_fitting:" in out and "profile=quick" in out
 
 
-def test_slurm_profile_routes_paper_jobs_with_resources(tmp_path):
-    settings = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
+def _slurm_profile(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict:
+    """profiles/slurm/config.yaml as Snakemake reads it (YTE) under the given SBATCH_* vars."""
+    import yte
+
+    for key in ("SBATCH_ACCOUNT", "SBATCH_PARTITION"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with open(ROOT / "profiles/slurm/config.yaml") as f:
+        return yte.process_yaml(f, require_use_yte=True)
+
+
+def test_slurm_profile_takes_account_and_partition_from_the_environment(monkeypatch):
+    # The plugin passes `-p <default partition>` unless told one, which overrides sbatch's own
+    # SBATCH_PARTITION; the profile hands both variables to it (tests/test_slurm.py runs it).
+    assert {"slurm_account", "slurm_partition"}.isdisjoint(
+        _slurm_profile(monkeypatch)["default-resources"])
+    resources = _slurm_profile(monkeypatch, SBATCH_ACCOUNT="proj-1",
+                               SBATCH_PARTITION="gpu")["default-resources"]
+    assert resources["slurm_account"] == "'proj-1'" and resources["slurm_partition"] == "'gpu'"
+
+
+def test_slurm_profile_routes_paper_jobs_with_resources(tmp_path, monkeypatch):
+    settings = _slurm_profile(monkeypatch)
     assert settings["executor"] == "slurm" and settings["keep-going"] is True
     assert settings["config"] == ["profile=paper"]
     assert {"runtime", "mem_mb"} <= set(settings["default-resources"])
@@ -42,7 +64,8 @@ def test_slurm_profile_routes_paper_jobs_with_resources(tmp_path):
             or rule.removeprefix("run_") in tasks, f"{rule}: no such task"
         assert all(isinstance(v, int) and v > 0 for v in resources.values()), rule
     text = (ROOT / "profiles/slurm/config.yaml").read_text().lower()
-    assert not re.search(r"^\s*[\w-]*(account|password|token|secret)\s*:", text, re.M)
+    # No account, password or token is written here: such keys only read the environment.
+    assert not re.search(r"^\s*[\w-]*(account|password|token|secret)\s*:\s*[^?\s]", text, re.M)
     if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
         pytest.skip("snakemake-executor-plugin-slurm not installed: YAML checked, no dry run")
     out = _dry_run("slurm", tmp_path, "profile=paper")
