@@ -10,6 +10,10 @@ import torch
 
 # The suite tests the C++ kernels: a missing toolchain must fail loudly, not fall back silently.
 os.environ.setdefault("KATBENCH_BACKEND", "compiled")
+# Without a CUDA device, the Triton kernels run CPU tensors under Triton's interpreter (tests/ops
+# checks the Triton backend there); Triton reads this when first imported (torch._dynamo does).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -28,7 +32,7 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def require() -> Callable[[bool, str], None]:
     """``require(ok, reason)``: skip the test unless ``ok``. Under
     ``KATBENCH_CLUSTER_TESTS=require`` (set by .ci/run) it fails instead, so that CI cannot pass

@@ -1,19 +1,22 @@
 """The one GR-KAN op: ``katbench::group_rational``, registered with ``torch.library``.
 
-The schema is defined here once; kernels come from ``csrc/`` (C++ for CPU, CUDA for GPU, built on
-first use, see :mod:`katbench.ops.build`) or, where no toolchain exists, from the pure-PyTorch
-reference in :mod:`katbench.ops.reference`. The autograd kernel is C++ when the kernels are
-compiled (``csrc/group_rational_autograd.cpp``: no Python runs in a training step), Python
-otherwise; the fake (meta) kernels are Python. The op works under
-``torch.compile(fullgraph=True)``, ``torch.autocast`` and passes ``torch.library.opcheck``.
-First derivatives run the backward kernel; higher derivatives (``create_graph=True``)
-differentiate the reference's explicit gradient formulas
+The schema is defined here once; kernels come from one of three backends, chosen per device
+type by :func:`load_kernels`: ``compiled`` (``csrc/``: C++ for CPU, CUDA for GPU, built on first
+use, see :mod:`katbench.ops.build`), ``triton`` (:mod:`katbench.ops.triton_backend`, for GPUs
+without a CUDA toolkit) or ``reference`` (the pure-PyTorch :mod:`katbench.ops.reference`). The
+autograd kernel is C++ when the kernels are compiled (``csrc/group_rational_autograd.cpp``: no
+Python runs in a training step), Python otherwise; the fake (meta) kernels are Python. The op
+works under ``torch.compile(fullgraph=True)``, ``torch.autocast`` and passes
+``torch.library.opcheck`` with every backend. First derivatives run the backward kernel; higher
+derivatives (``create_graph=True``) differentiate the reference's explicit gradient formulas
 (``katbench::group_rational_backward_differentiable``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -27,7 +30,7 @@ from katbench.ops.reference import (
 )
 
 __all__ = ["VARIANTS", "group_rational", "group_rational_reference", "kernel_backend",
-           "load_kernels"]
+           "load_kernels", "use_backend"]
 
 _LIB = torch.library.Library("katbench", "DEF")
 # F(x + bias): the optional per-channel (D,) bias is the one of a linear layer feeding x, added
@@ -53,7 +56,7 @@ _LIB.impl("group_rational_backward_differentiable", group_rational_gradients_ref
 _OPS = ("katbench::group_rational", "katbench::group_rational_backward")
 _GROUP_RATIONAL = torch.ops.katbench.group_rational.default
 _AUTOCAST_FROM = (torch.float32, torch.float64)
-_BACKENDS: dict[str, str] = {}
+_BACKENDS: dict[str, str] = {}  # device type -> backend serving it
 
 
 def _has_kernel(device_type: str) -> bool:
@@ -61,52 +64,150 @@ def _has_kernel(device_type: str) -> bool:
     return torch._C._dispatch_has_kernel_for_dispatch_key(_OPS[0], key)
 
 
-def _register_reference(device_type: str) -> None:
-    _LIB.impl("group_rational", group_rational_reference, device_type.upper())
-    _LIB.impl("group_rational_backward", group_rational_backward_reference, device_type.upper())
+def _python_kernels(backend: str) -> tuple[Callable, Callable]:
+    """(forward, backward) of a backend written in Python: ``triton`` or ``reference``."""
+    if backend == "triton":
+        from katbench.ops import triton_backend
+        return (triton_backend.group_rational_triton,
+                triton_backend.group_rational_backward_triton)
+    return group_rational_reference, group_rational_backward_reference
+
+
+# The CPU/CUDA kernels of the Python backends: each call runs the backend that _BACKENDS names
+# for its device type (so that use_backend can switch it without registering again).
+def _forward(x, numerator, denominator, variant, bias=None):
+    return _python_kernels(_BACKENDS[x.device.type])[0](x, numerator, denominator, variant, bias)
+
+
+def _backward(grad_output, x, numerator, denominator, variant, bias=None, output=False):
+    return _python_kernels(_BACKENDS[x.device.type])[1](grad_output, x, numerator, denominator,
+                                                        variant, bias, output)
+
+
+def _register_python(lib: torch.library.Library, device_type: str) -> None:
+    lib.impl("group_rational", _forward, device_type.upper())
+    lib.impl("group_rational_backward", _backward, device_type.upper())
+
+
+def _triton_missing() -> str | None:
+    """Why the Triton kernels cannot run CUDA tensors here, or None."""
+    try:
+        _python_kernels("triton")
+    except ImportError as error:
+        return f"Triton does not import ({error})"
+    return None
+
+
+def _triton_interpreted() -> bool:
+    """Whether Triton runs CPU tensors here (its interpreter, TRITON_INTERPRET=1)."""
+    if _triton_missing() is not None:
+        return False
+    from katbench.ops import triton_backend
+    return triton_backend.INTERPRETED
+
+
+def _compile(requested: str, with_cuda: bool) -> str | None:
+    """Build/load the compiled kernels where a toolchain exists (CPU only without a CUDA
+    toolkit); return why some device type cannot have them, or None."""
+    reason = build.missing_toolchain(with_cuda)
+    if reason and with_cuda and build.missing_toolchain(False) is None:
+        build.compile_and_load(False)
+        return reason
+    if reason is None:
+        build.compile_and_load(with_cuda)
+    elif requested == "compiled":
+        raise build.ExtensionBuildError(
+            f"KATBENCH_BACKEND=compiled but the kernels cannot be built: {reason}")
+    return reason
+
+
+def _fallback(requested: str, device_type: str) -> str:
+    """The backend of ``device_type`` tensors without compiled kernels."""
+    if requested == "reference":
+        return "reference"
+    if device_type == "cuda" or requested == "triton":
+        missing = _triton_missing()
+        if requested == "triton" and missing:
+            raise RuntimeError(f"KATBENCH_BACKEND=triton but {missing}; install triton (it "
+                               "ships with torch's CUDA wheels) or choose another backend")
+        if device_type == "cuda" and missing is None:
+            return "triton"
+        if device_type == "cpu" and _triton_interpreted():
+            return "triton"
+    return "reference"
+
+
+_DESCRIPTIONS = {"triton": "the Triton kernels", "reference": "the slower pure-PyTorch reference"}
 
 
 def load_kernels() -> dict[str, str]:
-    """Build/load the compiled kernels once; return ``{device_type: "compiled"|"reference"}``.
+    """Load the kernels once; return ``{device_type: "compiled"|"triton"|"reference"}``.
 
-    Falls back to the reference with one warning when no toolchain exists (``KATBENCH_BACKEND=
-    auto``); raises :class:`~katbench.ops.build.ExtensionBuildError` with the compiler's message
-    when a build fails, and when ``KATBENCH_BACKEND=compiled`` cannot be honoured.
+    ``KATBENCH_BACKEND`` (:func:`~katbench.ops.build.requested_backend`): ``auto`` uses the
+    compiled kernels where a C++ compiler (and for CUDA a CUDA toolkit) exists, else for CUDA
+    tensors Triton where it imports, else the reference, with one warning naming the choice and
+    why; ``compiled`` raises :class:`~katbench.ops.build.ExtensionBuildError` when no C++
+    compiler exists (CUDA tensors without a toolkit fall back as under ``auto``); ``triton``
+    builds nothing: Triton for CUDA tensors (CPU tensors under ``TRITON_INTERPRET=1``), the
+    reference for CPU tensors; ``reference`` runs the reference everywhere. A failing build
+    raises with the compiler's message.
     """
     if _BACKENDS:
         return _BACKENDS
-    backend = build.requested_backend()
+    requested = build.requested_backend()
     with_cuda = torch.cuda.is_available()
-    device_types = ["cpu", "cuda"] if with_cuda else ["cpu"]
-    if backend != "reference":
-        reason = build.missing_toolchain(with_cuda)
-        if reason and with_cuda and build.missing_toolchain(False) is None:
-            warnings.warn(f"katbench: {reason}; CUDA tensors use the pure-PyTorch reference",
-                          stacklevel=2)
-            with_cuda = False
-            reason = None
-        if reason is None:
-            build.compile_and_load(with_cuda)
-        elif backend == "compiled":
-            raise build.ExtensionBuildError(
-                f"KATBENCH_BACKEND=compiled but the kernels cannot be built: {reason}")
-        else:
-            warnings.warn(f"katbench: {reason}; group_rational falls back to the slower "
-                          "pure-PyTorch reference", stacklevel=2)
-    for device_type in device_types:
-        compiled = _has_kernel(device_type)
-        if not compiled:
-            _register_reference(device_type)
-        _BACKENDS[device_type] = "compiled" if compiled else "reference"
+    reason = _compile(requested, with_cuda) if requested in ("auto", "compiled") else None
+    fallbacks = []
+    for device_type in ("cpu", "cuda") if with_cuda else ("cpu",):
+        if _has_kernel(device_type):
+            _BACKENDS[device_type] = "compiled"
+            continue
+        _BACKENDS[device_type] = backend = _fallback(requested, device_type)
+        _register_python(_LIB, device_type)
+        fallbacks.append(f"{device_type.upper()} tensors use {_DESCRIPTIONS[backend]}")
+    if reason and fallbacks:
+        warnings.warn(f"katbench: {reason}; group_rational: {', '.join(fallbacks)}",
+                      stacklevel=2)
     if not torch._C._dispatch_has_kernel_for_dispatch_key(_OPS[0], "Autograd"):
-        torch.library.register_autograd(_OPS[0], _backward, setup_context=_setup_context,
-                                        lib=_LIB)
+        torch.library.register_autograd(_OPS[0], _autograd_backward,
+                                        setup_context=_setup_context, lib=_LIB)
     return _BACKENDS
 
 
 def kernel_backend(device_type: str = "cpu") -> str:
-    """Which implementation serves ``device_type`` tensors: ``"compiled"`` or ``"reference"``."""
+    """Which backend serves ``device_type`` tensors: ``"compiled"``, ``"triton"`` or
+    ``"reference"``."""
     return load_kernels()[device_type]
+
+
+@contextlib.contextmanager
+def use_backend(backend: str, device_type: str) -> Iterator[None]:
+    """Serve ``device_type`` tensors with ``backend`` (``"triton"`` or ``"reference"``) inside
+    the block, then restore the loaded one: the benchmarks' side-by-side rows and the tests.
+
+    Same op, autograd and fake kernels; only the CPU/CUDA kernel changes. Triton serves CPU
+    tensors only under ``TRITON_INTERPRET=1``.
+    """
+    if backend not in _DESCRIPTIONS:
+        raise ValueError(f"use_backend: {backend!r} is not one of {tuple(_DESCRIPTIONS)}")
+    if backend == "triton" and (_triton_missing() or (device_type == "cpu"
+                                                      and not _triton_interpreted())):
+        raise RuntimeError(f"use_backend: Triton cannot serve {device_type} tensors here: "
+                           f"{_triton_missing() or 'CPU tensors need TRITON_INTERPRET=1'}")
+    if device_type not in load_kernels():
+        raise ValueError(f"use_backend: no {device_type} device here (have {tuple(_BACKENDS)})")
+    previous = _BACKENDS[device_type]
+    with contextlib.ExitStack() as stack:
+        if previous == "compiled":  # a Python kernel over the C++ one, removed on exit
+            lib = stack.enter_context(torch.library._scoped_library("katbench", "IMPL"))
+            with warnings.catch_warnings():  # the dispatcher's "overriding a kernel" warning
+                warnings.simplefilter("ignore")
+                _register_python(lib, device_type)
+        _BACKENDS[device_type] = backend
+        try:
+            yield
+        finally:
+            _BACKENDS[device_type] = previous
 
 
 def group_rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
@@ -149,14 +250,16 @@ def _group_rational_backward_fake(grad_output, x, numerator, denominator, varian
             torch.empty_like(dense) if output else x.new_empty(0))
 
 
-# The Python autograd, used when no compiled kernels (and so no C++ autograd kernel) are loaded.
+# The Python autograd, used when no compiled kernels (and so no C++ autograd kernel) are loaded;
+# like the C++ one, the backward kernel for first derivatives and the differentiable formulas for
+# higher ones, whatever backend serves the device type.
 def _setup_context(ctx, inputs, output) -> None:
     x, numerator, denominator, variant, bias = inputs
     ctx.save_for_backward(x, numerator, denominator, bias)
     ctx.variant = variant
 
 
-def _backward(ctx, grad_output):
+def _autograd_backward(ctx, grad_output):
     x, numerator, denominator, bias = ctx.saved_tensors
     if torch.is_grad_enabled():
         # create_graph=True (higher derivatives, e.g. u'' in a PINN): the explicit gradient
@@ -167,7 +270,8 @@ def _backward(ctx, grad_output):
         grads = torch.ops.katbench.group_rational_backward(grad_output, x, numerator, denominator,
                                                            ctx.variant, bias)
     grad_x, grad_num, grad_den, grad_bias = grads[:4]
-    needs = ctx.needs_input_grad
-    return (grad_x if needs[0] else None, grad_num if needs[1] else None,
-            grad_den if needs[2] else None, None, grad_bias if needs[4] else None)
+    # one gradient per input the op was called with (x, numerator, denominator, variant and, when
+    # passed, bias): a call without a bias has four
+    return tuple(grad if needed else None for grad, needed in zip(
+        (grad_x, grad_num, grad_den, None, grad_bias), ctx.needs_input_grad, strict=False))
 

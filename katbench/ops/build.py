@@ -6,9 +6,11 @@ cache folder keyed by the torch version, the CUDA version and the Python version
 a source file changes. ``KATBENCH_CUDA_FLAGS`` adds nvcc flags (the launch-tuning overrides
 ``-DKATBENCH_<NAME>=value`` that ``python -m katbench.bench tune`` compares) and joins the key.
 
-``KATBENCH_BACKEND`` chooses what runs: ``auto`` (default: compiled kernels, falling back to the
-pure-PyTorch reference with one warning when no C++ compiler or no CUDA toolkit is found),
-``compiled`` (never fall back: CI sets this) or ``reference``.
+``KATBENCH_BACKEND`` chooses what runs (see :func:`katbench.ops.load_kernels`): ``auto``
+(default: compiled kernels; where no C++ compiler or no CUDA toolkit is found, Triton for CUDA
+tensors and the pure-PyTorch reference for the rest, with one warning), ``compiled`` (never fall
+back to the reference on CPU: CI sets this), ``triton`` (no build: Triton for CUDA tensors) or
+``reference``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 import torch
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
-BACKENDS = ("auto", "compiled", "reference")
+BACKENDS = ("auto", "compiled", "triton", "reference")
 
 
 class ExtensionBuildError(RuntimeError):

@@ -15,6 +15,7 @@ import contextlib
 
 import torch
 import triton
+import triton.language as tl
 
 from katbench.ops import triton_kernels as kernels
 from katbench.ops.reference import check_arguments
@@ -26,9 +27,12 @@ BACKWARD_UNROLL = 2           # row tiles loaded together per backward iteration
 # Backward programs per multiprocessor: one wave of the (5, 4) kernels on sm_90 (ptxas: 95
 # registers, 128 with an input bias or F written; 4 programs of 128 threads fit 128 each).
 BACKWARD_PROGRAMS_PER_SM = 4
-REDUCE_BLOCK = 256
+REDUCE_BLOCK = 128
 
 INTERPRETED = not isinstance(kernels.forward_kernel, triton.runtime.JITFunction)
+if INTERPRETED and isinstance(tl.sum, triton.runtime.JITFunction):
+    raise ImportError("TRITON_INTERPRET=1 was set after Triton was imported (torch._dynamo "
+                      "imports it); set it before the process imports torch")
 
 
 def _tiling(width: int, group_width: int, element_size: int) -> tuple[int, int]:
@@ -41,6 +45,13 @@ def _tiling(width: int, group_width: int, element_size: int) -> tuple[int, int]:
     packs = width // vec
     divisor = packs & -packs
     return vec, min(32, divisor if divisor >= 8 else triton.next_power_of_2(packs))
+
+
+def _tile_rows(packs: int, packs_per_thread: int) -> int:
+    """Rows of a program's tile: ``packs_per_thread`` 16-byte packs per thread; under the
+    interpreter, where every step costs milliseconds of Python, at least 16."""
+    rows = max(1, NUM_WARPS * 32 * packs_per_thread // packs)
+    return max(rows, 16) if INTERPRETED else rows
 
 
 def _multiprocessors(device: torch.device) -> int:
@@ -96,7 +107,7 @@ def group_rational_triton(x: torch.Tensor, numerator: torch.Tensor, denominator:
     y = torch.empty_like(problem.x)
     if problem.rows == 0:
         return y
-    block_rows = max(1, NUM_WARPS * 32 * FORWARD_PACKS_PER_THREAD // problem.packs)
+    block_rows = _tile_rows(problem.packs, FORWARD_PACKS_PER_THREAD)
     grid = (triton.cdiv(problem.rows, block_rows), problem.column_programs())
     with _on_device(x):
         kernels.forward_kernel[grid](problem.x, y, *problem.arguments(), BLOCK_R=block_rows,
@@ -118,7 +129,7 @@ def group_rational_backward_triton(
     if problem.rows == 0:
         return (dx, torch.zeros_like(numerator), torch.zeros_like(denominator),
                 empty if bias is None else torch.zeros_like(bias), y)
-    block_rows = max(1, NUM_WARPS * 32 // problem.packs)
+    block_rows = _tile_rows(problem.packs, 1)
     columns = problem.column_programs()
     programs = min(triton.cdiv(problem.rows, block_rows * BACKWARD_UNROLL),
                    max(1, _multiprocessors(x.device) * BACKWARD_PROGRAMS_PER_SM // columns))
@@ -129,16 +140,18 @@ def group_rational_backward_triton(
     grad_num = torch.empty(numerator.shape, **new)
     grad_den = torch.empty(denominator.shape, **new)
     grad_bias = None if bias is None else torch.empty(problem.width, **new)
+    shared = numerator.shape[0] == 1 and problem.groups > 1
     bias_programs = 0 if bias is None else triton.cdiv(problem.width, REDUCE_BLOCK)
     with _on_device(x):
         kernels.backward_kernel[(programs, columns)](
             grad, problem.x, dx, y if output else None, partial, bias_partial,
             *problem.arguments(), WRITE_Y=output, BLOCK_R=block_rows, UNROLL=BACKWARD_UNROLL,
             **problem.settings)
-        kernels.reduce_kernel[(numerator.numel() + denominator.numel() + bias_programs,)](
+        kernels.reduce_kernel[(problem.groups + shared + bias_programs,)](
             partial, bias_partial, problem.den, grad_num, grad_den, grad_bias, programs,
-            problem.width, problem.width // problem.groups // problem.vec, numerator.shape[0],
-            problem.groups, problem.den.stride(0), VEC=problem.vec, M=problem.m, N=problem.n,
-            SUM_ABS=problem.settings["SUM_ABS"], BLOCK=REDUCE_BLOCK)
+            problem.width, problem.width // problem.groups // problem.vec, problem.groups,
+            problem.den.stride(0), VEC=problem.vec, M=problem.m, N=problem.n,
+            SUM_ABS=problem.settings["SUM_ABS"], SHARED_NUMERATOR=shared,
+            SLOTS=triton.next_power_of_2(problem.m + 1 + problem.n), BLOCK=REDUCE_BLOCK)
     return (dx, grad_num.to(numerator.dtype), grad_den.to(denominator.dtype),
             empty if bias is None else grad_bias.to(bias.dtype), y)

@@ -38,7 +38,7 @@ def _horner(cs, t, D: tl.constexpr):
 def _horner_derivative(cs, t, D: tl.constexpr):
     """The polynomial of :func:`_horner` and its derivative in one interleaved pass."""
     q = tl.broadcast_to(cs[D], t.shape)
-    dq = tl.zeros_like(q)
+    dq = tl.full(q.shape, 0.0, q.dtype)
     if D > 0:
         dq = q
         q = q * t + cs[D - 1]
@@ -224,8 +224,8 @@ def backward_kernel(grad_ptr, x_ptr, dx_ptr, y_ptr, partial_ptr, bias_partial_pt
         shift = tl.load(bias_ptr + column, mask=valid[:, None], other=0.0)[None, :, :]
     sums = ()
     for _ in tl.static_range(M + 1 + N):
-        sums = sums + (tl.zeros([BLOCK_R, PACKS], dtype),)
-    column_sums = tl.zeros([BLOCK_R, PACKS, VEC], dtype)  # dL/dx by column: the bias gradient
+        sums = sums + (tl.full([BLOCK_R, PACKS], 0.0, dtype),)
+    column_sums = tl.full([BLOCK_R, PACKS, VEC], 0.0, dtype)  # dL/dx by column: the bias gradient
     for r0 in range(program * BLOCK_R * UNROLL, rows, programs * BLOCK_R * UNROLL):
         tiles = ()
         for i in tl.static_range(UNROLL):  # all loads of the iteration issued first
@@ -268,41 +268,42 @@ def backward_kernel(grad_ptr, x_ptr, dx_ptr, y_ptr, partial_ptr, bias_partial_pt
 
 @triton.jit
 def reduce_kernel(partial_ptr, bias_partial_ptr, den_ptr, grad_num_ptr, grad_den_ptr,
-                   grad_bias_ptr, programs, width, packs_per_group, numerator_rows, groups,
-                   den_stride, VEC: tl.constexpr, M: tl.constexpr, N: tl.constexpr,
-                   SUM_ABS: tl.constexpr, BLOCK: tl.constexpr):
-    """One program per coefficient: the sum of its partials (programs x its packs, row by row);
-    then one program per BLOCK columns of the bias gradient. Fixed order throughout."""
+                  grad_bias_ptr, programs, width, packs_per_group, groups, den_stride,
+                  VEC: tl.constexpr, M: tl.constexpr, N: tl.constexpr, SUM_ABS: tl.constexpr,
+                  SHARED_NUMERATOR: tl.constexpr, SLOTS: tl.constexpr, BLOCK: tl.constexpr):
+    """Program g < groups: group g's coefficient gradients, each the sum of its partials over the
+    backward's programs and the group's packs; then, for a numerator shared by all groups, one
+    program for its gradient (all packs); then one program per BLOCK columns of the bias
+    gradient (over the backward's programs). Fixed order throughout."""
     pid = tl.program_id(0)
-    numerator_outputs = numerator_rows * (M + 1)
-    coefficient_outputs = numerator_outputs + groups * N
     packs = width // VEC
-    lanes = tl.arange(0, BLOCK)
-    if pid < coefficient_outputs:
-        numerator = pid < numerator_outputs
-        index = tl.where(numerator, pid, pid - numerator_outputs)
-        group = tl.where(numerator, index // (M + 1), index // N)
-        slot = tl.where(numerator, index % (M + 1), M + 1 + index % N)
-        pooled = numerator & (numerator_rows == 1)  # a shared numerator: every pack
+    slot = tl.arange(0, SLOTS)
+    numerator = slot <= M
+    pooled = SHARED_NUMERATOR and pid == groups
+    if pid < groups or pooled:
         count = tl.where(pooled, packs, packs_per_group)
-        first = tl.where(pooled, 0, group * packs_per_group)
-        total = tl.zeros([BLOCK], partial_ptr.dtype.element_ty)
-        for e0 in range(0, programs * count, BLOCK):
-            e = e0 + lanes
-            row = e // count
-            total += tl.load(partial_ptr + (slot * programs + row) * packs + first + e % count,
-                             mask=e < programs * count, other=0.0)
-        value = tl.sum(total, axis=0)
-        if numerator:
-            tl.store(grad_num_ptr + index, value)
+        first = tl.where(pooled, 0, pid * packs_per_group)
+        if SHARED_NUMERATOR:
+            wanted = tl.where(pooled, numerator, ~numerator & (slot < M + 1 + N))
         else:
-            if SUM_ABS:  # dL/db = sign(b) dL/d|b|, +1 at b = 0
-                b = tl.load(den_ptr + group * den_stride + index % N)
-                value = tl.where(b < 0, -value, value)
-            tl.store(grad_den_ptr + index, value)
+            wanted = slot < M + 1 + N
+        total = tl.full([SLOTS, BLOCK], 0.0, partial_ptr.dtype.element_ty)
+        for e0 in range(0, programs * count, BLOCK):
+            e = e0 + tl.arange(0, BLOCK)[None, :]
+            at = (slot[:, None] * programs + e // count) * packs + first + e % count
+            total += tl.load(partial_ptr + at, mask=wanted[:, None] & (e < programs * count),
+                             other=0.0)
+        value = tl.sum(total, axis=1)
+        row = tl.where(pooled, 0, pid)
+        tl.store(grad_num_ptr + row * (M + 1) + slot, value, mask=wanted & numerator)
+        k = slot - (M + 1)
+        if SUM_ABS:  # dL/db = sign(b) dL/d|b|, +1 at b = 0
+            b = tl.load(den_ptr + pid * den_stride + k, mask=wanted & ~numerator, other=0.0)
+            value = tl.where(b < 0, -value, value)
+        tl.store(grad_den_ptr + pid * N + k, value, mask=wanted & ~numerator)
     else:
-        columns = (pid - coefficient_outputs) * BLOCK + lanes
-        total = tl.zeros([BLOCK], bias_partial_ptr.dtype.element_ty)
+        columns = (pid - groups - SHARED_NUMERATOR) * BLOCK + tl.arange(0, BLOCK)
+        total = tl.full([BLOCK], 0.0, bias_partial_ptr.dtype.element_ty)
         for row in range(programs):
             total += tl.load(bias_partial_ptr + row * width + columns, mask=columns < width,
                              other=0.0)
