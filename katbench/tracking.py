@@ -252,7 +252,9 @@ class MlflowLogger:
     growing pause (2 s, 4 s, ... up to 5 min) at later flushes; if they still cannot be sent
     when the run ends they are written to ``<run folder>/mlflow_pending.json`` and
     ``python -m katbench.tracking sync <results_dir>`` sends them later. The run folder is the
-    source of truth.
+    source of truth. A server that refuses the credentials (HTTP 401/403) is not retried: the run
+    goes on, its data is saved the same way, and closing it as FINISHED raises
+    :class:`TrackingAuthError` (one line, exit 2).
     """
 
     def __init__(self, uri: str, results_dir: Path, task: str, run_name: str,
@@ -276,6 +278,7 @@ class MlflowLogger:
         self._metrics: list[list[Any]] = []   # [key, value, timestamp_ms, step]
         self._last_flush = time.monotonic()
         self._failures, self._retry_at, self._warned = 0, 0.0, False
+        self.refused: str | None = None    # why the server refused the credentials, if it did
         self._send()
 
     def _experiment(self) -> str:
@@ -327,6 +330,9 @@ class MlflowLogger:
                 self._apply("metrics", self._metrics[:900])
                 del self._metrics[:900]
         except Exception as err:  # noqa: BLE001 - any store failure must not end the run
+            if getattr(err, "error_code", None) in AUTH_ERRORS:
+                self._refuse(str(err.error_code))
+                return False
             self._failures += 1
             self._retry_at = time.monotonic() + min(300.0, 2.0 ** self._failures)
             if not self._warned:
@@ -338,6 +344,16 @@ class MlflowLogger:
             return False
         self._failures, self._retry_at = 0, 0.0
         return True
+
+    def _refuse(self, code: str) -> None:
+        """Stop sending for good: these credentials will not work later in the run either."""
+        if self.refused is None:
+            self.refused = (f"MLflow at {self.uri} refused the credentials ({code}); set "
+                            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to a user of "
+                            "that server with write access")
+            print(f"katbench: {self.refused}; tracking data stays in the run folder",
+                  file=sys.stderr, flush=True)
+        self._retry_at = float("inf")
 
     def log_params(self, params: dict[str, Any]) -> None:
         """Log parameters (values stringified and cut to MLflow's 6000-character limit)."""
@@ -386,16 +402,23 @@ class MlflowLogger:
                attempts: int = 3) -> None:
         """Close the run with ``FINISHED``, ``FAILED`` or ``KILLED`` (``reason`` as the tag
         ``katbench.error``); what cannot be sent after ``attempts`` tries goes to
-        ``mlflow_pending.json`` in the run folder."""
+        ``mlflow_pending.json`` in the run folder. Credentials the server refused make a
+        FINISHED close raise :class:`TrackingAuthError` once that file is written (a FAILED or
+        KILLED close keeps the run's own error)."""
         if reason:
             self._ops.append(["tags", [["katbench.error", reason[:5000]]]])
         self._ops.append(["status", status])
         for attempt in range(attempts):
-            if self._send(force=True):
+            if self.refused is None and self._send(force=True):
                 return
-            if attempt < attempts - 1:
+            if self.refused is None and attempt < attempts - 1:
                 time.sleep(min(4.0, 2.0 ** attempt))
-        self.save_pending()
+        path = self.save_pending()
+        if self.refused is not None and status == "FINISHED":
+            where = (f"; the run's results are in {self.run_folder}, its tracking data in "
+                     f"{path.name}: send it with `python -m katbench.tracking sync "
+                     f"{self.run_folder.parents[3]}`") if path else ""
+            raise TrackingAuthError(self.refused + where)
 
     def save_pending(self) -> Path | None:
         """Write what is still queued to ``<run folder>/mlflow_pending.json``."""
@@ -410,11 +433,19 @@ class MlflowLogger:
                for kind, payload in self._ops]
         write_json(path, {"uri": self.uri, "experiment": self.task, "run_name": self.run_name,
                           "run_id": self.run_id, "ops": ops, "metrics": self._metrics})
-        print(f"katbench: MLflow still unavailable; {len(self._metrics)} metric values and "
+        why = "refused the credentials" if self.refused else "still unavailable"
+        print(f"katbench: MLflow {why}; {len(self._metrics)} metric values and "
               f"{len(self._ops)} updates saved to {path}; send them later with "
               f"`python -m katbench.tracking sync {self.run_folder.parents[3]}`",
               file=sys.stderr, flush=True)
         return path
+
+
+AUTH_ERRORS = ("UNAUTHENTICATED", "PERMISSION_DENIED")   # MLflow's codes for HTTP 401 and 403
+
+
+class TrackingAuthError(ValueError):
+    """The tracking server refused the credentials: a user error, shown as one line."""
 
 
 def is_remote(uri: str) -> bool:
@@ -429,7 +460,8 @@ def sync_pending(results_dir: str | Path) -> int:
     A run queued for a tracking server goes to that server; one queued for a local store goes
     to this results folder's store (:func:`tracking_uri`), so run folders brought back from
     another machine (one without MLflow, say) land beside the local runs. Relative artifact
-    paths are taken from the run folder."""
+    paths are taken from the run folder. Credentials the server refuses raise
+    :class:`TrackingAuthError` (nothing more is tried)."""
     left = 0
     for path in sorted(Path(results_dir).glob("runs/*/*/*/mlflow_pending.json")):
         data = json.loads(path.read_text())
@@ -444,6 +476,8 @@ def sync_pending(results_dir: str | Path) -> int:
         logger._metrics = data["metrics"]
         if logger._send(force=True):
             path.unlink()
+        elif logger.refused is not None:
+            raise TrackingAuthError(logger.refused)
         else:
             left += 1
     return left
@@ -491,5 +525,9 @@ def init_store(results_dir: str | Path, uri: str | None = None) -> str:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["sync"]:
-        sys.exit(1 if sync_pending(sys.argv[2] if len(sys.argv) > 2 else "results") else 0)
+        try:
+            sys.exit(1 if sync_pending(sys.argv[2] if len(sys.argv) > 2 else "results") else 0)
+        except TrackingAuthError as err:
+            print(f"katbench.tracking: error: {err}", file=sys.stderr)
+            sys.exit(2)
     print(init_store(sys.argv[1] if len(sys.argv) > 1 else "results"))
