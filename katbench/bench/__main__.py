@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     sweep = ["ours", "vectorised", "looped", "gelu"]  # Figures 6/7
     if on_cuda or args.sweep_compiled:
         sweep.insert(2, "compiled")
+    if on_cuda:
+        sweep.insert(1, "triton")
     impls = args.impls
     sweep = [name for name in sweep if name in impls]
     name = f"op_{device_name(device).replace(' ', '_')}"

@@ -1,12 +1,14 @@
 """``python -m katbench.bench op``: the GR-KAN op against its baselines, side by side.
 
 ``op`` times
-forward and forward+backward of ``group_rational`` against the eager PyTorch reference, the
-reference under ``torch.compile``, a loop over groups (one slice per group, as per-group PAU
-layers would run), the fixed activations ReLU/GELU/SiLU/PReLU and ``x.clone()`` (the
-memory-traffic floor), over groups and widths. A forward+backward step starts from cleared
-gradients, as a training step after ``zero_grad(set_to_none=True)`` does. It prints a table
-(ms, GB/s, peak MiB) and the headline ratios, and writes under ``results/bench/``:
+forward and forward+backward of ``group_rational`` (``ours``: the backend loaded, the compiled
+kernels where a toolkit exists; ``triton``: the Triton kernels, CUDA only) against the eager
+PyTorch reference, the reference under ``torch.compile``, a loop over groups (one slice per
+group, as per-group PAU layers would run), the fixed activations ReLU/GELU/SiLU/PReLU and
+``x.clone()`` (the memory-traffic floor), over groups and widths. A forward+backward step starts
+from cleared gradients, as a training step after ``zero_grad(set_to_none=True)`` does. It
+prints a table (ms, GB/s, peak MiB) and the headline ratios, and writes under
+``results/bench/``:
 
 * ``op_<device>.csv`` and ``.png``: every measurement; throughput (batches/s) and peak memory
   against groups and widths (the paper's Figures 6 and 7);
@@ -16,6 +18,7 @@ gradients, as a training step after ``zero_grad(set_to_none=True)`` does. It pri
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from katbench.bench.timing import gpu_busy_us, peak_mib, time_ms
-from katbench.ops import group_rational
+from katbench.ops import group_rational, use_backend
 from katbench.ops.reference import group_rational_reference
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -56,9 +59,23 @@ def looped_rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch
                       for i, chunk in enumerate(x.chunk(groups, dim=-1))], dim=-1)
 
 
-IMPLS = ("ours", "vectorised", "compiled", "looped", "relu", "gelu", "silu", "prelu", "clone")
-RATIONALS = ("ours", "vectorised", "compiled", "looped")
-TABLE7 = {"relu": "ReLU", "gelu": "GELU", "silu": "SiLU", "prelu": "PReLU", "ours": "GR-KAN"}
+IMPLS = ("ours", "triton", "vectorised", "compiled", "looped", "relu", "gelu", "silu", "prelu",
+         "clone")
+RATIONALS = ("ours", "triton", "vectorised", "compiled", "looped")
+TABLE7 = {"relu": "ReLU", "gelu": "GELU", "silu": "SiLU", "prelu": "PReLU", "ours": "GR-KAN",
+          "triton": "GR-KAN (Triton)"}
+
+
+def triton_skipped(device: torch.device) -> str | None:
+    """Why the ``triton`` rows cannot be timed on ``device``, or None: they time CUDA tensors (on
+    CPU Triton only interprets, which would time Python)."""
+    if device.type != "cuda":
+        return "the Triton kernels are timed on CUDA devices only"
+    try:
+        with use_backend("triton", device.type):
+            return None
+    except (ImportError, RuntimeError, ValueError) as error:
+        return str(error)
 
 
 def activations(variant: str) -> dict[str, Callable]:
@@ -66,6 +83,7 @@ def activations(variant: str) -> dict[str, Callable]:
     compiled = torch.compile(group_rational_reference, dynamic=False)
     return {
         "ours": lambda x, a, b: group_rational(x, a, b, variant),
+        "triton": lambda x, a, b: group_rational(x, a, b, variant),  # under use_backend
         "vectorised": lambda x, a, b: group_rational_reference(x, a, b, variant),
         "compiled": lambda x, a, b: compiled(x, a, b, variant),
         "looped": lambda x, a, b: looped_rational(x, a, b, variant),
@@ -120,12 +138,17 @@ def measure(impl: str, activation: Callable, mode: str, shape: tuple[int, ...], 
     """Time ``impl`` for ``mode`` in {forward, forward+backward} (see :func:`build_step`).
 
     ``gpu_time`` also records the GPU kernel time per call (CUDA only, :func:`gpu_busy_us`).
+    ``triton`` runs the op with the Triton kernels serving ``device`` (:func:`use_backend`).
     """
-    step, traffic = build_step(activation, impl, mode, shape, groups, dtype, device)
-    ms = time_ms(step, min_run_time)
-    busy = gpu_busy_us(step) if gpu_time and device.type == "cuda" else None
+    serving = (use_backend("triton", device.type) if impl == "triton"
+               else contextlib.nullcontext())
+    with serving:
+        step, traffic = build_step(activation, impl, mode, shape, groups, dtype, device)
+        ms = time_ms(step, min_run_time)
+        busy = gpu_busy_us(step) if gpu_time and device.type == "cuda" else None
+        peak = peak_mib(step, device)
     return Measurement(impl, mode, str(dtype).removeprefix("torch."), "x".join(map(str, shape)),
-                       groups, shape[-1], ms, traffic / ms / 1e6, peak_mib(step, device), busy)
+                       groups, shape[-1], ms, traffic / ms / 1e6, peak, busy)
 
 
 def run_op_benchmark(device: torch.device, dtypes: list[str], impls: list[str],
@@ -139,6 +162,11 @@ def run_op_benchmark(device: torch.device, dtypes: list[str], impls: list[str],
     rows also record GPU kernel time, the host-independent side of the ratios.
     """
     table = activations(variant)
+    skipped = triton_skipped(device) if "triton" in impls + sweep_impls else None
+    if skipped:
+        print(f"triton: skipped ({skipped})", flush=True)
+        impls = [name for name in impls if name != "triton"]
+        sweep_impls = [name for name in sweep_impls if name != "triton"]
     sweep_dtypes = dtypes[:1] if sweep_dtypes is None else sweep_dtypes
     rows = []
     sweep = [(g, headline[1], sweep_impls) for g in groups if g != headline[0]]
@@ -174,6 +202,9 @@ RATIOS = (  # (label, numerator (impl, mode), denominator (impl, mode))
     ("fwd+bwd: eager reference / ours", ("vectorised", "forward+backward"),
      ("ours", "forward+backward")),
     ("fwd+bwd: looped / ours", ("looped", "forward+backward"), ("ours", "forward+backward")),
+    ("forward: triton / clone", ("triton", "forward"), ("clone", "forward")),
+    ("fwd+bwd: triton / ours", ("triton", "forward+backward"), ("ours", "forward+backward")),
+    ("fwd+bwd: triton / gelu", ("triton", "forward+backward"), ("gelu", "forward+backward")),
 )
 
 
