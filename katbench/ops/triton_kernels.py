@@ -303,8 +303,8 @@ def reduce_kernel(partial_ptr, bias_partial_ptr, den_ptr, grad_num_ptr, grad_den
         tl.store(grad_den_ptr + pid * N + k, value, mask=wanted & ~numerator)
     else:
         columns = (pid - groups - SHARED_NUMERATOR) * BLOCK + tl.arange(0, BLOCK)
-        total = tl.full([BLOCK], 0.0, bias_partial_ptr.dtype.element_ty)
+        column_total = tl.full([BLOCK], 0.0, bias_partial_ptr.dtype.element_ty)
         for row in range(programs):
-            total += tl.load(bias_partial_ptr + row * width + columns, mask=columns < width,
-                             other=0.0)
-        tl.store(grad_bias_ptr + columns, total, mask=columns < width)
+            column_total += tl.load(bias_partial_ptr + row * width + columns,
+                                    mask=columns < width, other=0.0)
+        tl.store(grad_bias_ptr + columns, column_total, mask=columns < width)
