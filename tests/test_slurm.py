@@ -1,5 +1,6 @@
-"""profiles/slurm on a real one-node SLURM cluster (scripts/slurm_local.sh): sbatch for every job,
-retries, keep-going, scancel and resume from the checkpoint.
+"""A real one-node SLURM cluster (scripts/slurm_local.sh): profiles/slurm sends every job through
+sbatch, retries, keeps going and resumes a cancelled job from its checkpoint; `srun torchrun`
+runs one rank per task like one process.
 
 Skipped without SLURM, munge, root or the executor plugin, unless KATBENCH_CLUSTER_TESTS=require
 (.ci/run), where that is a failure.
@@ -13,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -26,9 +28,10 @@ SCRIPT = ROOT / "scripts" / "slurm_local.sh"
 pytestmark = pytest.mark.slurm
 
 
-@pytest.fixture
-def slurm_cluster(tmp_path: Path, require: Callable[[bool, str], None]) -> Iterator[Path]:
-    """A one-node cluster for the test, stopped afterwards (also when the test fails)."""
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory,
+                  require: Callable[[bool, str], None]) -> Iterator[Path]:
+    """A one-node cluster for the module's tests, stopped afterwards (also on failure)."""
     missing = [t for t in ("slurmctld", "slurmd", "sbatch", "munged") if not shutil.which(t)]
     require(not missing, f"SLURM tools missing: {', '.join(missing)} "
                          "(bash scripts/slurm_local.sh install)")
@@ -37,7 +40,7 @@ def slurm_cluster(tmp_path: Path, require: Callable[[bool, str], None]) -> Itera
             "snakemake-executor-plugin-slurm not installed (pip install -e '.[slurm]')")
     require(not os.path.lexists("/etc/slurm/slurm.conf"),
             "/etc/slurm/slurm.conf exists: another cluster is configured here")
-    folder = tmp_path / "cluster"
+    folder = tmp_path_factory.mktemp("cluster")
     try:
         subprocess.run(["bash", str(SCRIPT), "start", str(folder)], check=True, timeout=120)
         yield folder
@@ -153,3 +156,43 @@ def test_slurm_profile_submits_retries_keeps_going_and_resumes(slurm_cluster, tm
     assert killed.info.status == "KILLED" and finished.info.status == "FINISHED"
     assert "RunInterrupted: stopped by SIGTERM" in killed.data.tags["katbench.error"]
     assert finished.data.tags["katbench.resumed_from"] == killed.info.run_id
+
+
+# No dropout: masks drawn for half batches differ from those of whole ones (tests/test_faults.py).
+TINY = ["task=tab_qsar_bio", "mixer=mlp", "trainer.epochs=3", "task.batch_size=64",
+        "model.depth=1", "model.dim=8", "model.attn_dropout=0", "model.ff_dropout=0",
+        "trainer.progress=none", "trainer.threads=1", "tracking.enabled=false"]
+
+
+@pytest.mark.timeout(600)
+def test_srun_torchrun_one_rank_per_task_equals_one_process(slurm_cluster, tmp_path):
+    # docs/reliability.md's multi-node job with its two tasks on this one node: each task is a
+    # torchrun agent of one rank; they meet at the c10d rendezvous on the first task's host.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    job = tmp_path / "job.sh"
+    job.write_text(f"""#!/bin/bash
+#SBATCH --ntasks=2 --cpus-per-task=1 --mem=4000 --output={tmp_path}/job.log
+head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+srun {sys.executable} -m torch.distributed.run --nnodes="$SLURM_NTASKS" --nproc_per_node=1 \\
+    --rdzv-backend=c10d --rdzv-endpoint="$head:{port}" --rdzv-id="$SLURM_JOB_ID" \\
+    -m katbench.run {" ".join(TINY)} results_dir={tmp_path / "two"}
+""")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    one = subprocess.Popen([sys.executable, "-m", "katbench.run", *TINY,
+                            f"results_dir={tmp_path / 'one'}"], env=env, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    sbatch = subprocess.run(["sbatch", "--parsable", "--wait", str(job)], env=env,
+                            capture_output=True, text=True, timeout=540)
+    _, err = one.communicate(timeout=300)
+    assert one.returncode == 0, err
+    log = (tmp_path / "job.log").read_text()
+    assert sbatch.returncode == 0, sbatch.stderr + log
+    assert _jobs()[sbatch.stdout.strip()]["JobState"] == "COMPLETED"
+    a, b = (json.loads((tmp_path / d / "runs/tab_qsar_bio/mlp/seed0/metrics.json").read_text())
+            for d in ("one", "two"))
+    assert a["world_size"] == 1 and b["world_size"] == 2
+    for key in ("train_loss", "val_auc", "test_auc"):
+        assert b["final"][key] == pytest.approx(a["final"][key], rel=1e-5, abs=1e-7), key
