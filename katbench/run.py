@@ -129,8 +129,9 @@ def _one_line(err: BaseException) -> str:
     """Hydra's multi-line messages cut to their first line, with the fix where we know it."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     if isinstance(err, OSError) and err.filename:
-        return (f"{err.strerror or type(err).__name__}: {err.filename}; check the path and "
-                "its permissions")
+        # A failed rename (atomic writes) names its temporary source first: show the target.
+        return (f"{err.strerror or type(err).__name__}: {err.filename2 or err.filename}; check "
+                "the path and its permissions")
     if isinstance(err, TypeError) and not isinstance(err, ValueError):
         return f"a config value has the wrong type ({text}); --debug shows where"
     if text.startswith("Could not override '"):

@@ -130,7 +130,8 @@ def test_slurm_profile_submits_retries_keeps_going_and_resumes(slurm_cluster, tm
     # The failed job: its one-line error in its SLURM log, reported missing in the summary.
     logs = dict(submitted)
     failed = Path(logs[by_rule["rule_run_group_function_fitting_wildcards_mlp"][1]]).read_text()
-    assert re.search(r"katbench.run: error: Is a directory: \S+config.yaml", failed), failed
+    assert re.search(r"katbench.run: error: Is a directory: \S+/seed0/config.yaml; ", failed), \
+        failed
     assert not (results / "runs/fit_xy/mlp/seed0/metrics.json").exists()
     with open(results / "summary.csv") as f:
         assert {(r["task"], r["mixer"]) for r in csv.DictReader(f)} == {("tab_qsar_bio", "mlp")}
