@@ -21,6 +21,15 @@ LINK=/etc/slurm/slurm.conf
 
 die() { echo "slurm_local.sh: $*" >&2; exit 2; }
 
+alive() {   # alive PID: the process exists and is not a zombie
+    local stat
+    [ -n "$1" ] && stat=$(ps -o stat= -p "$1" 2>/dev/null) && [ "${stat#Z}" = "$stat" ]
+}
+
+pid_of() {   # pid_of PIDFILE: its pid, or nothing
+    cat "$1" 2>/dev/null || true
+}
+
 install() {
     if command -v slurmctld >/dev/null && command -v slurmd >/dev/null \
             && command -v sbatch >/dev/null && command -v munged >/dev/null; then
@@ -41,8 +50,8 @@ start() {
     local dir node cpus mem_mb ctld_port slurmd_port
     [ "$(id -u)" = 0 ] || die "start needs root (slurmd runs jobs as their user)"
     dir=$(realpath -m "$1")
-    if [ -L "$LINK" ] && [ ! -e "$LINK" ]; then
-        rm "$LINK"   # left by a cluster whose folder is gone
+    if [ -L "$LINK" ] && ! alive "$(pid_of "$(dirname "$(readlink "$LINK")")/slurmctld.pid")"; then
+        rm "$LINK"   # left by a cluster of this script that is not running any more
     fi
     [ -e "$LINK" ] && die "$LINK exists ($(readlink -f "$LINK")): a SLURM config is installed" \
         "here already; stop that cluster first (scripts/slurm_local.sh stop DIR)"
@@ -112,11 +121,11 @@ EOF
 
 stop_pid() {   # stop_pid PIDFILE: TERM, wait up to 15 s, then KILL
     local pid
-    [ -s "$1" ] || return 0
-    pid=$(cat "$1")
+    pid=$(pid_of "$1")
+    alive "$pid" || return 0
     kill "$pid" 2>/dev/null || return 0
     for _ in $(seq 30); do
-        kill -0 "$pid" 2>/dev/null || return 0
+        alive "$pid" || return 0
         sleep 0.5
     done
     kill -9 "$pid" 2>/dev/null || true
@@ -127,7 +136,7 @@ stop() {
     dir=$(realpath -m "$1")
     [ -f "$dir/slurm.conf" ] || return 0
     export SLURM_CONF="$dir/slurm.conf"
-    if [ -s "$dir/slurmctld.pid" ] && kill -0 "$(cat "$dir/slurmctld.pid")" 2>/dev/null; then
+    if alive "$(pid_of "$dir/slurmctld.pid")"; then
         scancel --full --quiet --user "$(id -un)" 2>/dev/null || true
         for _ in $(seq 60); do   # KillWait is 30 s: the jobs' own processes end first
             [ -z "$(squeue -h -t RUNNING,COMPLETING -o %i 2>/dev/null)" ] && break

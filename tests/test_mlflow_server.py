@@ -199,7 +199,7 @@ def test_basic_auth_right_credentials_log_wrong_ones_exit_2(server, client, tmp_
 def test_a_server_killed_mid_run_loses_nothing_after_sync(server, client, tmp_path):
     results = tmp_path / "results"
     folder = tracking.run_dir(results, "tab_qsar_bio", "mlp", 0)
-    run = _run(results, server.uri, "trainer.epochs=100", **CREDENTIALS)
+    run = _run(results, server.uri, "trainer.epochs=200", **CREDENTIALS)
     deadline = time.monotonic() + 300
     while len(tracking.read_history(folder)) < 10:   # some epochs sent, most still to come
         assert run.poll() is None and time.monotonic() < deadline, run.communicate()
@@ -211,7 +211,7 @@ def test_a_server_killed_mid_run_loses_nothing_after_sync(server, client, tmp_pa
     assert run.returncode == 0, err                  # the run finishes without its server
     assert f"katbench: MLflow at {server.uri} unavailable" in err
     assert f"send them later with `python -m katbench.tracking sync {results}`" in err
-    assert len(tracking.read_history(folder)) == 100 and (folder / "metrics.json").exists()
+    assert len(tracking.read_history(folder)) == 200 and (folder / "metrics.json").exists()
     pending = json.loads((folder / "mlflow_pending.json").read_text())
     assert pending["run_id"] == run_id and pending["metrics"]
 
