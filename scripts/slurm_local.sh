@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # A one-node SLURM cluster on this machine: Debian's slurm-wlm (22.05) and munge, every file in
-# one folder, nothing in /etc touched, stopped cleanly. For trying profiles/slurm and for
-# tests/test_cluster.py (which .ci/run runs).
+# one folder, stopped cleanly. For trying profiles/slurm and for tests/test_slurm.py (which
+# .ci/run runs).
 #
 #   bash scripts/slurm_local.sh install        # apt-get install slurmctld slurmd slurm-client munge
 #   bash scripts/slurm_local.sh start DIR      # munged, slurmctld, slurmd
 #   bash scripts/slurm_local.sh stop DIR       # cancels the jobs left, stops the three daemons
 #
 # The config is DIR/slurm.conf, linked from /etc/slurm/slurm.conf for as long as the cluster runs
-# (start refuses where another config is installed): the executor plugin's job step drops every
+# (start refuses where another config is installed, and replaces a link left by a cluster of
+# this script that is not running any more): the executor plugin's job step drops every
 # SLURM_* variable, SLURM_CONF included, before its `srun`, so only the default path reaches it.
 # The node is this machine (its cores and 90% of its memory) with a count-only GRES gpu:1, so a
 # job asking for `--gpus=1` is scheduled without a GPU being there. Partitions: `cpu` (default)
@@ -47,15 +48,21 @@ free_port() {
 }
 
 start() {
-    local dir node cpus mem_mb ctld_port slurmd_port
+    local dir node cpus mem_mb ctld_port slurmd_port old
     [ "$(id -u)" = 0 ] || die "start needs root (slurmd runs jobs as their user)"
     dir=$(realpath -m "$1")
-    if [ -L "$LINK" ] && ! alive "$(pid_of "$(dirname "$(readlink "$LINK")")/slurmctld.pid")"; then
-        rm "$LINK"   # left by a cluster of this script that is not running any more
+    old=$(dirname "$(readlink "$LINK" 2>/dev/null || echo /nonexistent/x)")
+    if [ -L "$LINK" ] && [ -f "$old/.slurm_local" ] && ! alive "$(pid_of "$old/slurmctld.pid")"
+    then
+        rm "$LINK"
     fi
-    [ -e "$LINK" ] && die "$LINK exists ($(readlink -f "$LINK")): a SLURM config is installed" \
-        "here already; stop that cluster first (scripts/slurm_local.sh stop DIR)"
+    if [ -e "$LINK" ] || [ -L "$LINK" ]; then
+        old=$(readlink "$LINK" || true)
+        die "$LINK exists${old:+ (-> $old)}: a SLURM config is installed here already; stop" \
+            "that cluster first (scripts/slurm_local.sh stop DIR)"
+    fi
     mkdir -p "$dir"/{state,spool,log,munge}
+    touch "$dir/.slurm_local"   # marks a folder of this script (start may replace its link)
     chmod 700 "$dir/munge"
     node=$(hostname -s)
     cpus=$(nproc)

@@ -53,6 +53,8 @@ class Server:
         ini.write_text(f"[mlflow]\ndefault_permission = READ\n"
                        f"database_uri = sqlite:///{self.folder / 'auth.db'}\n"
                        f"admin_username = {ADMIN}\nadmin_password = {PASSWORD}\n"
+                       # without it every request hashes the password again (PBKDF2)
+                       "auth_cache_ttl_seconds = 60\n"
                        "authorization_function = "
                        "mlflow.server.auth:authenticate_request_basic_auth\n")
         env = {**os.environ, "MLFLOW_FLASK_SERVER_SECRET_KEY": "katbench-test-secret",
