@@ -2,7 +2,14 @@
 // argument checks, the (rows, D) geometry, and dispatch to the compiled order instantiations.
 #pragma once
 
-#include <ATen/ATen.h>
+// Per-operator headers rather than <ATen/ATen.h>, whose parsing was most of a CUDA translation
+// unit's compile time (nvcc, torch 2.14: 89 s for ATen.h and CUDAContext.h against 25 s).
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 
 #include <optional>
 #include <string>

@@ -6,6 +6,7 @@
 // gradients into its own slot, and the slots are summed in a fixed order afterwards, so results
 // do not depend on the thread count. float16/bfloat16 inputs are computed in float32.
 #include <ATen/Parallel.h>
+#include <ATen/TensorOperators.h>
 #include <torch/library.h>
 
 #include <algorithm>

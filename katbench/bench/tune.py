@@ -1,6 +1,6 @@
 """``python -m katbench.bench tune``: compare launch settings of the CUDA kernels, side by side.
 
-A variant is a set of overrides of the launch constants in ``csrc/group_rational_cuda.cu``
+A variant is a set of overrides of the launch constants in ``csrc/group_rational_cuda.cuh``
 (``"BLOCKS_PER_SM=8 MIN_BLOCKS=2"`` becomes ``-DKATBENCH_BLOCKS_PER_SM=8 -DKATBENCH_MIN_BLOCKS=2``,
 passed through ``KATBENCH_CUDA_FLAGS``). Every variant is compiled at once, each into its own
 build folder, then timed in its own process (an op registers once per process) on the same

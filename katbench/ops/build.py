@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
+CUDA_DTYPES = ("float", "double", "half", "bfloat16")  # csrc/group_rational_cuda_<dtype>.cu
 BACKENDS = ("auto", "compiled", "triton", "reference")
 
 
@@ -103,7 +104,10 @@ def compile_and_load(with_cuda: bool, verbose: bool = False) -> None:
 
     sources = [CSRC / "group_rational_cpu.cpp", CSRC / "group_rational_autograd.cpp"]
     if with_cuda:
-        sources.append(CSRC / "group_rational_cuda.cu")
+        # The host entry points (C++), then each dtype's kernels in a translation unit of its
+        # own: ninja builds them in parallel (up to MAX_JOBS jobs).
+        sources += [CSRC / "group_rational_cuda.cpp",
+                    *(CSRC / f"group_rational_cuda_{dtype}.cu" for dtype in CUDA_DTYPES)]
     cflags = ["-O3", "-march=native", "-fopenmp"]
     try:
         load(

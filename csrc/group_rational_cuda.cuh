@@ -17,9 +17,15 @@
 // each thread also sums its columns' dx, the block reduces them across threadIdx.y and a third
 // kernel sums the per-blockIdx.y partials of each column in a fixed order: the bias gradient,
 // deterministic too, without a separate pass over dx.
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <torch/library.h>
+//
+// This header holds the kernels and their launches; each dtype is instantiated in its own
+// translation unit (group_rational_cuda_<dtype>.cu), which ninja compiles in parallel, and the
+// entry points in group_rational_cuda.cpp call them through group_rational_cuda.h.
+#pragma once
+
+#include <ATen/cuda/CUDAContextLight.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -27,7 +33,7 @@
 
 #include <algorithm>
 
-#include "group_rational.h"
+#include "group_rational_cuda.h"
 
 namespace katbench {
 namespace {
@@ -570,7 +576,7 @@ void launch_forward(const at::Tensor& x, at::Tensor& y, const at::Tensor& num,
                          : (shifted ? forward_kernel<scalar_t, 1, MM, NN, SUM_ABS, true>
                                     : forward_kernel<scalar_t, 1, MM, NN, SUM_ABS, false>);
   const size_t shared = staging_bytes(kForwardStages, 1, vec, V, l.block);
-  kernel<<<l.grid, l.block, shared, at::cuda::getCurrentCUDAStream()>>>(
+  kernel<<<l.grid, l.block, shared, c10::cuda::getCurrentCUDAStream()>>>(
       x.template data_ptr<scalar_t>(), y.template data_ptr<scalar_t>(),
       coefficients_of<acc_t>(a, b, geo), shifted ? bias.template data_ptr<acc_t>() : nullptr,
       geo.rows, geo.width, geo.group_width);
@@ -606,7 +612,7 @@ std::pair<at::Tensor, at::Tensor> launch_backward(const at::Tensor& grad, const 
   const size_t shared = std::max<size_t>(
       static_cast<size_t>(l.block.x) * (l.block.y + 1) * K * sizeof(acc_t),
       staging_bytes(kBackwardStages, 2, vec, V, l.block));
-  const auto stream = at::cuda::getCurrentCUDAStream();
+  const auto stream = c10::cuda::getCurrentCUDAStream();
   auto kernel = vec == V ? (fused ? backward_kernel<scalar_t, V, MM, NN, SUM_ABS, true>
                                   : backward_kernel<scalar_t, V, MM, NN, SUM_ABS, false>)
                          : (fused ? backward_kernel<scalar_t, 1, MM, NN, SUM_ABS, true>
@@ -639,61 +645,44 @@ std::pair<at::Tensor, at::Tensor> launch_backward(const at::Tensor& grad, const 
   return {grad_num, grad_den};
 }
 
-at::Tensor group_rational_cuda(const at::Tensor& x, const at::Tensor& num, const at::Tensor& den,
-                               c10::string_view variant, const std::optional<at::Tensor>& bias) {
-  const bool sum_abs = is_sum_abs(variant);
-  const Geometry geo = geometry(x, num, den, bias);
-  const c10::cuda::CUDAGuard guard(x.device());
-  const auto xc = x.contiguous();
-  auto y = at::empty_like(xc, at::MemoryFormat::Contiguous);
-  if (geo.rows == 0) return y;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(), "group_rational_cuda",
-                                  [&] {
-    const auto shift = bias_as(bias, c10::CppTypeToScalarType<acc_type<scalar_t>>::value);
-    dispatch_orders(geo, sum_abs, [&](auto orders, auto sum_abs_t) {
-      launch_forward<scalar_t, decltype(orders.first)::value, decltype(orders.second)::value,
-                     decltype(sum_abs_t)::value>(xc, y, num, den, shift, geo);
-    });
-  });
-  return y;
-}
-
-BackwardResult group_rational_backward_cuda(const at::Tensor& grad_output, const at::Tensor& x,
-                                            const at::Tensor& num, const at::Tensor& den,
-                                            c10::string_view variant,
-                                            const std::optional<at::Tensor>& bias, bool output) {
-  const bool sum_abs = is_sum_abs(variant);
-  const Geometry geo = geometry(x, num, den, bias);
-  const c10::cuda::CUDAGuard guard(x.device());
-  const auto xc = x.contiguous();
-  const auto gc = grad_output.to(x.scalar_type()).contiguous();
-  auto dx = at::empty_like(xc, at::MemoryFormat::Contiguous);
-  // Undefined tensors tell the kernel what not to write; empty ones are returned for them.
-  at::Tensor y = output ? at::empty_like(xc, at::MemoryFormat::Contiguous) : at::Tensor();
-  at::Tensor grad_bias;  // written by launch_backward where there is a bias
-  if (geo.rows > 0) {
-    at::Tensor grad_num, grad_den;
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(),
-                                    "group_rational_backward_cuda", [&] {
-      const auto shift = bias_as(bias, c10::CppTypeToScalarType<acc_type<scalar_t>>::value);
-      dispatch_orders(geo, sum_abs, [&](auto orders, auto sum_abs_t) {
-        std::tie(grad_num, grad_den) =
-            launch_backward<scalar_t, decltype(orders.first)::value,
-                            decltype(orders.second)::value, decltype(sum_abs_t)::value>(
-                gc, xc, dx, y, shift, grad_bias, num, den, geo);
-      });
-    });
-    return backward_result(dx, grad_num.to(num.scalar_type()), grad_den.to(den.scalar_type()),
-                           grad_bias, y, bias);
-  }
-  return backward_result(dx, at::zeros_like(num), at::zeros_like(den), grad_bias, y, bias);
-}
-
 }  // namespace
 
-TORCH_LIBRARY_IMPL(katbench, CUDA, m) {
-  m.impl("group_rational", &group_rational_cuda);
-  m.impl("group_rational_backward", &group_rational_backward_cuda);
+template <typename scalar_t>
+void forward_cuda(const at::Tensor& x, at::Tensor& y, const at::Tensor& num,
+                  const at::Tensor& den, const std::optional<at::Tensor>& bias,
+                  const Geometry& geo, bool sum_abs) {
+  const auto shift = bias_as(bias, c10::CppTypeToScalarType<acc_type<scalar_t>>::value);
+  dispatch_orders(geo, sum_abs, [&](auto orders, auto sum_abs_t) {
+    launch_forward<scalar_t, decltype(orders.first)::value, decltype(orders.second)::value,
+                   decltype(sum_abs_t)::value>(x, y, num, den, shift, geo);
+  });
 }
+
+template <typename scalar_t>
+std::pair<at::Tensor, at::Tensor> backward_cuda(const at::Tensor& grad, const at::Tensor& x,
+                                                at::Tensor& dx, at::Tensor& y,
+                                                const std::optional<at::Tensor>& bias,
+                                                at::Tensor& grad_bias, const at::Tensor& num,
+                                                const at::Tensor& den, const Geometry& geo,
+                                                bool sum_abs) {
+  const auto shift = bias_as(bias, c10::CppTypeToScalarType<acc_type<scalar_t>>::value);
+  std::pair<at::Tensor, at::Tensor> grads;
+  dispatch_orders(geo, sum_abs, [&](auto orders, auto sum_abs_t) {
+    grads = launch_backward<scalar_t, decltype(orders.first)::value,
+                            decltype(orders.second)::value, decltype(sum_abs_t)::value>(
+        grad, x, dx, y, shift, grad_bias, num, den, geo);
+  });
+  return grads;
+}
+
+// The explicit instantiations of one dtype's forward and backward (one translation unit each).
+#define KATBENCH_INSTANTIATE_CUDA(scalar_t)                                                    \
+  template void forward_cuda<scalar_t>(const at::Tensor&, at::Tensor&, const at::Tensor&,       \
+                                       const at::Tensor&, const std::optional<at::Tensor>&,     \
+                                       const Geometry&, bool);                                  \
+  template std::pair<at::Tensor, at::Tensor> backward_cuda<scalar_t>(                           \
+      const at::Tensor&, const at::Tensor&, at::Tensor&, at::Tensor&,                          \
+      const std::optional<at::Tensor>&, at::Tensor&, const at::Tensor&, const at::Tensor&,      \
+      const Geometry&, bool);
 
 }  // namespace katbench

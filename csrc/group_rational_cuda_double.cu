@@ -1,0 +1,7 @@
+// The double instantiation of the CUDA kernels (group_rational_cuda.cuh): a translation unit of
+// its own, compiled in parallel with the other dtypes'.
+#include "group_rational_cuda.cuh"
+
+namespace katbench {
+KATBENCH_INSTANTIATE_CUDA(double)
+}  // namespace katbench
