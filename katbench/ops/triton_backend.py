@@ -152,6 +152,7 @@ def group_rational_backward_triton(
             problem.width, problem.width // problem.groups // problem.vec, problem.groups,
             problem.den.stride(0), VEC=problem.vec, M=problem.m, N=problem.n,
             SUM_ABS=problem.settings["SUM_ABS"], SHARED_NUMERATOR=shared,
+            HAS_BIAS=bias is not None,
             SLOTS=triton.next_power_of_2(problem.m + 1 + problem.n), BLOCK=REDUCE_BLOCK)
     return (dx, grad_num.to(numerator.dtype), grad_den.to(denominator.dtype),
             empty if bias is None else grad_bias.to(bias.dtype), y)

@@ -270,11 +270,13 @@ def backward_kernel(grad_ptr, x_ptr, dx_ptr, y_ptr, partial_ptr, bias_partial_pt
 def reduce_kernel(partial_ptr, bias_partial_ptr, den_ptr, grad_num_ptr, grad_den_ptr,
                   grad_bias_ptr, programs, width, packs_per_group, groups, den_stride,
                   VEC: tl.constexpr, M: tl.constexpr, N: tl.constexpr, SUM_ABS: tl.constexpr,
-                  SHARED_NUMERATOR: tl.constexpr, SLOTS: tl.constexpr, BLOCK: tl.constexpr):
+                  SHARED_NUMERATOR: tl.constexpr, HAS_BIAS: tl.constexpr, SLOTS: tl.constexpr,
+                  BLOCK: tl.constexpr):
     """Program g < groups: group g's coefficient gradients, each the sum of its partials over the
     backward's programs and the group's packs; then, for a numerator shared by all groups, one
     program for its gradient (all packs); then one program per BLOCK columns of the bias
-    gradient (over the backward's programs). Fixed order throughout."""
+    gradient (over the backward's programs; ``HAS_BIAS``: without a bias its pointers are None and
+the branch is not compiled). Fixed order throughout."""
     pid = tl.program_id(0)
     packs = width // VEC
     slot = tl.arange(0, SLOTS)
@@ -301,9 +303,9 @@ def reduce_kernel(partial_ptr, bias_partial_ptr, den_ptr, grad_num_ptr, grad_den
             b = tl.load(den_ptr + pid * den_stride + k, mask=wanted & ~numerator, other=0.0)
             value = tl.where(b < 0, -value, value)
         tl.store(grad_den_ptr + pid * N + k, value, mask=wanted & ~numerator)
-    else:
+    elif HAS_BIAS:
         columns = (pid - groups - SHARED_NUMERATOR) * BLOCK + tl.arange(0, BLOCK)
-        column_total = tl.full([BLOCK], 0.0, bias_partial_ptr.dtype.element_ty)
+        column_total = tl.full([BLOCK], 0.0, tl.float32)
         for row in range(programs):
             column_total += tl.load(bias_partial_ptr + row * width + columns,
                                     mask=columns < width, other=0.0)

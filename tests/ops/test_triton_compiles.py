@@ -18,37 +18,51 @@ COMPILE = textwrap.dedent("""
     from katbench.ops import triton_kernels as k
 
     def compile_(kernel, signature, constants):
-        # the run-time specialisation: 16-byte aligned pointers, widths divisible by 16
+        # the run-time specialisation: 16-byte aligned pointers, widths divisible by 16; an
+        # argument passed as None (no bias, no written F) is a constexpr, as at run time
         attrs = {(kernel.arg_names.index(name),): [["tt.divisibility", 16]]
                  for name, kind in signature.items()
                  if kind.startswith("*") or name in ("width", "group_width", "den_stride")}
         source = triton.compiler.ASTSource(
-            fn=kernel, signature={**signature, **{name: "constexpr" for name in constants}},
+            fn=kernel, signature={name: signature.get(name, "constexpr")
+                                  for name in kernel.arg_names},
             constexprs=constants, attrs=attrs)
         triton.compile(source, target=GPUTarget("cuda", 90, 32))
 
     def typed(names, kind):
         return {name: kind for name in names.split()}
 
+    def present(names, kind, keep):
+        return typed(names, kind) if keep else {}
+
+    def absent(names, keep):
+        return {} if keep else {name: None for name in names.split()}
+
     sizes = typed("rows width group_width num_stride den_stride", "i32")
-    settings = dict(M=5, N=4, SUM_ABS=False, HAS_BIAS=True, DOUBLE=False, VEC=8, PACKS=32)
-    compile_(k.forward_kernel,
-             {**typed("x_ptr y_ptr", "*bf16"), **typed("num_ptr den_ptr bias_ptr", "*fp32"),
-              **sizes}, dict(settings, BLOCK_R=8))
-    compile_(k.backward_kernel,
-             {**typed("grad_ptr x_ptr dx_ptr y_ptr", "*bf16"),
-              **typed("partial_ptr bias_partial_ptr num_ptr den_ptr bias_ptr", "*fp32"),
-              **sizes}, dict(settings, WRITE_Y=True, BLOCK_R=4, UNROLL=2))
-    compile_(k.reduce_kernel,
-             {**typed("partial_ptr bias_partial_ptr den_ptr grad_num_ptr grad_den_ptr "
-                         "grad_bias_ptr", "*fp32"),
-              **typed("programs width packs_per_group groups den_stride", "i32")},
-             dict(VEC=8, M=5, N=4, SUM_ABS=True, SHARED_NUMERATOR=True, SLOTS=16, BLOCK=128))
+    for bias, write_y in [(True, True), (False, False)]:
+        settings = dict(M=5, N=4, SUM_ABS=False, HAS_BIAS=bias, DOUBLE=False, VEC=8, PACKS=32)
+        compile_(k.forward_kernel,
+                 {**typed("x_ptr y_ptr", "*bf16"), **typed("num_ptr den_ptr", "*fp32"),
+                  **present("bias_ptr", "*fp32", bias), **sizes},
+                 dict(settings, BLOCK_R=8, **absent("bias_ptr", bias)))
+        compile_(k.backward_kernel,
+                 {**typed("grad_ptr x_ptr dx_ptr", "*bf16"), **present("y_ptr", "*bf16", write_y),
+                  **typed("partial_ptr num_ptr den_ptr", "*fp32"),
+                  **present("bias_partial_ptr bias_ptr", "*fp32", bias), **sizes},
+                 dict(settings, WRITE_Y=write_y, BLOCK_R=4, UNROLL=2,
+                      **absent("y_ptr", write_y), **absent("bias_partial_ptr bias_ptr", bias)))
+        compile_(k.reduce_kernel,
+                 {**typed("partial_ptr den_ptr grad_num_ptr grad_den_ptr", "*fp32"),
+                  **present("bias_partial_ptr grad_bias_ptr", "*fp32", bias),
+                  **typed("programs width packs_per_group groups den_stride", "i32")},
+                 dict(VEC=8, M=5, N=4, SUM_ABS=True, SHARED_NUMERATOR=True, HAS_BIAS=bias,
+                      SLOTS=16, BLOCK=128, **absent("bias_partial_ptr grad_bias_ptr", bias)))
     print("compiled")
 """)
 
 
 def test_forward_backward_and_reduction_compile_for_sm90():
+    """With and without a bias and a written F (their pointers then None)."""
     result = subprocess.run([sys.executable, "-c", COMPILE], capture_output=True, text=True,
                             env={**os.environ, "TRITON_INTERPRET": "0"}, timeout=600)
     assert result.returncode == 0 and "compiled" in result.stdout, result.stderr[-3000:]
