@@ -305,7 +305,7 @@ the branch is not compiled). Fixed order throughout."""
         tl.store(grad_den_ptr + pid * N + k, value, mask=wanted & ~numerator)
     elif HAS_BIAS:
         columns = (pid - groups - SHARED_NUMERATOR) * BLOCK + tl.arange(0, BLOCK)
-        column_total = tl.full([BLOCK], 0.0, tl.float32)
+        column_total = tl.full([BLOCK], 0.0, partial_ptr.dtype.element_ty)  # fp32 or fp64
         for row in range(programs):
             column_total += tl.load(bias_partial_ptr + row * width + columns,
                                     mask=columns < width, other=0.0)
