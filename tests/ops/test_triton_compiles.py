@@ -39,21 +39,24 @@ COMPILE = textwrap.dedent("""
         return {} if keep else {name: None for name in names.split()}
 
     sizes = typed("rows width group_width num_stride den_stride", "i32")
-    for bias, write_y in [(True, True), (False, False)]:
-        settings = dict(M=5, N=4, SUM_ABS=False, HAS_BIAS=bias, DOUBLE=False, VEC=8, PACKS=32)
+    # (inputs, coefficients and partials, float64 arithmetic, bias, written F)
+    cases = [("*bf16", "*fp32", False, True, True), ("*bf16", "*fp32", False, False, False),
+             ("*fp64", "*fp64", True, True, False)]
+    for data, wide, double, bias, write_y in cases:
+        settings = dict(M=5, N=4, SUM_ABS=False, HAS_BIAS=bias, DOUBLE=double, VEC=8, PACKS=32)
         compile_(k.forward_kernel,
-                 {**typed("x_ptr y_ptr", "*bf16"), **typed("num_ptr den_ptr", "*fp32"),
-                  **present("bias_ptr", "*fp32", bias), **sizes},
+                 {**typed("x_ptr y_ptr", data), **typed("num_ptr den_ptr", wide),
+                  **present("bias_ptr", wide, bias), **sizes},
                  dict(settings, BLOCK_R=8, **absent("bias_ptr", bias)))
         compile_(k.backward_kernel,
-                 {**typed("grad_ptr x_ptr dx_ptr", "*bf16"), **present("y_ptr", "*bf16", write_y),
-                  **typed("partial_ptr num_ptr den_ptr", "*fp32"),
-                  **present("bias_partial_ptr bias_ptr", "*fp32", bias), **sizes},
+                 {**typed("grad_ptr x_ptr dx_ptr", data), **present("y_ptr", data, write_y),
+                  **typed("partial_ptr num_ptr den_ptr", wide),
+                  **present("bias_partial_ptr bias_ptr", wide, bias), **sizes},
                  dict(settings, WRITE_Y=write_y, BLOCK_R=4, UNROLL=2,
                       **absent("y_ptr", write_y), **absent("bias_partial_ptr bias_ptr", bias)))
         compile_(k.reduce_kernel,
-                 {**typed("partial_ptr den_ptr grad_num_ptr grad_den_ptr", "*fp32"),
-                  **present("bias_partial_ptr grad_bias_ptr", "*fp32", bias),
+                 {**typed("partial_ptr den_ptr grad_num_ptr grad_den_ptr", wide),
+                  **present("bias_partial_ptr grad_bias_ptr", wide, bias),
                   **typed("programs width packs_per_group groups den_stride", "i32")},
                  dict(VEC=8, M=5, N=4, SUM_ABS=True, SHARED_NUMERATOR=True, HAS_BIAS=bias,
                       SLOTS=16, BLOCK=128, **absent("bias_partial_ptr grad_bias_ptr", bias)))
@@ -62,7 +65,7 @@ COMPILE = textwrap.dedent("""
 
 
 def test_forward_backward_and_reduction_compile_for_sm90():
-    """With and without a bias and a written F (their pointers then None)."""
+    """bf16 with and without a bias and a written F (their pointers then None), and float64."""
     result = subprocess.run([sys.executable, "-c", COMPILE], capture_output=True, text=True,
                             env={**os.environ, "TRITON_INTERPRET": "0"}, timeout=600)
     assert result.returncode == 0 and "compiled" in result.stdout, result.stderr[-3000:]
