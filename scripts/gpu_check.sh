@@ -56,20 +56,13 @@ for mode in none both; do
 done
 step profile blocks T
 python3 scripts/profile_op.py --block T --recompute none both 2>&1 | grep -v -i warn | tee -a "$log"
-step bench model
+step bench model "(eager and compiled, batch 128 and 256, 5 interleaved rounds)"
+python3 -m katbench.bench model vit_tiny_patch16_224 kat_tiny_patch16_224 \
+    --json "$out/throughput.json" 2>&1 | tee -a "$log"
+step bench model --batch-size 512 --modes eager cuda-graph "(GPU-bound)"
 python3 -m katbench.bench model vit_tiny_patch16_224 kat_tiny_patch16_224 vit_small_patch16_224 \
-    kat_small_patch16_224 --json "$out/throughput.json" 2>&1 | tee -a "$log"
-step bench model --batch-size 512 "(eager, GPU-bound)"
-python3 -m katbench.bench model vit_tiny_patch16_224 kat_tiny_patch16_224 --batch-size 512 \
+    kat_small_patch16_224 --batch-size 512 --modes eager cuda-graph --rounds 3 \
     --json "$out/throughput_b512.json" 2>&1 | tee -a "$log"
-step bench model --cuda-graph
-python3 -m katbench.bench model vit_tiny_patch16_224 kat_tiny_patch16_224 vit_small_patch16_224 \
-    kat_small_patch16_224 --cuda-graph --json "$out/throughput_graph.json" 2>&1 | tee -a "$log"
-if [ "$mode" = full ]; then
-    step bench model --compile
-    python3 -m katbench.bench model vit_tiny_patch16_224 kat_tiny_patch16_224 --compile \
-        --rounds 1 --json "$out/throughput_compiled.json" 2>&1 | tee -a "$log" | tail -6
-fi
 if [ "$mode" = full ] && python3 -c "import hydra, omegaconf" 2>/dev/null; then
     step digits on the GPU, paper profile, all mixers
     timeout 150 python3 -m katbench.run task=digits mixer=mlp,kan,grkan profile=paper \

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from katbench.bench.block import WIDTHS, run_block_benchmark
-from katbench.bench.model import format_table, throughput_table
+from katbench.bench.model import MODES, format_table, throughput_table
 from katbench.bench.op import DTYPES, IMPLS, ratios, run_op_benchmark, write_outputs
 from katbench.bench.timing import device_name
 from katbench.bench.tune import DEFAULT_VARIANTS, run_tuning, time_variant
@@ -57,16 +57,18 @@ def main(argv: list[str] | None = None) -> int:
                            "(random tensors: throughput only)")
     model.add_argument("names", nargs="+", help="timm model names; the first is the baseline")
     model.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    model.add_argument("--batch-size", type=int, default=128)
+    model.add_argument("--batch-size", type=int, nargs="+", default=[128, 256],
+                       help="batch sizes, each measured in every mode")
     model.add_argument("--img-size", type=int, default=224)
     model.add_argument("--steps", type=int, default=20)
     model.add_argument("--warmup", type=int, default=5)
-    model.add_argument("--rounds", type=int, default=3,
-                       help="interleaved rounds over the models; each row keeps the median")
+    model.add_argument("--rounds", type=int, default=5,
+                       help="interleaved rounds over the models; rows keep the median and the "
+                            "range of the per-round ratio")
     model.add_argument("--no-amp", action="store_true", help="float32 instead of bf16 autocast")
-    model.add_argument("--compile", action="store_true", help="torch.compile the models")
-    model.add_argument("--cuda-graph", action="store_true",
-                       help="replay each step from one CUDA graph (no host overhead)")
+    model.add_argument("--modes", nargs="+", default=["eager", "compile"], choices=list(MODES),
+                       help="eager steps, torch.compile'd steps, or one CUDA graph replayed "
+                            "(no host overhead)")
     model.add_argument("--json", type=Path, help="also write the rows to this JSON file")
     tune = sub.add_parser("tune", help="compare CUDA launch settings (rebuilds the kernels)")
     tune.add_argument("variants", nargs="*", default=list(DEFAULT_VARIANTS),
@@ -94,14 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--device cuda asked for, but no CUDA device is available")
     on_cuda = device.type == "cuda"
     if args.command == "model":
-        rows = throughput_table(args.names, batch_size=args.batch_size, img_size=args.img_size,
+        rows = throughput_table(args.names, batch_sizes=args.batch_size, img_size=args.img_size,
                                 steps=args.steps, warmup=args.warmup, device=device,
-                                amp=not args.no_amp, compile=args.compile,
-                                cuda_graph=args.cuda_graph, rounds=args.rounds)
-        print(f"THROUGHPUT ONLY (random tensors), device: {device_name(device)}, batch "
-              f"{args.batch_size}, {args.img_size}px, amp={not args.no_amp}, "
-              f"compile={args.compile}, cuda_graph={args.cuda_graph}, median of {args.rounds} "
-              "interleaved rounds")
+                                amp=not args.no_amp, modes=args.modes, rounds=args.rounds)
+        print(f"THROUGHPUT ONLY (random tensors), device: {device_name(device)}, "
+              f"{args.img_size}px, bf16 autocast={not args.no_amp and on_cuda}, {args.steps} steps "
+              f"per round, "
+              f"{args.rounds} interleaved rounds; ratio: median of the per-round ratios to "
+              f"{args.names[0]}, range: lowest-highest round")
         print("\n".join(format_table(rows)))
         if args.json:
             args.json.write_text(json.dumps({"device": device_name(device), "rows": rows},

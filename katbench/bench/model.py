@@ -4,31 +4,34 @@ THROUGHPUT ONLY: inputs are random ``(B, 3, H, W)`` tensors and random labels, s
 say how fast a model runs on a device, nothing about accuracy. A training step is forward,
 cross-entropy, backward and an AdamW step (bf16 autocast on CUDA); an inference step is a
 forward under ``torch.inference_mode``. Each measurement runs ``warmup`` untimed steps (kernel
-builds, cuDNN/compile autotuning), then times ``steps`` steps with device synchronisation.
-Models are measured one after another in one process, so compare them as ratios on one device
-(``python -m katbench.bench model vit_tiny_patch16_224 kat_tiny_patch16_224``).
+builds, cuDNN/compile autotuning), then times ``steps`` steps with device synchronisation
+(:func:`katbench.bench.timing.time_steps`). Models are measured in interleaved rounds in one
+process and compared as ratios (``python -m katbench.bench model vit_tiny_patch16_224
+kat_tiny_patch16_224``): by default eager and ``torch.compile`` at batch 128 and 256, five
+rounds, each model's median images/s and the median and range of its per-round ratio to the
+first model.
 
 Small models at batch 128 are bound by the host's time to issue kernels in eager mode, so the
-ratio then compares Python and launch overhead. ``--cuda-graph`` captures the whole step
+ratio then compares Python and launch overhead. ``--modes cuda-graph`` captures the whole step
 (forward, backward and a capturable AdamW) in one CUDA graph and replays it: what remains is the
 GPU's time, as in a training loop that is not bound by its host.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+import statistics
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["format_table", "measure_throughput", "throughput_table"]
+from katbench.bench.timing import time_steps
 
+__all__ = ["MODES", "format_table", "measure_throughput", "throughput_rows", "throughput_table"]
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+# how a step runs: (torch.compile, one captured CUDA graph)
+MODES = {"eager": (False, False), "compile": (True, False), "cuda-graph": (False, True)}
 
 
 def measure_throughput(model: torch.nn.Module, *, train: bool, batch_size: int = 128,
@@ -72,16 +75,10 @@ def measure_throughput(model: torch.nn.Module, *, train: bool, batch_size: int =
 
     if cuda_graph:
         step = _captured(step, warmup)
-    for _ in range(warmup):
-        step()
-    _sync(device)
+    time_steps(step, warmup, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    elapsed = time.perf_counter() - start
+    elapsed = time_steps(step, steps, device)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return {"images_per_s": steps * batch_size / elapsed, "step_ms": 1e3 * elapsed / steps,
             "peak_memory_mb": peak, "batch_size": batch_size, "img_size": img_size,
@@ -104,13 +101,55 @@ def _captured(step: Callable[[], None], warmup: int) -> Callable[[], None]:
     return graph.replay
 
 
-def throughput_table(names: list[str], rounds: int = 3, **kwargs: Any) -> list[dict[str, Any]]:
-    """One row per model and mode (train, inference), with the ratio to the first model.
+def throughput_rows(models: dict[str, torch.nn.Module], rounds: int = 5,
+                    modes: Sequence[str] = ("eager", "compile"),
+                    batch_sizes: Sequence[int] = (128, 256), **kwargs: Any
+                    ) -> list[dict[str, Any]]:
+    """One row per model, mode (``MODES``), batch size and phase (train, inference).
 
-    The models are measured in ``rounds`` interleaved rounds (A, B, A, B, ...) and each row keeps
-    the median round (the lower middle one for an even count), so a drift of the host or the GPU
-    clock over the run hits every model alike; ``images_per_s_rounds`` lists every round.
+    Each setting is measured in ``rounds`` interleaved rounds (A, B, A, B, ...), so a drift of
+    the host or the GPU clock hits every model alike. A row keeps the median round's
+    measurement (the lower middle one for an even count), ``images_per_s_rounds``, and its
+    ratio to the first model: ``ratio`` the median of the per-round ratios, ``ratio_min`` and
+    ``ratio_max`` their range. ``kwargs`` go to :func:`measure_throughput`.
     """
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        raise ValueError(f"unknown mode(s) {unknown}; choose from {sorted(MODES)}")
+    rows = []
+    for mode in modes:
+        compile_, cuda_graph = MODES[mode]
+        for batch_size in batch_sizes:
+            runs: dict[tuple[str, bool], list[dict[str, Any]]] = {}
+            for _ in range(rounds):
+                for name, model in models.items():
+                    for train in (True, False):
+                        runs.setdefault((name, train), []).append(measure_throughput(
+                            model, train=train, batch_size=batch_size, compile=compile_,
+                            cuda_graph=cuda_graph, **kwargs))
+            rows += _summarise(runs, mode, next(iter(models)))
+    return rows
+
+
+def _summarise(runs: dict[tuple[str, bool], list[dict[str, Any]]], mode: str,
+               first: str) -> list[dict[str, Any]]:
+    """Rows of one setting: median round and per-round ratios to the model ``first``."""
+    rows = []
+    for (name, train), measured in runs.items():
+        speeds = [m["images_per_s"] for m in measured]
+        ratios = [s / b["images_per_s"] for s, b in zip(speeds, runs[(first, train)],
+                                                        strict=True)]
+        median = sorted(measured, key=lambda m: m["images_per_s"])[(len(measured) - 1) // 2]
+        rows.append({"model": name, **median, "setting": mode, "images_per_s_rounds": speeds,
+                     "peak_memory_mb": max((m["peak_memory_mb"] or 0) for m in measured) or None,
+                     "ratio": statistics.median(ratios), "ratio_min": min(ratios),
+                     "ratio_max": max(ratios)})
+    return rows
+
+
+def throughput_table(names: list[str], **kwargs: Any) -> list[dict[str, Any]]:
+    """:func:`throughput_rows` of timm models by name (``kat_*`` and ``vit_*_<mixer>`` are
+    registered by :mod:`katbench.models`); the first name is the baseline."""
     import timm
 
     import katbench.models  # noqa: F401  (registers kat_* / vit_*_kan)
@@ -119,29 +158,18 @@ def throughput_table(names: list[str], rounds: int = 3, **kwargs: Any) -> list[d
     for name in names:
         torch.manual_seed(0)
         models[name] = timm.create_model(name, img_size=kwargs.get("img_size", 224))
-    runs: dict[tuple[str, bool], list[dict[str, Any]]] = {}
-    for _ in range(rounds):
-        for name, model in models.items():
-            for train in (True, False):
-                runs.setdefault((name, train), []).append(
-                    measure_throughput(model, train=train, **kwargs))
-    rows = []
-    for (name, _), measured in runs.items():
-        median = sorted(measured, key=lambda m: m["images_per_s"])[(len(measured) - 1) // 2]
-        rows.append({"model": name, **median,
-                     "images_per_s_rounds": [m["images_per_s"] for m in measured],
-                     "peak_memory_mb": max((m["peak_memory_mb"] or 0) for m in measured) or None})
-    for row in rows:
-        first = next(r for r in rows if r["mode"] == row["mode"])
-        row["ratio_to_first"] = row["images_per_s"] / first["images_per_s"]
-    return rows
+    return throughput_rows(models, **kwargs)
 
 
 def format_table(rows: list[dict[str, Any]]) -> list[str]:
-    """Printable lines: images/s, ratio to the first model and peak memory per model and mode."""
-    lines = [f"{'model':30s} {'mode':10s} {'images/s':>10s} {'ratio':>6s} {'peak MB':>8s}"]
-    for r in rows:
+    """Printable lines: per setting, phase and model the median images/s, the median ratio to
+    the first model with its range over rounds, and peak memory."""
+    lines = [f"{'setting':14s} {'phase':10s} {'model':30s} {'images/s':>10s} {'ratio':>6s} "
+             f"{'range':>13s} {'peak MB':>8s}"]
+    for r in sorted(rows, key=lambda r: (r["setting"], r["batch_size"], r["mode"] != "train")):
         peak = f"{r['peak_memory_mb']:.0f}" if r["peak_memory_mb"] is not None else "-"
-        lines.append(f"{r['model']:30s} {r['mode']:10s} {r['images_per_s']:10.1f} "
-                     f"{r['ratio_to_first']:6.3f} {peak:>8s}")
+        span = f"{r['ratio_min']:.3f}-{r['ratio_max']:.3f}"
+        lines.append(f"{r['setting'] + ' b' + str(r['batch_size']):14s} {r['mode']:10s} "
+                     f"{r['model']:30s} {r['images_per_s']:10.1f} {r['ratio']:6.3f} "
+                     f"{span:>13s} {peak:>8s}")
     return lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import torch
@@ -13,6 +14,22 @@ def time_ms(fn: Callable[[], object], min_run_time: float) -> float:
     fn()  # warm-up: kernel build, autotuning, torch.compile
     return Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(
         min_run_time=min_run_time).median * 1e3
+
+
+def time_steps(step: Callable[[], object], steps: int, device: torch.device) -> float:
+    """Seconds for ``steps`` back-to-back calls of ``step`` (CUDA work synchronised before and
+    after, so queued kernels count): a training loop's own pace, host overhead included."""
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    _synchronize(device)
+    return time.perf_counter() - start
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def peak_mib(fn: Callable[[], object], device: torch.device) -> float | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from katbench.bench.model import measure_throughput
+from katbench.bench.model import format_table, measure_throughput, throughput_rows
 from katbench.models.vit import vit_mixer
 
 
@@ -41,3 +41,28 @@ def test_cuda_graph_replays_train_and_inference_steps(train):
                              device="cuda", cuda_graph=True)
     changed = any(not p.equal(b) for p, b in zip(model.parameters(), before, strict=True))
     assert row["cuda_graph"] and changed == train and row["images_per_s"] > 0
+
+
+def test_interleaved_rounds_give_median_ratio_and_range():
+    models = {"a": _tiny_model(), "b": _tiny_model()}
+    rows = throughput_rows(models, rounds=3, modes=("eager",), batch_sizes=(2, 4), img_size=16,
+                           steps=1, warmup=1, device="cpu")
+    assert len(rows) == 2 * 2 * 2  # batch sizes x models x phases
+    for row in rows:
+        assert row["setting"] == "eager" and len(row["images_per_s_rounds"]) == 3
+        assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
+        if row["model"] == "a":
+            assert row["ratio"] == row["ratio_min"] == row["ratio_max"] == 1.0
+        else:
+            first = next(r for r in rows if r["model"] == "a" and r["mode"] == row["mode"]
+                         and r["batch_size"] == row["batch_size"])
+            ratios = [b / a for a, b in zip(first["images_per_s_rounds"],
+                                            row["images_per_s_rounds"], strict=True)]
+            assert row["ratio"] == pytest.approx(sorted(ratios)[1])
+    lines = format_table(rows)
+    assert len(lines) == 1 + len(rows) and lines[1].split()[:3] == ["eager", "b2", "train"]
+
+
+def test_unknown_mode_is_named():
+    with pytest.raises(ValueError, match=r"unknown mode\(s\) \['jit'\]; choose from"):
+        throughput_rows({"a": _tiny_model()}, modes=("jit",), device="cpu")
