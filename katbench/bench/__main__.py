@@ -100,9 +100,9 @@ def main(argv: list[str] | None = None) -> int:
                                 steps=args.steps, warmup=args.warmup, device=device,
                                 amp=not args.no_amp, modes=args.modes, rounds=args.rounds)
         print(f"THROUGHPUT ONLY (random tensors), device: {device_name(device)}, "
-              f"{args.img_size}px, bf16 autocast={not args.no_amp and on_cuda}, {args.steps} steps "
-              f"per round, "
-              f"{args.rounds} interleaved rounds; ratio: median of the per-round ratios to "
+              f"{args.img_size}px, bf16 autocast={not args.no_amp and on_cuda}, "
+              f"{args.steps} steps per round, {args.rounds} interleaved rounds; "
+              f"ratio: median of the per-round ratios to "
               f"{args.names[0]}, range: lowest-highest round")
         print("\n".join(format_table(rows)))
         if args.json:

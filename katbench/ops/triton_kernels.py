@@ -275,8 +275,8 @@ def reduce_kernel(partial_ptr, bias_partial_ptr, den_ptr, grad_num_ptr, grad_den
     """Program g < groups: group g's coefficient gradients, each the sum of its partials over the
     backward's programs and the group's packs; then, for a numerator shared by all groups, one
     program for its gradient (all packs); then one program per BLOCK columns of the bias
-    gradient (over the backward's programs; ``HAS_BIAS``: without a bias its pointers are None and
-the branch is not compiled). Fixed order throughout."""
+    gradient (over the backward's programs; ``HAS_BIAS``: without a bias its pointers are None
+    and the branch is not compiled). Fixed order throughout."""
     pid = tl.program_id(0)
     packs = width // VEC
     slot = tl.arange(0, SLOTS)
