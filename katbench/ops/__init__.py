@@ -55,7 +55,6 @@ _LIB.impl("group_rational_backward_differentiable", group_rational_gradients_ref
           "CompositeImplicitAutograd")
 _OPS = ("katbench::group_rational", "katbench::group_rational_backward")
 _GROUP_RATIONAL = torch.ops.katbench.group_rational.default
-_AUTOCAST_FROM = (torch.float32, torch.float64)
 _BACKENDS: dict[str, str] = {}  # device type -> backend serving it
 
 
@@ -222,15 +221,16 @@ def group_rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.
     before it moved here (as Megatron's bias-GELU): its gradient is summed in the backward
     kernel, no separate reduction. The
     output has the dtype and shape of ``x``; gradients flow to all tensors. Under
-    ``torch.autocast`` a float32/float64 ``x`` is cast to the autocast dtype first (as ``linear``
+    ``torch.autocast`` a float32 ``x`` is cast to the autocast dtype first (as ``linear``
     casts its input), so the rational and what follows it run in bf16/fp16; the coefficients and
-    their gradients stay in their own dtype.
+    their gradients stay in their own dtype. A float64 ``x`` stays float64, as autocast leaves
+    float64 ``linear`` inputs alone (a float64 PINN on a GPU with autocast on).
     """
     check_arguments(x, numerator, denominator, variant, bias)
     if not _BACKENDS:
         load_kernels()
     device_type = x.device.type
-    if (x.dtype in _AUTOCAST_FROM and device_type in ("cpu", "cuda")
+    if (x.dtype == torch.float32 and device_type in ("cpu", "cuda")
             and torch.is_autocast_enabled(device_type)):
         x = x.to(torch.get_autocast_dtype(device_type))
     return _GROUP_RATIONAL(x, numerator, denominator, variant, bias)

@@ -386,6 +386,21 @@ def test_autocast_casts_float32_input_to_the_autocast_dtype(backend):
         assert group_rational(x, num, den).dtype == torch.float32
 
 
+def test_autocast_leaves_float64_input_alone(backend):
+    """As ``linear`` under autocast: a float64 model (the PINN) stays float64 end to end, second
+    derivatives included (a bf16 cast broke the PINN's next float64 layer on the GPU)."""
+    num, den = coefficients(1, (5, 4), dtype=torch.float64)
+    linear = torch.nn.Linear(8, 8, dtype=torch.float64)
+    t = torch.linspace(-2, 2, 8, dtype=torch.float64).unsqueeze(0).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        u = linear(group_rational(t, num, den))
+        (du,) = torch.autograd.grad(u.sum(), t, create_graph=True)
+        (d2u,) = torch.autograd.grad(du.sum(), t)
+    assert u.dtype == du.dtype == d2u.dtype == torch.float64
+    (expected,) = torch.autograd.grad(linear(group_rational_reference(t, num, den)).sum(), t)
+    torch.testing.assert_close(du, expected)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_zero_denominator_coefficients_still_get_gradients(device, backend):
     """d|b|/db is +1 at b = 0 (sum_abs), so exact-zero initialisations can learn."""
