@@ -264,6 +264,22 @@ def test_grkan_block_higher_derivatives():
         torch.testing.assert_close(g, e)
 
 
+@pytest.mark.parametrize("name", sorted(MIXERS))
+def test_float64_mixers_stay_float64_under_autocast(name):
+    """As torch's own layers: autocast leaves a float64 model (the PINN, whose trainer enables
+    autocast on a GPU) in float64, u' and u'' included (grkan and pau crashed there)."""
+    torch.manual_seed(0)
+    mixer = build_mixer(name, 8, 16, 2).double()
+    x = torch.randn(3, 8, dtype=torch.float64, requires_grad=True)
+    expected = mixer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = mixer(x)
+        (dx,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+        (d2x,) = torch.autograd.grad(dx.sum(), x)
+    assert y.dtype == dx.dtype == d2x.dtype == torch.float64
+    torch.testing.assert_close(y, expected)
+
+
 def test_grkan_block_compiles_without_graph_breaks(output_and_gradients):
     torch.manual_seed(0)
     block = GRKANMixer(16, 32, 8, num_groups=4, recompute="first")

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from katbench.layers.group_rational import RANDOM_INIT, GroupRational
-from katbench.ops import load_kernels
+from katbench.ops import autocast_dtype, load_kernels
 from katbench.ops.reference import check_arguments
 
 
@@ -116,9 +116,8 @@ def rational_linear(x: torch.Tensor, rational: GroupRational, linear: nn.Linear,
     check_arguments(x, rational.numerator, rational.denominator, rational.variant, input_bias)
     load_kernels()
     weight = linear.weight
-    device_type = x.device.type
-    if device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type):
-        dtype = torch.get_autocast_dtype(device_type)
+    dtype = autocast_dtype(x)
+    if dtype is not None:
         x, weight = x.to(dtype), weight.to(dtype)
         bias = None if bias is None else bias.to(dtype)
     return _RecomputedRationalLinear.apply(x, rational.numerator, rational.denominator,

@@ -29,8 +29,8 @@ from katbench.ops.reference import (
     group_rational_reference,
 )
 
-__all__ = ["VARIANTS", "group_rational", "group_rational_reference", "kernel_backend",
-           "load_kernels", "use_backend"]
+__all__ = ["VARIANTS", "autocast_dtype", "group_rational", "group_rational_reference",
+           "kernel_backend", "load_kernels", "use_backend"]
 
 _LIB = torch.library.Library("katbench", "DEF")
 # F(x + bias): the optional per-channel (D,) bias is the one of a linear layer feeding x, added
@@ -209,6 +209,17 @@ def use_backend(backend: str, device_type: str) -> Iterator[None]:
             _BACKENDS[device_type] = previous
 
 
+def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The dtype autocast gives ``x`` on its way into a ``linear`` (bf16/fp16 for float32 under
+    an enabled autocast of its device type), or None where autocast leaves it (float64, or no
+    autocast): what the op and the fused rational-linear cast their inputs to."""
+    device_type = x.device.type
+    if (x.dtype == torch.float32 and device_type in ("cpu", "cuda")
+            and torch.is_autocast_enabled(device_type)):
+        return torch.get_autocast_dtype(device_type)
+    return None
+
+
 def group_rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
                    variant: str = "sum_abs", bias: torch.Tensor | None = None) -> torch.Tensor:
     """Group-wise safe Padé activation F(x) = P(x) / Q(x) over the last dimension of ``x``.
@@ -229,10 +240,9 @@ def group_rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.
     check_arguments(x, numerator, denominator, variant, bias)
     if not _BACKENDS:
         load_kernels()
-    device_type = x.device.type
-    if (x.dtype == torch.float32 and device_type in ("cpu", "cuda")
-            and torch.is_autocast_enabled(device_type)):
-        x = x.to(torch.get_autocast_dtype(device_type))
+    dtype = autocast_dtype(x)
+    if dtype is not None:
+        x = x.to(dtype)
     return _GROUP_RATIONAL(x, numerator, denominator, variant, bias)
 
 
