@@ -210,11 +210,12 @@ def use_backend(backend: str, device_type: str) -> Iterator[None]:
 
 
 def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
-    """The dtype autocast gives ``x`` on its way into a ``linear`` (bf16/fp16 for float32 under
-    an enabled autocast of its device type), or None where autocast leaves it (float64, or no
-    autocast): what the op and the fused rational-linear cast their inputs to."""
+    """The dtype autocast gives ``x`` on its way into a ``linear`` (the autocast dtype for any
+    floating dtype but float64, under an enabled autocast of its device type), or None where
+    autocast leaves it (float64, or no autocast): what the op and the fused rational-linear
+    cast their inputs (and the linear's weight) to."""
     device_type = x.device.type
-    if (x.dtype == torch.float32 and device_type in ("cpu", "cuda")
+    if (x.is_floating_point() and x.dtype != torch.float64 and device_type in ("cpu", "cuda")
             and torch.is_autocast_enabled(device_type)):
         return torch.get_autocast_dtype(device_type)
     return None
@@ -230,12 +231,11 @@ def group_rational(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.
     ``variant`` picks Q = 1 + sum_k |b_k||x|^k (``"sum_abs"``) or Q = 1 + |sum_k b_k x^k|
     (``"abs_sum"``). With a ``(D,)`` ``bias`` it is F(x + bias), the bias of the linear layer
     before it moved here (as Megatron's bias-GELU): its gradient is summed in the backward
-    kernel, no separate reduction. The
-    output has the dtype and shape of ``x``; gradients flow to all tensors. Under
-    ``torch.autocast`` a float32 ``x`` is cast to the autocast dtype first (as ``linear``
-    casts its input), so the rational and what follows it run in bf16/fp16; the coefficients and
-    their gradients stay in their own dtype. A float64 ``x`` stays float64, as autocast leaves
-    float64 ``linear`` inputs alone (a float64 PINN on a GPU with autocast on).
+    kernel, no separate reduction. The output has the dtype and shape of ``x``; gradients flow
+    to all tensors. Under ``torch.autocast`` ``x`` is cast to the autocast dtype first, as
+    ``linear`` casts its input (:func:`autocast_dtype`): the rational and what follows it run in
+    bf16/fp16, a float64 ``x`` stays float64 (a float64 PINN on a GPU with autocast on); the
+    coefficients and their gradients stay in their own dtype.
     """
     check_arguments(x, numerator, denominator, variant, bias)
     if not _BACKENDS:
