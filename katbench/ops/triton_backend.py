@@ -20,13 +20,16 @@ import triton.language as tl
 from katbench.ops import triton_kernels as kernels
 from katbench.ops.reference import check_arguments
 
-# Launch settings (to be tuned on the device with `python -m katbench.bench op`).
-NUM_WARPS = 4
+# Launch settings, from a sweep on one H200 (CUDA-event GPU time,
+# docs/measurements/h200-2026-12-01c/triton_probe_tune.txt): 2 warps made the forward 16-23%
+# faster than 4 at every shape timed; 8 warps with 2 backward programs per multiprocessor (one
+# wave: 2 x 256 threads at 128 registers fill the register file, as 4 x 128 did) made the bf16
+# backward 7-30% faster and left the fp32 one unchanged.
+FORWARD_NUM_WARPS = 2
+BACKWARD_NUM_WARPS = 8
 FORWARD_PACKS_PER_THREAD = 2  # independent 16-byte loads per thread (forward)
 BACKWARD_UNROLL = 2           # row tiles loaded together per backward iteration
-# Backward programs per multiprocessor: one wave of the (5, 4) kernels on sm_90 (ptxas: 95
-# registers, 128 with an input bias or F written; 4 programs of 128 threads fit 128 each).
-BACKWARD_PROGRAMS_PER_SM = 4
+BACKWARD_PROGRAMS_PER_SM = 2  # (5, 4) backward on sm_90: 96 registers, 128 with a bias or F
 REDUCE_BLOCK = 128
 
 INTERPRETED = not isinstance(kernels.forward_kernel, triton.runtime.JITFunction)
@@ -47,10 +50,10 @@ def _tiling(width: int, group_width: int, element_size: int) -> tuple[int, int]:
     return vec, min(32, divisor if divisor >= 8 else triton.next_power_of_2(packs))
 
 
-def _tile_rows(packs: int, packs_per_thread: int) -> int:
-    """Rows of a program's tile: ``packs_per_thread`` 16-byte packs per thread; under the
-    interpreter, where every step costs milliseconds of Python, at least 16."""
-    rows = max(1, NUM_WARPS * 32 * packs_per_thread // packs)
+def _tile_rows(packs: int, packs_per_thread: int, warps: int) -> int:
+    """Rows of a program's tile: ``packs_per_thread`` 16-byte packs per thread of ``warps``;
+    under the interpreter, where every step costs milliseconds of Python, at least 16."""
+    rows = max(1, warps * 32 * packs_per_thread // packs)
     return max(rows, 16) if INTERPRETED else rows
 
 
@@ -88,7 +91,7 @@ class _Problem:
         self.m, self.n = numerator.shape[1] - 1, denominator.shape[1]
         self.settings = dict(M=self.m, N=self.n, SUM_ABS=variant == "sum_abs",
                              HAS_BIAS=bias is not None, DOUBLE=self.dtype == torch.float64,
-                             VEC=self.vec, PACKS=self.packs, num_warps=NUM_WARPS)
+                             VEC=self.vec, PACKS=self.packs)
 
     def arguments(self) -> tuple:
         """(coefficients, bias, rows, width, group width, coefficient group strides)."""
@@ -107,11 +110,11 @@ def group_rational_triton(x: torch.Tensor, numerator: torch.Tensor, denominator:
     y = torch.empty_like(problem.x)
     if problem.rows == 0:
         return y
-    block_rows = _tile_rows(problem.packs, FORWARD_PACKS_PER_THREAD)
+    block_rows = _tile_rows(problem.packs, FORWARD_PACKS_PER_THREAD, FORWARD_NUM_WARPS)
     grid = (triton.cdiv(problem.rows, block_rows), problem.column_programs())
     with _on_device(x):
         kernels.forward_kernel[grid](problem.x, y, *problem.arguments(), BLOCK_R=block_rows,
-                                      **problem.settings)
+                                      num_warps=FORWARD_NUM_WARPS, **problem.settings)
     return y
 
 
@@ -129,7 +132,7 @@ def group_rational_backward_triton(
     if problem.rows == 0:
         return (dx, torch.zeros_like(numerator), torch.zeros_like(denominator),
                 empty if bias is None else torch.zeros_like(bias), y)
-    block_rows = _tile_rows(problem.packs, 1)
+    block_rows = _tile_rows(problem.packs, 1, BACKWARD_NUM_WARPS)
     columns = problem.column_programs()
     programs = min(triton.cdiv(problem.rows, block_rows * BACKWARD_UNROLL),
                    max(1, _multiprocessors(x.device) * BACKWARD_PROGRAMS_PER_SM // columns))
