@@ -23,6 +23,11 @@ T=tab_1995_income,tab_bank_marketing,tab_online_shoppers,tab_shrutime,tab_blastc
 bash scripts/gpu_queue.sh start --profile paper --tasks $T --mixers mlp,grkan --seeds 0,1,2,3,4 --slots 11 --stop-after-s 1330
 bash scripts/gpu_queue.sh start --profile paper --tasks $T --mixers kan --seeds 0,1,2,3,4 --slots 5 --stop-after-s 1325
 python -m katbench.run task=tab_shrutime mixer=mlp,grkan seed=0,1,2,3,4 $R
+# 2026-12-01 (evening), one H200: three queues side by side for 400 s (docs/measurements/h200-2026-12-01c/);
+# online_shoppers kan stopped at epoch 83-86 of 100 and was not brought back:
+KB_RESULTS=/tmp/kb/tab1 bash scripts/gpu_queue.sh start --profile paper --tasks tab_online_shoppers --mixers mlp,grkan --seeds 1,2,3,4 --slots 8 --stop-after-s 400
+KB_RESULTS=/tmp/kb/tab2 bash scripts/gpu_queue.sh start --profile paper --tasks tab_online_shoppers --mixers kan --seeds 0,1,2,3,4 --slots 5 --stop-after-s 400
+KB_RESULTS=/tmp/kb/tab3 bash scripts/gpu_queue.sh start --profile paper --tasks tab_blastchar --mixers mlp,grkan --seeds 0,1,2,3,4 --slots 10 --stop-after-s 400
 # Learning curves of runs made before runs kept history.jsonl come from their MLflow metrics.
 # Publish (every run of the benchmark named, so that unfinished ones are listed as missing):
 python -m katbench.report results --publish docs/results $(cat docs/results/expected_runs.txt)
