@@ -71,6 +71,14 @@ def test_profile_applies_task_overrides_under_the_command_line(tmp_path):
     assert config["trainer"]["epochs"] == 3         # the command line wins
 
 
+@pytest.mark.parametrize("task", ["fit_xy", "fit_exp_j0_y2", "pinn_oscillator"])
+def test_scientific_tasks_train_without_autocast(task):
+    """Errors down to 1e-5 need full precision: no bf16 autocast on a GPU either."""
+    from katbench.run import compose
+    assert compose([f"tasks={task}", "mixer=grkan"]).trainer.amp is False
+    assert compose(["tasks=digits", "mixer=grkan"]).trainer.amp is True
+
+
 @pytest.mark.parametrize(("args", "expected"), [
     (["task=nope"], "unknown task 'nope'; known: "),
     (["task=fit_xy", "mixer=mpl"], "unknown mixer 'mpl'; known: chebykan, fastkan, fourierkan, "
