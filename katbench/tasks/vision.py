@@ -57,6 +57,13 @@ def _plain(section: Any) -> dict[str, Any]:
         else dict(section)
 
 
+def _root(d: Any, message: str) -> str:
+    """``data.root`` of a task whose images are on disk; ``message`` names the fix if unset."""
+    if not d.get("root"):
+        raise ValueError(message)
+    return str(d["root"])
+
+
 def load_splits(t: Any, d: dict[str, Any], seed: int) -> data.ImageSplits:
     """Data splits of the ``task:`` section ``t`` with the ``data:`` settings ``d``."""
     dataset = str(t.dataset)
@@ -70,16 +77,14 @@ def load_splits(t: Any, d: dict[str, Any], seed: int) -> data.ImageSplits:
         return data.cifar_splits(dataset, seed, batch, root=d.get("root"), img_size=size,
                                  augment=augment, num_workers=workers)
     if dataset == "imagenet":
-        if not d.get("root"):
-            raise ValueError("task imagenet needs data.root=/path/to/imagenet "
-                             "(ImageFolder layout with train/ and val/)")
-        return data.imagefolder_splits(str(d["root"]), seed, batch, img_size=size,
+        root = _root(d, "task imagenet needs data.root=/path/to/imagenet "
+                        "(ImageFolder layout with train/ and val/)")
+        return data.imagefolder_splits(root, seed, batch, img_size=size,
                                        augment=augment, num_workers=workers)
     if dataset == "folder":
-        if not d.get("root"):
-            raise ValueError("task images needs data.root=DIR (a folder of class folders, "
-                             "DIR/<class>/*.png|jpg)")
-        return data.folder_splits(str(d["root"]), seed, batch, img_size=size,
+        root = _root(d, "task images needs data.root=DIR (a folder of class folders, "
+                        "DIR/<class>/*.png|jpg)")
+        return data.folder_splits(root, seed, batch, img_size=size,
                                   val_fraction=float(d.get("val_fraction", 0.1)),
                                   test_fraction=float(d.get("test_fraction", 0.2)),
                                   split_seed=int(d.get("split_seed", 0)))

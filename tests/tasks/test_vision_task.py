@@ -29,6 +29,9 @@ def test_bad_settings_exit_2(tmp_path, capsys):
     assert main(["task=imagenet", "mixer=mlp", f"results_dir={tmp_path}",
                  "tracking.enabled=false"]) == 2
     assert "data.root=/path/to/imagenet" in capsys.readouterr().err
+    assert main(["task=images", "mixer=mlp", f"results_dir={tmp_path}",
+                 "tracking.enabled=false"]) == 2
+    assert "task images needs data.root=DIR" in capsys.readouterr().err
 
 
 def make_image_folder(root, classes=("circle", "square", "stripes"), per_class=24, size=24):
