@@ -28,6 +28,9 @@ python -m katbench.run task=tab_shrutime mixer=mlp,grkan seed=0,1,2,3,4 $R
 KB_RESULTS=/tmp/kb/tab1 bash scripts/gpu_queue.sh start --profile paper --tasks tab_online_shoppers --mixers mlp,grkan --seeds 1,2,3,4 --slots 8 --stop-after-s 400
 KB_RESULTS=/tmp/kb/tab2 bash scripts/gpu_queue.sh start --profile paper --tasks tab_online_shoppers --mixers kan --seeds 0,1,2,3,4 --slots 5 --stop-after-s 400
 KB_RESULTS=/tmp/kb/tab3 bash scripts/gpu_queue.sh start --profile paper --tasks tab_blastchar --mixers mlp,grkan --seeds 0,1,2,3,4 --slots 10 --stop-after-s 400
+# then on the 2-core CPU, two processes side by side (40-55 s per epoch, about 65 min per run):
+python -m katbench.run task=tab_online_shoppers mixer=kan seed=0 $R
+python -m katbench.run task=tab_online_shoppers mixer=kan seed=3 $R
 # Learning curves of runs made before runs kept history.jsonl come from their MLflow metrics.
 # Publish (every run of the benchmark named, so that unfinished ones are listed as missing):
 python -m katbench.report results --publish docs/results $(cat docs/results/expected_runs.txt)
