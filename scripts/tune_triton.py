@@ -4,9 +4,10 @@
    backward (two launches) and per forward+backward through the op and its autograd, with the
    backend loaded (run it under ``KATBENCH_BACKEND=triton`` for the toolkit-less path, where a
    cProfile of that loop follows).
-2. With ``--sweep`` (needs the compiled CUDA kernels for the reference rows): GPU time per call
-   (CUDA events) of the Triton forward and backward at each launch setting of
-   ``katbench/ops/triton_backend.py``, one factor at a time, beside the CUDA kernels and clone.
+2. With ``--sweep`` (needs the compiled CUDA kernels for the reference rows): GPU kernel time
+   per call (``torch.profiler``, host gaps excluded) of the Triton forward and backward at each
+   launch setting of ``katbench/ops/triton_backend.py``, one factor at a time, beside the CUDA
+   kernels and clone.
 
     KATBENCH_BACKEND=triton python scripts/tune_triton.py
     python scripts/tune_triton.py --sweep
@@ -17,11 +18,10 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
-import time
-from collections.abc import Callable
 
 import torch
 
+from katbench.bench.timing import gpu_busy_us, host_issue_us
 from katbench.ops import group_rational, load_kernels
 from katbench.ops import triton_backend as tb
 
@@ -36,31 +36,6 @@ SHAPES = [((64, 1000, 512), torch.float32), ((64, 1000, 512), torch.bfloat16),
           ((128, 197, 768), torch.bfloat16), ((128, 197, 3072), torch.bfloat16)]
 
 
-def gpu_ms(fn: Callable[[], object], iters: int = 50) -> float:
-    """Milliseconds per call between CUDA events around ``iters`` calls."""
-    fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(iters):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / iters
-
-
-def host_us(fn: Callable[[], object], iters: int = 200) -> float:
-    """Microseconds of host time per call, the GPU left to run behind."""
-    fn()
-    torch.cuda.synchronize()
-    begin = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    elapsed = time.perf_counter() - begin
-    torch.cuda.synchronize()
-    return elapsed / iters * 1e6
-
-
 def inputs(shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
     """x, numerator (shared), denominator (8 groups) and an upstream gradient."""
     x = torch.randn(*shape, device="cuda", dtype=dtype)
@@ -72,8 +47,8 @@ def inputs(shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.Tensor, ..
 def host_cost() -> None:
     """Print the host time of the launches and of a forward+backward through autograd."""
     x, num, den, grad = inputs((128, 197, 768), torch.bfloat16)
-    forward = host_us(lambda: tb.group_rational_triton(x, num, den))
-    backward = host_us(lambda: tb.group_rational_backward_triton(grad, x, num, den))
+    forward = host_issue_us(lambda: tb.group_rational_triton(x, num, den))
+    backward = host_issue_us(lambda: tb.group_rational_backward_triton(grad, x, num, den))
     print(f"host us per call at [128, 197, 768] bf16: Triton forward {forward:.1f}, "
           f"backward {backward:.1f}")
     leaf, num, den = (t.detach().requires_grad_() for t in (x, num, den))
@@ -82,8 +57,8 @@ def host_cost() -> None:
         group_rational(leaf, num, den).backward(grad)
 
     backend = load_kernels()["cuda"]
-    print(f"op forward+backward through autograd ({backend}): host us {host_us(step):.1f}, "
-          f"GPU ms {gpu_ms(step):.4f}")
+    print(f"op forward+backward through autograd ({backend}): host us {host_issue_us(step):.1f}, "
+          f"GPU kernel us {gpu_busy_us(step):.1f}")
     if backend == "triton":
         profile = cProfile.Profile()
         profile.enable()
@@ -97,17 +72,17 @@ def host_cost() -> None:
 def sweep_shape(shape: tuple[int, ...], dtype: torch.dtype, defaults: dict[str, int]) -> None:
     """Print one shape's rows: every variant of the launch settings, then restore them."""
     x, num, den, grad = inputs(shape, dtype)
-    cuda = (gpu_ms(lambda: torch.ops.katbench.group_rational(x, num, den, "sum_abs", None))
-            + gpu_ms(lambda: torch.ops.katbench.group_rational_backward(
+    cuda = (gpu_busy_us(lambda: torch.ops.katbench.group_rational(x, num, den, "sum_abs", None))
+            + gpu_busy_us(lambda: torch.ops.katbench.group_rational_backward(
                 grad, x, num, den, "sum_abs", None, False)))
-    clone = gpu_ms(x.clone)
+    clone = gpu_busy_us(x.clone)
     try:
         for variant in VARIANTS:
             for name, value in {**defaults, **variant}.items():
                 setattr(tb, name, value)
-            forward = gpu_ms(lambda: tb.group_rational_triton(x, num, den))
-            backward = gpu_ms(lambda: tb.group_rational_backward_triton(grad, x, num, den))
-            print(f"{shape} {dtype} | {variant or 'defaults'} | {forward:.4f} {backward:.4f} | "
+            forward = gpu_busy_us(lambda: tb.group_rational_triton(x, num, den))
+            backward = gpu_busy_us(lambda: tb.group_rational_backward_triton(grad, x, num, den))
+            print(f"{shape} {dtype} | {variant or 'defaults'} | {forward:.1f} {backward:.1f} | "
                   f"{forward / clone:.2f} {(forward + backward) / cuda:.2f}", flush=True)
     finally:
         for name, value in defaults.items():
@@ -117,7 +92,7 @@ def sweep_shape(shape: tuple[int, ...], dtype: torch.dtype, defaults: dict[str, 
 def sweep() -> None:
     """Print the Triton kernels' GPU time at every variant of the launch settings."""
     defaults = {name: getattr(tb, name) for name in SETTINGS}
-    print("shape dtype | setting | forward backward (ms) | forward/clone, "
+    print("shape dtype | setting | forward backward (GPU kernel us) | forward/clone, "
           "forward+backward / CUDA kernels")
     for shape, dtype in SHAPES:
         sweep_shape(shape, dtype, defaults)

@@ -27,6 +27,19 @@ def time_steps(step: Callable[[], object], steps: int, device: torch.device) -> 
     return time.perf_counter() - start
 
 
+def host_issue_us(fn: Callable[[], object], steps: int = 200) -> float:
+    """Microseconds of host time to issue one ``fn()`` call on a CUDA device: the loop is timed
+    without waiting for the GPU (if it is close to the GPU time, ``fn`` is bound by the host)."""
+    fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    elapsed = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return elapsed / steps * 1e6
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
