@@ -398,6 +398,8 @@ class Training:
         self.state, self.epoch_start, self.resumed_rng = (ckpt["state"], ckpt["epoch_start"],
                                                           ckpt["rng"])
         _set_rng_state(self.resumed_rng)
+        if "loader" in ckpt:   # a checkpoint at an epoch boundary continues this shuffle order
+            _set_loader_state(self.spec.train, ckpt["loader"])
 
     def write_checkpoint(self) -> None:
         """Save everything a resume needs (rank 0), once every queued loss is known finite."""
@@ -408,7 +410,8 @@ class Training:
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "scaler": self.scaler.state_dict(),
                 "ema": self.ema.state_dict() if self.ema is not None else None,
-                "rng": _rng_state(), "state": self.state, "epoch_start": self.epoch_start})
+                "rng": _rng_state(), "loader": _loader_state(self.spec.train),
+                "state": self.state, "epoch_start": self.epoch_start})
         self.last_checkpoint = time.monotonic()
 
     def check_loss(self, stop: bool = False) -> bool:

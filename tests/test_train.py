@@ -142,6 +142,41 @@ def test_log_lines_come_every_log_every_epochs(tmp_path, capsys):
     assert "val_mse=" in lines[0] and "test_mse=" in lines[0]
 
 
+def _shuffled_spec(loss=None) -> TaskSpec:
+    """``_spec`` with a loader that reshuffles every pass from its own generator."""
+    from katbench.data.tabular import TensorBatches
+
+    spec = _spec()
+    x, y = torch.cat([b[0] for b in spec.train]), torch.cat([b[1] for b in spec.train])
+    return TaskSpec(model=spec.model, train=TensorBatches({"x": x, "y": y}, 64, True, seed=3),
+                    val=spec.val, test=spec.test, evaluate=_mse, metric="mse",
+                    loss=loss or (lambda m, b: F.mse_loss(m(b["x"]), b["y"])),
+                    higher_is_better=False)
+
+
+def test_resume_from_an_epoch_boundary_keeps_the_shuffle_order(tmp_path):
+    # Stopped in epoch 4's first step, the run keeps the checkpoint written at the end of epoch
+    # 3 (step 0 of epoch 4): the loader's generator must come back as it was then, not as a
+    # fresh loader seeds it.
+    full = fit(_shuffled_spec(), _settings(), tmp_path / "full.pt")
+    steps = []
+
+    def loss(model, batch):
+        steps.append(1)
+        if len(steps) == 13:
+            raise KeyboardInterrupt
+        return F.mse_loss(model(batch["x"]), batch["y"])
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_shuffled_spec(loss), _settings(checkpoint_every_s=0), tmp_path / "cut.pt")
+    state = torch.load(tmp_path / "cut.pt", weights_only=True)["state"]
+    assert (state["epoch"], state["step"]) == (3, 0)
+    resumed = fit(_shuffled_spec(), _settings(), tmp_path / "cut.pt", resume=True)
+    assert resumed["final"]["train_loss"] == full["final"]["train_loss"]
+    assert resumed["final"]["test_mse"] == full["final"]["test_mse"]
+    assert resumed["best"] == full["best"]
+
+
 def test_max_hours_stops_after_the_epoch_and_evaluates_it(tmp_path):
     result = fit(_spec(), _settings(max_hours=1e-9, eval_every=5), tmp_path / "c.pt")
     assert result["stopped_early"] == "max_hours" and result["epochs_done"] == 1
