@@ -232,12 +232,16 @@ def test_paper_differences_flag_values_beyond_the_allowed_spread(tmp_path, monke
     md = (tmp_path / "summary.md").read_text()
     section = md.split("## Differences from the paper")[1].split("\n## ")[0]
     assert "2 of 3 values differ by more than allowed." in section
-    assert "| toy_a | grkan | 0.61 | 0.7 | ± 0.015 | our toy data is smaller |" in section
-    assert "| toy_b | mlp | 0.5 | 0.6 | ± 0.05 | not yet explained |" in section
+    assert "| toy_a | grkan | 0.61 | 0.7 | ± 0.015 | note 1 |" in section
+    assert "| toy_b | mlp | 0.5 | 0.6 | ± 0.05 | note 2 |" in section
     assert "| toy_a | mlp |" not in section and "toy_d" not in section
     assert "Not checked (no spread or tolerance for them): toy_b/grkan." in section
-    assert "| toy_c | mlp, grkan, kan | kan, grkan, mlp | no | not yet explained |" in section
-    assert "| toy_e | mlp, grkan | grkan, mlp | no | the paper trains shorter |" in section
+    assert "| toy_c | mlp, grkan, kan | kan, grkan, mlp | no | note 2 |" in section
+    assert "| toy_e | mlp, grkan | grkan, mlp | no | note 3 |" in section
+    # each explanation once, numbered in order of first use
+    assert "1. our toy data is smaller\n2. not yet explained\n3. the paper trains shorter\n" \
+        in section
+    assert section.count("not yet explained") == 1
     assert _row(md, "| toy | toy_e |").endswith("| best first: grkan, mlp |")
     assert "Quick-profile runs" in section
 

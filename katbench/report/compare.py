@@ -123,6 +123,11 @@ def paper_differences(main: pd.DataFrame, paper: dict[str, Any],
     metric_of = main.groupby("task").metric.first()
     hib_of = main.groupby("task").higher_is_better.first()
     flagged, rankings, unchecked, checked = [], [], [], 0
+    notes: dict[str, int] = {}   # explanation -> its note number, in order of first use
+
+    def note(text: str) -> str:
+        return f"note {notes.setdefault(text, len(notes) + 1)}"
+
     for task, ref in paper.items():
         if metric_of.get(task) != ref["metric"]:
             continue
@@ -136,7 +141,7 @@ def paper_differences(main: pd.DataFrame, paper: dict[str, Any],
                           else sorted(ours, key=ref["values"].get, reverse=bool(hib_of[task])))
                 same = order == theirs
                 rankings.append(f"| {task} | {', '.join(order)} | {', '.join(theirs)} | "
-                                f"{'yes' if same else 'no'} | {'–' if same else why} |")
+                                f"{'yes' if same else 'no'} | {'–' if same else note(why)} |")
             continue
         for mixer, value in ours.items():
             allowed = (ref.get("spread") or {}).get(mixer, ref.get("tolerance"))
@@ -146,7 +151,7 @@ def paper_differences(main: pd.DataFrame, paper: dict[str, Any],
             checked += 1
             if abs(value - ref["values"][mixer]) > allowed:
                 flagged.append(f"| {task} | {mixer} | {value:.4g} | {ref['values'][mixer]:.4g} "
-                               f"| ± {allowed:.4g} | {why} |")
+                               f"| ± {allowed:.4g} | {note(why)} |")
     if not (checked or rankings or unchecked):
         return []
     lines = ["## Differences from the paper", "",
@@ -167,6 +172,8 @@ def paper_differences(main: pd.DataFrame, paper: dict[str, Any],
                   "ours, see `katbench/paper_results.yaml`): is our order of the mixers the "
                   "paper's?", "", "| task | ours | paper | same ranking | explanation |",
                   "|---|---|---|---|---|", *rankings, ""]
+    if notes:
+        lines += [f"{number}. {text}" for text, number in notes.items()] + [""]
     if unchecked:
         lines += [f"Not checked (no spread or tolerance for them): {', '.join(unchecked)}.", ""]
     return lines
