@@ -26,6 +26,8 @@ from katbench.models.vit import vit_mixer
 from katbench.tasks import TaskSpec, register_family
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagenet", "folder")
+# data.mixup: the keywords of katbench.data.vision.mixup_fn
+MIXUP_KEYS = {"mixup", "cutmix", "prob", "switch_prob", "label_smoothing"}
 MODEL_KEYS = {"patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "drop_path_rate",
               "attn_init", "activation", "class_token", "global_pool", "qkv_bias"}
 
@@ -118,6 +120,9 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
                                base_hidden)
     model = vit(name, kwargs, hidden)
     mix_cfg = dict(d.get("mixup") or {})
+    unknown = sorted(set(mix_cfg) - MIXUP_KEYS)
+    if unknown:
+        raise ValueError(f"unknown data.mixup key(s) {unknown}; known: {sorted(MIXUP_KEYS)}")
     smoothing = float(mix_cfg.pop("label_smoothing", 0.0))
     mix = data.mixup_fn(splits.num_classes, label_smoothing=smoothing, **mix_cfg)
     return TaskSpec(model=model, train=splits.train, val=splits.val, test=splits.test,

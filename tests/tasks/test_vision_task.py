@@ -26,6 +26,9 @@ def test_digits_quick_run_learns(tmp_path, mixer):
 def test_bad_settings_exit_2(tmp_path, capsys):
     assert main([*FAST, "mixer=mlp", f"results_dir={tmp_path}", "+model.width=3"]) == 2
     assert "unknown model key(s) ['width']" in capsys.readouterr().err
+    assert main([*FAST, "mixer=mlp", f"results_dir={tmp_path}", "+data.mixup.alpha=1"]) == 2
+    assert ("unknown data.mixup key(s) ['alpha']; known: ['cutmix', 'label_smoothing', "
+            "'mixup', 'prob', 'switch_prob']") in capsys.readouterr().err
     assert main(["task=imagenet", "mixer=mlp", f"results_dir={tmp_path}",
                  "tracking.enabled=false"]) == 2
     assert "data.root=/path/to/imagenet" in capsys.readouterr().err
