@@ -169,12 +169,14 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         raise
 
 
-def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint`; a broken file is a ``ValueError``."""
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` onto the CPU (``load_state_dict``
+    moves weights and optimiser state to their parameters' device; the RNG and loader states
+    must stay CPU tensors); a broken file is a ``ValueError``."""
     import torch
 
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # any unpickling failure means the same thing to the user
         raise ValueError(f"checkpoint {path} cannot be read ({type(err).__name__}); delete it "
                          "or run without resume=true") from err

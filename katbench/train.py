@@ -391,7 +391,7 @@ class Training:
 
     def restore(self) -> None:
         """Continue from ``checkpoint``: weights, optimiser, schedule, RNG and progress."""
-        ckpt = load_checkpoint(self.checkpoint, self.device)
+        ckpt = load_checkpoint(self.checkpoint)
         _restore(ckpt, self.checkpoint, {
             "model": self.raw, "optimizer": self.optimizer, "scheduler": self.scheduler,
             "scaler": self.scaler, "ema": self.ema})

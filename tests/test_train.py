@@ -177,6 +177,48 @@ def test_resume_from_an_epoch_boundary_keeps_the_shuffle_order(tmp_path):
     assert resumed["best"] == full["best"]
 
 
+@pytest.mark.cuda
+def test_resume_on_cuda_continues_to_the_same_final_metrics(tmp_path):
+    # Checkpoints are loaded onto the CPU: their RNG and loader states must stay CPU tensors
+    # (loading them onto the GPU made every resume there fail in numpy()).
+    def on_model_device(model, loader):
+        device = next(model.parameters()).device
+        return sum(float(F.mse_loss(model(b["x"].to(device)), b["y"].to(device)))
+                   for b in loader)
+
+    def spec(loss=None):
+        s = _shuffled_spec(loss)
+        val = [{"x": x, "y": y} for x, y in s.val]
+        test = [{"x": x, "y": y} for x, y in s.test]
+        return TaskSpec(model=s.model, train=s.train, val=val, test=test,
+                        evaluate=on_model_device, metric="mse", loss=s.loss,
+                        higher_is_better=False)
+
+    full = fit(spec(), _settings(device="cuda", amp=False), tmp_path / "full.pt")
+    steps = []
+
+    def loss(model, batch):
+        steps.append(1)
+        if len(steps) == 10:
+            raise KeyboardInterrupt
+        return F.mse_loss(model(batch["x"]), batch["y"])
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(spec(loss), _settings(device="cuda", amp=False, checkpoint_every_s=0),
+            tmp_path / "cut.pt")
+    resumed = fit(spec(), _settings(device="cuda", amp=False), tmp_path / "cut.pt",
+                  resume=True)
+    assert resumed["final"]["train_loss"] == pytest.approx(full["final"]["train_loss"], rel=1e-6)
+    assert resumed["best"]["epoch"] == full["best"]["epoch"]
+
+
+def test_checkpoints_load_onto_the_cpu(tmp_path):
+    from katbench.tracking import load_checkpoint, save_checkpoint
+
+    save_checkpoint(tmp_path / "c.pt", {"rng": {"torch": torch.get_rng_state()}})
+    assert load_checkpoint(tmp_path / "c.pt")["rng"]["torch"].device.type == "cpu"
+
+
 def test_max_hours_stops_after_the_epoch_and_evaluates_it(tmp_path):
     result = fit(_spec(), _settings(max_hours=1e-9, eval_every=5), tmp_path / "c.pt")
     assert result["stopped_early"] == "max_hours" and result["epochs_done"] == 1
