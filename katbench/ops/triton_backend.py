@@ -28,6 +28,8 @@ from katbench.ops.reference import check_arguments
 FORWARD_NUM_WARPS = 2
 BACKWARD_NUM_WARPS = 8
 FORWARD_PACKS_PER_THREAD = 2  # independent 16-byte loads per thread (forward)
+FORWARD_PROGRAMS_PER_SM = 0   # 0: one forward program per row tile; k: a persistent grid of k
+                              # per multiprocessor, each loading its coefficients once
 BACKWARD_UNROLL = 2           # row tiles loaded together per backward iteration
 BACKWARD_PROGRAMS_PER_SM = 2  # (5, 4) backward on sm_90: 96 registers, 128 with a bias or F
 REDUCE_BLOCK = 128
@@ -111,7 +113,12 @@ def group_rational_triton(x: torch.Tensor, numerator: torch.Tensor, denominator:
     if problem.rows == 0:
         return y
     block_rows = _tile_rows(problem.packs, FORWARD_PACKS_PER_THREAD, FORWARD_NUM_WARPS)
-    grid = (triton.cdiv(problem.rows, block_rows), problem.column_programs())
+    columns = problem.column_programs()
+    tiles = triton.cdiv(problem.rows, block_rows)
+    if FORWARD_PROGRAMS_PER_SM:
+        tiles = min(tiles, max(1, _multiprocessors(x.device) * FORWARD_PROGRAMS_PER_SM
+                               // columns))
+    grid = (tiles, columns)
     with _on_device(x):
         kernels.forward_kernel[grid](problem.x, y, *problem.arguments(), BLOCK_R=block_rows,
                                       num_warps=FORWARD_NUM_WARPS, **problem.settings)

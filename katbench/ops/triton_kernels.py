@@ -186,24 +186,29 @@ def forward_kernel(x_ptr, y_ptr, num_ptr, den_ptr, bias_ptr, rows, width, group_
                     num_stride, den_stride, M: tl.constexpr, N: tl.constexpr,
                     SUM_ABS: tl.constexpr, HAS_BIAS: tl.constexpr, DOUBLE: tl.constexpr,
                     VEC: tl.constexpr, PACKS: tl.constexpr, BLOCK_R: tl.constexpr):
+    """Program (i, j) writes F of packs j*PACKS.. on row tiles i, i + programs, ... (one tile
+    when the grid has one program per tile; a persistent grid loads its coefficients once)."""
     dtype: tl.constexpr = tl.float64 if DOUBLE else tl.float32
     pack = tl.program_id(1) * PACKS + tl.arange(0, PACKS)
     source = (num_ptr, den_ptr, pack * VEC // group_width, pack * VEC < width, num_stride,
               den_stride)
     a, c = _coefficients(source, dtype, M, N, SUM_ABS)
-    base, lane_mask = _tile(tl.program_id(0) * BLOCK_R, rows, width, pack, VEC, BLOCK_R)
-    offsets = base + tl.arange(0, VEC)[None, None, :]
-    mask = tl.broadcast_to(lane_mask, offsets.shape)
-    x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(dtype)
     if HAS_BIAS:
         column = pack[:, None] * VEC + tl.arange(0, VEC)[None, :]
-        x += tl.load(bias_ptr + column, mask=column < width, other=0.0)[None, :, :]
-    if DOUBLE or tl.max((tl.abs(x) > LARGE_INPUT).to(tl.int32)) == 0:
-        tl.store(y_ptr + offsets, _rational(x, a, c, M, N, SUM_ABS).to(y_ptr.dtype.element_ty),
-                 mask=mask)
-    else:
-        _forward_lanes(x_ptr, y_ptr, bias_ptr, source, base, lane_mask, width, M, N, SUM_ABS,
-                       HAS_BIAS, VEC)
+        shift = tl.load(bias_ptr + column, mask=column < width, other=0.0)[None, :, :]
+    for r0 in range(tl.program_id(0) * BLOCK_R, rows, tl.num_programs(0) * BLOCK_R):
+        base, lane_mask = _tile(r0, rows, width, pack, VEC, BLOCK_R)
+        offsets = base + tl.arange(0, VEC)[None, None, :]
+        mask = tl.broadcast_to(lane_mask, offsets.shape)
+        x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(dtype)
+        if HAS_BIAS:
+            x += shift
+        if DOUBLE or tl.max((tl.abs(x) > LARGE_INPUT).to(tl.int32)) == 0:
+            tl.store(y_ptr + offsets,
+                     _rational(x, a, c, M, N, SUM_ABS).to(y_ptr.dtype.element_ty), mask=mask)
+        else:
+            _forward_lanes(x_ptr, y_ptr, bias_ptr, source, base, lane_mask, width, M, N,
+                           SUM_ABS, HAS_BIAS, VEC)
 
 
 @triton.jit

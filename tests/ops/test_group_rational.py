@@ -437,3 +437,26 @@ def test_second_derivative_in_x_matches_reference(backend):
         (d2u,) = torch.autograd.grad(du.sum(), t)
         results.append(d2u)
     torch.testing.assert_close(results[0], results[1])
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_persistent_triton_forward_matches_one_program_per_tile(monkeypatch, with_bias):
+    """A persistent forward grid (each program looping over row tiles, coefficients loaded once)
+    writes what one program per tile writes, large-input tiles included."""
+    if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():
+        pytest.skip("needs Triton's interpreter or a CUDA GPU")
+    from katbench.ops import triton_backend
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    num, den = coefficients(4, (5, 4), device)
+    x = torch.randn(37, 64, device=device)
+    x[20, 5] = 1e20                                   # one tile takes the large-input path
+    bias = torch.randn(64, device=device) if with_bias else None
+    per_tile = triton_backend.group_rational_triton(x, num, den, "sum_abs", bias)
+    monkeypatch.setattr(triton_backend, "FORWARD_PROGRAMS_PER_SM", 2)
+    persistent = triton_backend.group_rational_triton(x, num, den, "sum_abs", bias)
+    assert torch.equal(persistent, per_tile)
+    expected = group_rational_reference(x.double(), num.double(), den.double(), "sum_abs",
+                                        None if bias is None else bias.double())
+    torch.testing.assert_close(persistent, expected.float(), rtol=1e-5, atol=1e-6)
