@@ -154,21 +154,28 @@ def _shuffled_spec(loss=None) -> TaskSpec:
                     higher_is_better=False)
 
 
+def _interrupted_at(step: int):
+    """A ``_shuffled_spec`` loss that stops the run (KeyboardInterrupt) at training step
+    ``step``, counted from 1."""
+    steps = []
+
+    def loss(model, batch):
+        steps.append(1)
+        if len(steps) == step:
+            raise KeyboardInterrupt
+        return F.mse_loss(model(batch["x"]), batch["y"])
+
+    return loss
+
+
 def test_resume_from_an_epoch_boundary_keeps_the_shuffle_order(tmp_path):
     # Stopped in epoch 4's first step, the run keeps the checkpoint written at the end of epoch
     # 3 (step 0 of epoch 4): the loader's generator must come back as it was then, not as a
     # fresh loader seeds it.
     full = fit(_shuffled_spec(), _settings(), tmp_path / "full.pt")
-    steps = []
-
-    def loss(model, batch):
-        steps.append(1)
-        if len(steps) == 13:
-            raise KeyboardInterrupt
-        return F.mse_loss(model(batch["x"]), batch["y"])
-
     with pytest.raises(KeyboardInterrupt):
-        fit(_shuffled_spec(loss), _settings(checkpoint_every_s=0), tmp_path / "cut.pt")
+        fit(_shuffled_spec(_interrupted_at(13)), _settings(checkpoint_every_s=0),
+            tmp_path / "cut.pt")
     state = torch.load(tmp_path / "cut.pt", weights_only=True)["state"]
     assert (state["epoch"], state["step"]) == (3, 0)
     resumed = fit(_shuffled_spec(), _settings(), tmp_path / "cut.pt", resume=True)
@@ -195,16 +202,8 @@ def test_resume_on_cuda_continues_to_the_same_final_metrics(tmp_path):
                         higher_is_better=False)
 
     full = fit(spec(), _settings(device="cuda", amp=False), tmp_path / "full.pt")
-    steps = []
-
-    def loss(model, batch):
-        steps.append(1)
-        if len(steps) == 10:
-            raise KeyboardInterrupt
-        return F.mse_loss(model(batch["x"]), batch["y"])
-
     with pytest.raises(KeyboardInterrupt):
-        fit(spec(loss), _settings(device="cuda", amp=False, checkpoint_every_s=0),
+        fit(spec(_interrupted_at(10)), _settings(device="cuda", amp=False, checkpoint_every_s=0),
             tmp_path / "cut.pt")
     resumed = fit(spec(), _settings(device="cuda", amp=False), tmp_path / "cut.pt",
                   resume=True)
