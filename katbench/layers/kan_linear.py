@@ -25,6 +25,11 @@ class KANLinear(nn.Module):
         B_{k,p}(x) = \frac{x - t_k}{t_{k+p} - t_k} B_{k,p-1}(x)
                    + \frac{t_{k+p+1} - x}{t_{k+p+1} - t_{k+1}} B_{k+1,p-1}(x).
 
+    On the uniform grid (always, unless ``update_grid`` moved the knots) and for K >= 1 the
+    same bases are computed from the K + 1 that are nonzero at each x
+    (:meth:`uniform_b_splines`): the recursion runs on ``(..., K + 1)`` instead of
+    ``(..., G + 2K)`` tensors and one scatter places them (half the bases' time on a CPU).
+
     Initialisation follows efficient-kan: ``w^b`` Kaiming-uniform (``a = sqrt(5) *
     scale_base``), ``c`` the least-squares spline of uniform noise of width ``scale_noise / G``,
     ``s`` Kaiming-uniform (``a = sqrt(5) * scale_spline``). ``update_grid(x)`` moves the knots
@@ -50,6 +55,8 @@ class KANLinear(nn.Module):
             torch.empty(out_features, in_features, grid_size + spline_order))
         self.spline_scaler = nn.Parameter(torch.empty(out_features, in_features))
         self.base_activation = base_activation()
+        self.uniform = True   # whether the knots are _uniform_grid()'s (b_splines' fast path)
+        self.register_load_state_dict_post_hook(KANLinear._check_grid)
         self.reset_parameters()
 
     def _uniform_grid(self) -> torch.Tensor:
@@ -59,10 +66,17 @@ class KANLinear(nn.Module):
         knots = torch.arange(-self.spline_order, self.grid_size + self.spline_order + 1) * h + low
         return knots.expand(self.in_features, -1).contiguous()
 
+    @staticmethod
+    def _check_grid(module: KANLinear, _incompatible_keys: object) -> None:
+        """After ``load_state_dict``: whether the loaded knots are the uniform grid."""
+        uniform = module._uniform_grid().to(module.grid.dtype)
+        module.uniform = torch.allclose(module.grid.cpu(), uniform)
+
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Uniform grid and efficient-kan's initialisation of all weights."""
         self.grid.copy_(self._uniform_grid())
+        self.uniform = True
         nn.init.kaiming_uniform_(self.base_weight, a=math.sqrt(5) * self.scale_base)
         noise = (torch.rand(self.grid_size + 1, self.in_features, self.out_features) - 0.5) \
             * self.scale_noise / self.grid_size
@@ -72,7 +86,39 @@ class KANLinear(nn.Module):
         nn.init.kaiming_uniform_(self.spline_scaler, a=math.sqrt(5) * self.scale_spline)
 
     def b_splines(self, x: torch.Tensor) -> torch.Tensor:
-        """B-spline bases of ``x`` ``(batch, in)`` -> ``(batch, in, G + K)`` (Cox–de Boor)."""
+        """B-spline bases of ``x`` ``(batch, in)`` -> ``(batch, in, G + K)``."""
+        if self.uniform and self.spline_order > 0:   # (order 0 bases jump at the knots)
+            return self.uniform_b_splines(x)
+        return self.cox_de_boor(x)
+
+    def uniform_b_splines(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`b_splines` on the uniform grid, from the K + 1 bases nonzero at each x.
+
+        With u = (x - t_0) / h, c = floor(u) and f = u - c, the bases B_{c-K+m} (m = 0..K)
+        follow the recursion b^p_m = ((f + p - m) b^{p-1}_{m-1} + (m + 1 - f) b^{p-1}_m) / p
+        from b^0_0 = 1 (Cox–de Boor with equally spaced knots); those of index outside
+        0..G+K-1, and every basis of an x outside [t_0, t_{G+2K}), are zero, as the recursion
+        gives them. For K >= 1 the bases are continuous, so an x within rounding of a knot,
+        whose interval u may place on either side, gets the same values to float precision.
+        """
+        g, k = self.grid_size, self.spline_order
+        low, high = self.grid_range
+        step = (high - low) / g
+        u = (x - (low - k * step)) / step
+        cell = torch.floor(u)
+        frac = (u - cell).unsqueeze(-1)
+        bases = torch.ones_like(frac)
+        for p in range(1, k + 1):
+            m = torch.arange(p + 1, dtype=x.dtype, device=x.device)
+            bases = (F.pad(bases, (1, 0)) * (frac + p - m)
+                     + F.pad(bases, (0, 1)) * (m + 1 - frac)) / p
+        index = cell.long().unsqueeze(-1) - k + torch.arange(k + 1, device=x.device)
+        inside = (index >= 0) & (index < g + k)
+        return x.new_zeros(*x.shape, g + k).scatter_add_(
+            -1, index.clamp(0, g + k - 1), bases * inside)
+
+    def cox_de_boor(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`b_splines` on any grid, by the Cox–de Boor recursion over all knots."""
         grid = self.grid
         x = x.unsqueeze(-1)
         bases = ((x >= grid[:, :-1]) & (x < grid[:, 1:])).to(x.dtype)
@@ -122,6 +168,7 @@ class KANLinear(nn.Module):
         side = torch.arange(1, self.spline_order + 1, dtype=x.dtype, device=x.device)[:, None]
         grid = torch.cat([grid[:1] - step * side.flip(0), grid, grid[-1:] + step * side])
         self.grid.copy_(grid.T)
+        self.uniform = False
         self.spline_scaler.fill_(1.0)  # the refit coefficients already carry the scale
         self.spline_weight.copy_(self.curve2coeff(x, values))
 

@@ -34,7 +34,9 @@ def test_bases_match_the_loop_implementation(grid_size, spline_order):
             knots = layer.grid[i].double().tolist()
             expected = [bspline_loop(knots, k, spline_order, x[b, i].item())
                         for k in range(grid_size + spline_order)]
-            torch.testing.assert_close(bases[b, i], torch.tensor(expected, dtype=torch.float64))
+            # the knots are float32 values: the uniform-grid bases differ at that precision
+            torch.testing.assert_close(bases[b, i], torch.tensor(expected, dtype=torch.float64),
+                                       rtol=0, atol=1e-6)
 
 
 def test_bases_sum_to_one_inside_the_grid():
@@ -103,3 +105,39 @@ def test_base_activation_is_configurable():
         layer.spline_weight.zero_()
     x = torch.randn(4, 2)
     torch.testing.assert_close(layer(x), x @ layer.base_weight.T)
+
+
+@pytest.mark.parametrize(("grid_size", "spline_order"), [(5, 3), (3, 1), (7, 2), (4, 4)])
+def test_uniform_bases_and_their_gradients_match_cox_de_boor(grid_size, spline_order):
+    torch.manual_seed(0)
+    layer = KANLinear(4, 2, grid_size=grid_size, spline_order=spline_order,
+                      grid_range=(-1.5, 1.0)).double()
+    x = (torch.rand(300, 4, dtype=torch.float64) * 5 - 2.5).requires_grad_()  # in and out
+    fast, slow = layer.uniform_b_splines(x), layer.cox_de_boor(x)
+    # equal up to the knots' float32 rounding (the grid buffer was made in float32)
+    torch.testing.assert_close(fast, slow, rtol=0, atol=1e-6)
+    grad = torch.randn_like(fast)
+    torch.testing.assert_close(torch.autograd.grad(fast, x, grad)[0],
+                               torch.autograd.grad(slow, x, grad)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_uniform_bases_have_second_derivatives():
+    # a PINN differentiates the layer twice in x
+    layer = KANLinear(2, 1, grid_size=5, spline_order=3).double()
+    x = (torch.rand(6, 2, dtype=torch.float64) * 1.8 - 0.9).requires_grad_()
+    assert torch.autograd.gradgradcheck(layer.uniform_b_splines, (x,))
+
+
+def test_moved_knots_use_cox_de_boor_also_after_loading():
+    torch.manual_seed(0)
+    layer = KANLinear(3, 2, grid_size=5).double()
+    assert layer.uniform
+    x = torch.rand(64, 3, dtype=torch.float64) * 1.6 - 0.8
+    layer.update_grid(x)
+    assert not layer.uniform
+    copy = KANLinear(3, 2, grid_size=5).double()
+    copy.load_state_dict(layer.state_dict())
+    assert not copy.uniform
+    torch.testing.assert_close(copy(x), layer(x))
+    copy.load_state_dict(KANLinear(3, 2, grid_size=5).double().state_dict())
+    assert copy.uniform
