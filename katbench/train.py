@@ -43,6 +43,9 @@ from katbench.tracking import load_checkpoint, save_checkpoint
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("none", "cosine", "plateau")
 PROGRESS = ("auto", "bar", "log", "none")
+# torch.compile's modes; "reduce-overhead" replays CUDA graphs (static shapes: e.g. the padded
+# graph batches of task.pad_nodes)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # Parameter names (dotted components) trained without weight decay, besides every ndim <= 1 one.
 NO_DECAY = ("bias", "pos_embed", "cls_token", "numerator", "denominator")
 CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "scaler", "rng", "state", "epoch_start"}
@@ -114,6 +117,7 @@ class TrainerSettings:
     clip_grad_norm: float | None = None
     ema_decay: float | None = None
     compile: bool = False
+    compile_mode: str = "default"
     amp: bool = True
     device: str = "auto"
     threads: int | None = None
@@ -153,6 +157,7 @@ class TrainerSettings:
             (s.max_hours is None or s.max_hours > 0, "trainer.max_hours",
              "null or a positive number of hours"),
             (s.progress in PROGRESS, "trainer.progress", f"one of {PROGRESS}"),
+            (s.compile_mode in COMPILE_MODES, "trainer.compile_mode", f"one of {COMPILE_MODES}"),
             (s.log_every is None or s.log_every >= 1, "trainer.log_every",
              "null or an integer >= 1"),
         ]
@@ -351,7 +356,7 @@ class Training:
             if callable(getattr(spec.train, "shard", None)):
                 spec.train.shard(rank.rank, rank.world)
         if s.compile:
-            self.model = torch.compile(self.model)
+            self.model = torch.compile(self.model, mode=s.compile_mode)
         self.ema = None
         if s.ema_decay is not None:
             from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn

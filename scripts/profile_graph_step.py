@@ -8,6 +8,8 @@ to fix. Steps are real ones (the task's loader, loss and Adam) on the first ``--
 training batches, cycled.
 
     python scripts/profile_graph_step.py --task pattern --mixers mlp grkan --compile
+    python scripts/profile_graph_step.py --task pattern --compile --compile-mode reduce-overhead \
+        task.pad_nodes=auto
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from katbench.tasks import build_task, to_device
 
 
 def training_step(task: str, mixer: str, profile: str, device: torch.device, batches: int,
-                  compiled: bool, overrides: list[str]):
+                  compiled: str | None, overrides: list[str]):
     """One training step of ``task`` with ``mixer`` as a closure over its first ``batches``
-    training batches (cycled), the way the trainer runs it."""
+    training batches (cycled), the way the trainer runs it; ``compiled``: None (eager) or
+    ``torch.compile``'s mode."""
     cfg = compose(_normalise([f"task={task}", f"mixer={mixer}", f"profile={profile}",
                               *overrides]))
     torch.manual_seed(0)
@@ -35,7 +38,7 @@ def training_step(task: str, mixer: str, profile: str, device: torch.device, bat
     if callable(getattr(spec.train, "to", None)):
         spec.train.to(device)
     data = itertools.cycle([to_device(b, device) for b in itertools.islice(spec.train, batches)])
-    forward = torch.compile(model) if compiled else model
+    forward = torch.compile(model, mode=compiled) if compiled else model
     optimizer = torch.optim.Adam(model.parameters(), lr=float(cfg.trainer.lr))
     spec_loss = spec.loss
 
@@ -57,6 +60,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--compile-mode", default="default",
+                        help="torch.compile's mode (reduce-overhead: CUDA graphs, which need "
+                             "task.pad_nodes=auto)")
     parser.add_argument("--kernels", type=int, default=8, help="top GPU kernels to list")
     parser.add_argument("--eager-only", nargs="*", default=[], metavar="MIXER",
                         help="mixers not to compile even with --compile")
@@ -68,9 +74,9 @@ def main() -> None:
                                              else [False]):
         if compiled and mixer in args.eager_only:
             continue
-        label = f"{args.task} {mixer} {'compiled' if compiled else 'eager'}"
-        step = training_step(args.task, mixer, args.profile, device, args.batches, compiled,
-                             args.overrides)
+        label = f"{args.task} {mixer} {args.compile_mode if compiled else 'eager'}"
+        step = training_step(args.task, mixer, args.profile, device, args.batches,
+                             args.compile_mode if compiled else None, args.overrides)
         start = time.perf_counter()
         for _ in range(args.batches):   # warm-up: every batch shape once (compiles them)
             step()

@@ -357,6 +357,14 @@ class GraphBatch:
     (``0..num_graphs-1``) and ``slot`` to its number inside that graph; ``max_nodes`` is the
     largest graph's node count; ``y`` is per node or per graph, as stored; ``edge_attr`` is
     ``None`` when the graphs have no edge features.
+
+    A *padded* batch (``GraphLoader(pad_nodes=M)``, node-level data without edge features) has
+    the same shapes every step: ``G = batch_size`` graphs of ``M`` rows each, node ``slot`` of
+    graph ``b`` at row ``b * M + slot``; ``x``, ``lap_pe`` and ``y`` hold zeros on the other
+    rows, ``node_mask`` (``(G * M,)``, float) is 1 on the real ones, ``adjacency[b, i, j]`` is
+    1 where graph ``b`` has the edge from node ``j`` to node ``i``, ``batch`` and ``slot`` are
+    every row's graph and position, ``edge_index`` is empty, ``max_nodes`` is ``M`` and
+    ``num_graphs`` counts the real graphs (the last batch of an epoch has fewer).
     """
 
     x: torch.Tensor
@@ -368,10 +376,17 @@ class GraphBatch:
     edge_attr: torch.Tensor | None
     num_graphs: int
     max_nodes: int
+    node_mask: torch.Tensor | None = None
+    adjacency: torch.Tensor | None = None
 
     @property
     def num_nodes(self) -> int:
         return self.x.shape[0]
+
+    @property
+    def padded(self) -> bool:
+        """Whether the batch has the fixed padded layout (see the class docstring)."""
+        return self.node_mask is not None
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> GraphBatch:
         """The batch with every tensor on ``device`` (itself when already there)."""
@@ -390,10 +405,13 @@ class GraphLoader:
     optionally ``edge_attr``. :meth:`to` moves the store to the training device (the trainer
     calls it); the order comes from ``generator`` (seeded from torch's global RNG at
     construction), which the trainer saves in checkpoints, so a resumed run sees the same
-    batches. Batches equal ``Batch.from_data_list`` of the same graphs.
+    batches. Batches equal ``Batch.from_data_list`` of the same graphs. With ``pad_nodes=M``
+    every batch is padded to ``batch_size`` graphs of ``M`` rows (:class:`GraphBatch`): one
+    shape for every step, as CUDA graphs need (node-level data without edge features).
     """
 
-    def __init__(self, graphs: Sequence[Data], batch_size: int, shuffle: bool = False) -> None:
+    def __init__(self, graphs: Sequence[Data], batch_size: int, shuffle: bool = False,
+                 pad_nodes: int | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}; use a positive number of graphs")
         data, slices, _ = collate(Data, [graphs[i] for i in range(len(graphs))], increment=False,
@@ -414,6 +432,15 @@ class GraphLoader:
         self.generator = torch.Generator()
         self.generator.manual_seed(int(torch.randint(2**62, (1,))))
         self.rank, self.world = 0, 1
+        self.pad_nodes = pad_nodes
+        if pad_nodes is not None:
+            largest = int(store["node_count"].max()) if self.num_graphs else 0
+            if self.graph_level_y or "edge_attr" in store:
+                raise ValueError("pad_nodes needs node-level targets and no edge features (the "
+                                 "SBM tasks); leave task.pad_nodes unset for this dataset")
+            if pad_nodes < largest:
+                raise ValueError(f"pad_nodes={pad_nodes} is below the largest graph's "
+                                 f"{largest} nodes; use task.pad_nodes=auto")
 
     @property
     def sharded(self) -> bool:
@@ -465,8 +492,32 @@ class GraphLoader:
         edges = torch.arange(e, device=ids.device) + (s["edge_start"][ids] - edge_offset)[
             edge_graph]
         edge_index = s["edge_index"][:, edges].long() + node_offset[edge_graph]
+        if self.pad_nodes is not None:
+            return self._padded(s["x"][nodes], s["lap_pe"][nodes], s["y"][nodes], node_graph,
+                                slot, edge_index, num_graphs)
         return GraphBatch(
             x=s["x"][nodes], edge_index=edge_index, lap_pe=s["lap_pe"][nodes],
             y=s["y"][ids] if self.graph_level_y else s["y"][nodes], batch=node_graph, slot=slot,
             edge_attr=s["edge_attr"][edges] if "edge_attr" in s else None,
             num_graphs=num_graphs, max_nodes=int(host_nodes.max()) if num_graphs else 0)
+
+    def _padded(self, x: torch.Tensor, lap_pe: torch.Tensor, y: torch.Tensor,
+                node_graph: torch.Tensor, slot: torch.Tensor, edge_index: torch.Tensor,
+                num_graphs: int) -> GraphBatch:
+        """The batch's nodes placed in the padded layout of :class:`GraphBatch`."""
+        g, m = self.batch_size, self.pad_nodes
+        row = node_graph * m + slot
+        rows = torch.arange(g * m, device=x.device)
+
+        def placed(values: torch.Tensor) -> torch.Tensor:
+            out = values.new_zeros(g * m, *values.shape[1:])
+            return out.index_copy_(0, row, values)
+
+        adjacency = lap_pe.new_zeros(g, m, m)
+        src, dst = edge_index
+        adjacency[node_graph[dst], slot[dst], slot[src]] = 1.0
+        return GraphBatch(
+            x=placed(x), edge_index=edge_index.new_zeros(2, 0), lap_pe=placed(lap_pe),
+            y=placed(y), batch=rows // m, slot=rows % m, edge_attr=None, num_graphs=num_graphs,
+            max_nodes=m, node_mask=placed(torch.ones_like(slot, dtype=lap_pe.dtype)),
+            adjacency=adjacency)

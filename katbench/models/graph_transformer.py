@@ -34,19 +34,43 @@ MlpLayer = Callable[[int, int, int], nn.Module]
 class DenseGraph(NamedTuple):
     """A batch's graphs padded to ``M`` nodes each: node ``i`` is row ``index[i]`` of the
     ``graphs * M`` padded rows, and ``mask[b, i, j]`` is 1 where graph ``b`` has the edge from
-    its node ``j`` to its node ``i`` (``(graphs, M, M)``, the features' dtype)."""
+    its node ``j`` to its node ``i`` (``(graphs, M, M)``, the features' dtype). For a padded
+    batch the node states already are those rows: ``index`` is None and ``node_mask``
+    (``(graphs * M,)``) marks the real ones."""
 
-    index: torch.Tensor
+    index: torch.Tensor | None
     mask: torch.Tensor
+    node_mask: torch.Tensor | None = None
 
 
 def dense_graph(batch: Any, dtype: torch.dtype) -> DenseGraph:
     """:class:`DenseGraph` of a :class:`~katbench.data.graph.GraphBatch` (its ``slot`` and
     ``max_nodes`` say where each node goes; an edge given twice counts once)."""
+    if getattr(batch, "node_mask", None) is not None:   # a padded GraphBatch
+        return DenseGraph(None, batch.adjacency.to(dtype), batch.node_mask.to(dtype))
     m, src, dst = batch.max_nodes, batch.edge_index[0], batch.edge_index[1]
     mask = torch.zeros(batch.num_graphs, m, m, dtype=dtype, device=batch.x.device)
     mask[batch.batch[dst], batch.slot[dst], batch.slot[src]] = 1.0
     return DenseGraph(batch.batch * m + batch.slot, mask)
+
+
+def masked_batch_norm(norm: nn.BatchNorm1d, h: torch.Tensor,
+                      node_mask: torch.Tensor | None) -> torch.Tensor:
+    """``norm(h)`` over the real rows only (``node_mask`` 1) of padded node states: in training
+    the statistics and the running-statistics update of ``nn.BatchNorm1d`` on those rows alone
+    (the padding rows are normalised with them and left out of everything else); in eval,
+    and without a mask, ``norm(h)`` itself."""
+    if node_mask is None or not norm.training:
+        return norm(h)
+    weight = node_mask.unsqueeze(-1)
+    count = node_mask.sum()
+    mean = (h * weight).sum(0) / count
+    var = ((h - mean).square() * weight).sum(0) / count
+    with torch.no_grad():
+        norm.running_mean.lerp_(mean, norm.momentum)
+        norm.running_var.lerp_(var * count / (count - 1), norm.momentum)
+        norm.num_batches_tracked.add_(1)
+    return (h - mean) * torch.rsqrt(var + norm.eps) * norm.weight + norm.bias
 
 
 class GraphTransformerLayer(nn.Module):
@@ -92,8 +116,10 @@ class GraphTransformerLayer(nn.Module):
             score, attn = None, self._dense_attention(q, k, v, dense)
         else:
             score, attn = self._sparse_attention(q, k, v, edge_index, e)
-        h = self.norm1_h(h + self.o_h(nn.functional.dropout(attn, self.dropout, self.training)))
-        h = self.norm2_h(h + self.ffn_h(h))
+        rows = dense.node_mask if dense is not None else None
+        h = masked_batch_norm(self.norm1_h, h + self.o_h(
+            nn.functional.dropout(attn, self.dropout, self.training)), rows)
+        h = masked_batch_norm(self.norm2_h, h + self.ffn_h(h), rows)
         if self.edge_features:
             s = nn.functional.dropout(score.reshape(-1, self.dim), self.dropout, self.training)
             e = self.norm1_e(e + self.o_e(s))
@@ -121,14 +147,16 @@ class GraphTransformerLayer(nn.Module):
         graphs, m = dense.mask.shape[0], dense.mask.shape[1]
 
         def padded(t: torch.Tensor) -> torch.Tensor:           # (graphs, heads, M, d_k)
-            rows = t.new_zeros(graphs * m, self.heads, d_k).index_copy(0, dense.index, t)
+            rows = t if dense.index is None else \
+                t.new_zeros(graphs * m, self.heads, d_k).index_copy(0, dense.index, t)
             return rows.view(graphs, m, self.heads, d_k).transpose(1, 2)
 
         qp, kp, vp = padded(q), padded(k), padded(v)
         scores = qp @ kp.transpose(-1, -2) / math.sqrt(d_k)    # [b, h, receiver, sender]
         weight = scores.clamp(-5, 5).exp() * dense.mask.unsqueeze(1)
         attn = (weight @ vp) / (weight.sum(-1, keepdim=True) + 1e-6)
-        return attn.transpose(1, 2).reshape(graphs * m, self.dim)[dense.index]
+        rows = attn.transpose(1, 2).reshape(graphs * m, self.dim)
+        return rows if dense.index is None else rows[dense.index]
 
 
 class GraphTransformer(nn.Module):
@@ -163,8 +191,10 @@ class GraphTransformer(nn.Module):
 
     def forward(self, batch: Any) -> torch.Tensor:
         pe = batch.lap_pe
+        padded = getattr(batch, "node_mask", None) is not None
+        graphs = batch.adjacency.shape[0] if padded else batch.num_graphs
         if self.training:  # eigenvectors are defined up to sign: learn invariance to it
-            flips = torch.randint(0, 2, (batch.num_graphs, pe.shape[1]), device=pe.device)
+            flips = torch.randint(0, 2, (graphs, pe.shape[1]), device=pe.device)
             pe = pe * (2 * flips - 1).to(pe.dtype)[batch.batch]
         h = self.in_feat_dropout(self.embed_h(batch.x[:, 0]) + self.embed_pe(pe))
         e = self.embed_e(batch.edge_attr) if self.embed_e is not None else None

@@ -123,12 +123,19 @@ def _molecule_spec(y: torch.Tensor, test: Any, target: Target) -> dict[str, Any]
             "export": export}
 
 
-def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
+                           node_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Cross-entropy with class weights ``(V - n_c) / V`` from the batch's class counts ``n_c``
-    (classes absent from the batch get weight 0), as in the benchmark."""
-    counts = _class_counts(labels, logits.shape[1], logits.dtype)
-    weight = (labels.numel() - counts) / labels.numel() * (counts > 0)
-    return F.cross_entropy(logits, labels, weight=weight)
+    (classes absent from the batch get weight 0), as in the benchmark; over the rows where
+    ``node_mask`` is 1 when given (a padded batch), without leaving the device."""
+    if node_mask is None:
+        counts = _class_counts(labels, logits.shape[1], logits.dtype)
+        weight = (labels.numel() - counts) / labels.numel() * (counts > 0)
+        return F.cross_entropy(logits, labels, weight=weight)
+    counts = _class_counts(labels, logits.shape[1], logits.dtype, node_mask)
+    total = node_mask.sum()
+    weight = ((total - counts) / total * (counts > 0))[labels] * node_mask
+    return (F.cross_entropy(logits, labels, reduction="none") * weight).sum() / weight.sum()
 
 
 def _class_counts(labels: torch.Tensor, classes: int, dtype: torch.dtype,
@@ -139,20 +146,35 @@ def _class_counts(labels: torch.Tensor, classes: int, dtype: torch.dtype,
     return torch.zeros(classes, dtype=dtype, device=labels.device).index_add_(0, labels, ones)
 
 
-def class_averaged_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def class_averaged_accuracy(logits: torch.Tensor, labels: torch.Tensor,
+                            node_mask: torch.Tensor | None = None) -> torch.Tensor:
     """100 x mean over the classes present in ``labels`` of that class's recall (a 0-d tensor
-    on the logits' device)."""
+    on the logits' device); over the rows where ``node_mask`` is 1 when given."""
     classes = logits.shape[1]
-    counts = _class_counts(labels, classes, torch.float32)
-    correct = _class_counts(labels, classes, torch.float32, logits.argmax(-1) == labels)
+    real = torch.ones_like(labels, dtype=torch.bool) if node_mask is None else node_mask > 0
+    counts = _class_counts(labels, classes, torch.float32, real)
+    correct = _class_counts(labels, classes, torch.float32, (logits.argmax(-1) == labels) & real)
     present = counts > 0
     return 100.0 * (correct / counts.clamp(min=1)).sum() / present.sum()
 
 
 def sbm_accuracy(model: nn.Module, loader: Any) -> float:
     """Class-averaged accuracy of each batch, averaged over batches (the benchmark's protocol)."""
-    scores = torch.stack([class_averaged_accuracy(model(b), b.y) for b in loader])
+    scores = torch.stack([class_averaged_accuracy(model(b), b.y, b.node_mask) for b in loader])
     return float(scores.mean())
+
+
+def pad_nodes(setting: Any, data: dict[str, Any]) -> int | None:
+    """``task.pad_nodes``: null (batches of real nodes only), ``auto`` (the largest graph of any
+    split) or a number of rows per graph (:class:`~katbench.data.graph.GraphLoader`)."""
+    if setting is None:
+        return None
+    if setting == "auto":
+        return max(int(g.num_nodes) for split in data.values() for g in split)
+    if isinstance(setting, int) and not isinstance(setting, bool) and setting > 0:
+        return setting
+    raise ValueError(f"task.pad_nodes={setting!r}; use null, auto or a positive number of "
+                     "rows per graph")
 
 
 def stand_in(t: Any) -> str | None:
@@ -183,7 +205,9 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
     else:
         data = {s: load_split(t.dataset, s, int(t.pe_dim), params, int(t.data_seed))
                 for s in SPLITS}
-    loaders = {s: GraphLoader(data[s], int(t.batch_size), shuffle=s == "train") for s in SPLITS}
+    pad = pad_nodes(t.get("pad_nodes"), data)
+    loaders = {s: GraphLoader(data[s], int(t.batch_size), shuffle=s == "train", pad_nodes=pad)
+               for s in SPLITS}
     kwargs = {k: v for k, v in mixer.items() if k != "name"}
     regression = outputs == 1
 
@@ -213,7 +237,7 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
             return F.l1_loss(m(b), b.y)
     else:
         def loss(m: nn.Module, b: Any) -> torch.Tensor:
-            return weighted_cross_entropy(m(b), b.y)
+            return weighted_cross_entropy(m(b), b.y, b.node_mask)
     return TaskSpec(model=model, train=loaders["train"], val=loaders["val"],
                     test=loaders["test"], loss=loss,
                     evaluate=mae if regression else sbm_accuracy,

@@ -195,3 +195,30 @@ def test_sharded_graph_loader_yields_each_ranks_slice():
 def test_graph_loader_rejects_an_empty_batch_size():
     with pytest.raises(ValueError, match="batch_size=0; use a positive number of graphs"):
         GraphLoader(_graphs(2, graph_level=False), 0)
+
+
+def test_padded_graph_loader_places_every_node_and_edge_in_fixed_shapes():
+    graphs = _graphs(11, graph_level=False)
+    loader = GraphLoader(graphs, batch_size=4, shuffle=True, pad_nodes=9)
+    plain = GraphLoader(graphs, batch_size=4, shuffle=True)
+    plain.generator.set_state(loader.generator.get_state())
+    for padded, batch in zip(loader, plain, strict=True):
+        assert padded.padded and not batch.padded
+        assert padded.x.shape == (36, 1) and padded.adjacency.shape == (4, 9, 9)
+        assert padded.num_graphs == batch.num_graphs and padded.max_nodes == 9
+        rows = batch.batch * 9 + batch.slot
+        for field in ("x", "lap_pe", "y"):
+            assert torch.equal(getattr(padded, field)[rows], getattr(batch, field)), field
+        assert padded.node_mask.sum() == batch.num_nodes and padded.node_mask[rows].all()
+        expected = torch.zeros(4, 9, 9)
+        src, dst = batch.edge_index
+        expected[batch.batch[dst], batch.slot[dst], batch.slot[src]] = 1.0
+        assert torch.equal(padded.adjacency, expected)
+    assert [b.num_graphs for b in loader] == [4, 4, 3]      # the last batch: one empty graph
+
+
+def test_padded_graph_loader_names_what_it_cannot_pad():
+    with pytest.raises(ValueError, match="pad_nodes=5 is below the largest graph's 8 nodes"):
+        GraphLoader(_graphs(6, graph_level=False), 2, pad_nodes=5)
+    with pytest.raises(ValueError, match="pad_nodes needs node-level targets"):
+        GraphLoader(_graphs(6, graph_level=True), 2, pad_nodes=9)

@@ -29,6 +29,12 @@ def _mixer(name):
 
 
 def _batch(edges: bool, n_graphs: int = 3, pe_dim: int = 4) -> GraphBatch:
+    batch = next(iter(GraphLoader(_ring_graphs(n_graphs, pe_dim), n_graphs)))
+    return batch if edges else dataclasses.replace(batch, edge_attr=None)
+
+
+def _ring_graphs(n_graphs: int, pe_dim: int = 4) -> list[Data]:
+    """Rings of 5, 6, ... nodes with random node types, bond types, PE and node labels."""
     gen = torch.Generator().manual_seed(0)
     graphs = []
     for k in range(n_graphs):
@@ -40,8 +46,7 @@ def _batch(edges: bool, n_graphs: int = 3, pe_dim: int = 4) -> GraphBatch:
                            edge_attr=torch.randint(0, 4, (ei.shape[1],), generator=gen),
                            lap_pe=torch.randn(n, pe_dim, generator=gen),
                            y=torch.randint(0, 2, (n,), generator=gen), num_nodes=n))
-    batch = next(iter(GraphLoader(graphs, n_graphs)))
-    return batch if edges else dataclasses.replace(batch, edge_attr=None)
+    return graphs
 
 
 # The widths the task files gave per mixer before the budget was solved (paper profile): the
@@ -149,3 +154,50 @@ def test_pe_sign_flips_in_training_only():
             assert torch.all(rows == rows[0])
         seen.add(tuple(signs[0].tolist()))
     assert len(seen) > 1
+
+
+
+def _plain_and_padded(n_graphs: int = 4, pad: int = 11):
+    """The same node-level graphs as a plain batch and as a padded one with an empty graph,
+    and the padded rows of the plain batch's nodes."""
+    graphs = _ring_graphs(n_graphs)
+    for g in graphs:
+        del g.edge_attr
+    plain = next(iter(GraphLoader(graphs, n_graphs)))
+    padded = next(iter(GraphLoader(graphs, n_graphs + 1, pad_nodes=pad)))
+    return plain, padded, plain.batch * pad + plain.slot
+
+
+@pytest.mark.parametrize("name", ["mlp", "grkan"])
+def test_padded_batches_give_the_plain_model_outputs_gradients_and_statistics(name):
+    """Train mode (batch norm over the real nodes only, its running statistics) and eval."""
+    from katbench.tasks.graph import class_averaged_accuracy, weighted_cross_entropy
+
+    plain, padded, rows = _plain_and_padded()
+    torch.manual_seed(0)
+    model = GraphTransformer(3, 2, _mixer(name), dim=16, layers=2, heads=2, pe_dim=4,
+                             ffn_hidden=8, node_level=True)
+    twin = GraphTransformer(3, 2, _mixer(name), dim=16, layers=2, heads=2, pe_dim=4,
+                            ffn_hidden=8, node_level=True)
+    twin.load_state_dict(model.state_dict())
+    torch.manual_seed(1)
+    out = model(plain)
+    torch.manual_seed(1)                    # the same PE sign flips: one row per graph
+    padded_out = twin(padded)
+    torch.testing.assert_close(padded_out[rows], out, rtol=1e-5, atol=1e-5)
+    loss = weighted_cross_entropy(out, plain.y)
+    padded_loss = weighted_cross_entropy(padded_out, padded.y, padded.node_mask)
+    torch.testing.assert_close(padded_loss, loss)
+    loss.backward()
+    padded_loss.backward()
+    for (key, p), q in zip(model.named_parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=key)
+    for key, buffer in model.state_dict().items():
+        torch.testing.assert_close(twin.state_dict()[key], buffer, msg=key)
+    model.eval()
+    twin.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(twin(padded)[rows], model(plain), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            class_averaged_accuracy(twin(padded), padded.y, padded.node_mask),
+            class_averaged_accuracy(model(plain), plain.y))

@@ -93,3 +93,16 @@ def test_mol_csv_regression_and_binary(tmp_path, cache, monkeypatch, capsys, tar
         assert score < 0.85 * mean_error, (score, mean_error)
     else:                     # halogens are atom types: easy to see
         assert score > 0.8 and 0 <= float(pred["accuracy"]) <= 1
+
+
+def test_padded_pattern_run_and_its_errors(tmp_path, cache, monkeypatch, capsys):
+    monkeypatch.setenv("KATBENCH_CACHE", str(cache))
+    common = ["task=pattern", "mixer=mlp", "profile=quick", "trainer.epochs=2",
+              f"results_dir={tmp_path}", "tracking.enabled=false"]
+    assert main([*common, "task.pad_nodes=auto"]) == 0
+    metrics = json.loads((tmp_path / "runs/pattern/mlp/seed0/metrics.json").read_text())
+    assert metrics["epochs_done"] == 2 and 0 < metrics["best"]["test_weighted_acc_small_sbm"]
+    assert main([*common, "task.pad_nodes=-3"]) == 2
+    assert "task.pad_nodes=-3; use null, auto or a positive number" in capsys.readouterr().err
+    assert main([*common, "trainer.compile_mode=fast"]) == 2
+    assert "trainer.compile_mode='fast' is invalid; set it to one of" in capsys.readouterr().err
