@@ -107,8 +107,13 @@ def run_experiment(cfg: Any) -> dict[str, Any]:
                 tracking.append_history(out, epoch, values)
 
     try:
-        result = fit(spec, settings, out / "checkpoint.pt", resume=resume, log=log,
-                     desc=f"{task}/{mixer}/s{seed}", rank=rank)
+        try:
+            result = fit(spec, settings, out / "checkpoint.pt", resume=resume, log=log,
+                         desc=f"{task}/{mixer}/s{seed}", rank=rank)
+        except TypeError as err:  # config values were checked when the task was built
+            raise RuntimeError(f"training {task}/{mixer}/s{seed} failed ({err}); a defect of "
+                               "katbench or of the task's code, not of the config: see the "
+                               "traceback") from err
         # Wall time of every attempt (a resumed run counts its earlier calls too), plus exports.
         wall = time.perf_counter() - result.pop("wall_s")
         exported: list[Path] = []

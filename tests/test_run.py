@@ -232,3 +232,19 @@ def test_resuming_a_finished_run_keeps_its_times_and_records_provenance(tmp_path
     again = json.loads(path.read_text())
     assert again["train_time_s"] == first["train_time_s"]
     assert again["wall_time_s"] >= again["train_time_s"]    # earlier attempts counted
+
+
+def test_a_type_error_in_training_is_a_defect_with_its_traceback(tmp_path, monkeypatch):
+    """Not reported as a wrong-typed config value (config values fail when the task is built):
+    raised with the original error chained, so the traceback shows where."""
+    import katbench.experiment
+
+    def broken_fit(*args, **kwargs):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy")
+
+    monkeypatch.setattr(katbench.experiment, "fit", broken_fit)
+    with pytest.raises(RuntimeError, match=r"training fit_xy/mlp/s0 failed \(can't convert cuda"
+                                           r".*not of the config") as info:
+        main(["task=fit_xy", "mixer=mlp", "profile=quick", f"results_dir={tmp_path}",
+              "tracking.enabled=false"])
+    assert isinstance(info.value.__cause__, TypeError)
