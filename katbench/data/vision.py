@@ -145,6 +145,27 @@ def digits_splits(seed: int, batch_size: int, *, val_fraction: float = 0.1, img_
         num_classes=10, in_chans=1, img_size=img_size)
 
 
+def _posterize_keeping_zero_bits(img: Any, bits_to_keep: int, **kwargs: Any) -> Any:
+    """timm's posterize, with Pillow's old answer for 0 bits kept (a black image): RandAugment's
+    increasing posterize (``inc1``, the DeiT recipe) asks for 0 bits at magnitude 10, which
+    Pillow >= 11 rejects, so training crashed at random once a sampled magnitude reached it."""
+    from PIL import Image
+    from timm.data import auto_augment
+
+    if bits_to_keep >= 1:
+        return auto_augment.posterize(img, bits_to_keep, **kwargs)
+    return Image.new(img.mode, img.size)
+
+
+def _allow_zero_bit_posterize() -> None:
+    """Point timm's posterize operations at :func:`_posterize_keeping_zero_bits` (once)."""
+    from timm.data import auto_augment
+
+    for name, op in auto_augment.NAME_TO_OP.items():
+        if op is auto_augment.posterize:
+            auto_augment.NAME_TO_OP[name] = _posterize_keeping_zero_bits
+
+
 def build_transform(img_size: int, training: bool, augment: Mapping[str, Any],
                     mean: tuple[float, ...], std: tuple[float, ...]) -> Any:
     """timm's ``create_transform`` with the recipe's augmentation keys.
@@ -168,6 +189,8 @@ def build_transform(img_size: int, training: bool, augment: Mapping[str, Any],
                                 mean=mean, std=std, crop_pct=crop_pct)
     if "scale" in a:
         a["scale"] = tuple(a["scale"])
+    if a.get("auto_augment"):
+        _allow_zero_bit_posterize()
     return create_transform(img_size, is_training=True, interpolation=interpolation, mean=mean,
                             std=std, re_mode="pixel", re_count=1, **a)
 

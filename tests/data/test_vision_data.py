@@ -85,3 +85,15 @@ def test_mixup_soft_targets():
     assert mixed.shape == x.shape and target.shape == (4, 10)
     assert torch.allclose(target.sum(-1), torch.ones(4))
     assert target.min() > 0  # label smoothing spreads mass over every class
+
+
+def test_randaugment_posterize_at_full_magnitude_keeps_no_bits_without_crashing():
+    """The DeiT RandAugment (``inc1``) asks posterize for 0 bits at magnitude 10, which Pillow
+    >= 11 rejects; the transform gives a black image there, as Pillow used to."""
+    from PIL import Image
+    from timm.data.auto_augment import NAME_TO_OP
+
+    build_transform(32, True, {"auto_augment": "rand-m9-mstd0.5-inc1"}, (0.5,) * 3, (0.5,) * 3)
+    image = Image.new("RGB", (8, 8), (200, 120, 30))
+    assert NAME_TO_OP["PosterizeIncreasing"](image, 0).getextrema() == ((0, 0),) * 3
+    assert NAME_TO_OP["Posterize"](image, 4).getpixel((0, 0)) == (192, 112, 16)
