@@ -504,8 +504,9 @@ class GraphLoader:
     def _padded(self, x: torch.Tensor, lap_pe: torch.Tensor, y: torch.Tensor,
                 node_graph: torch.Tensor, slot: torch.Tensor, edge_index: torch.Tensor,
                 num_graphs: int) -> GraphBatch:
-        """The batch's nodes placed in the padded layout of :class:`GraphBatch`."""
-        g, m = self.batch_size, self.pad_nodes
+        """The batch's nodes placed in the padded layout of :class:`GraphBatch` (a sharded
+        loader's batches: this rank's share of ``batch_size`` graphs)."""
+        g, m = -(-self.batch_size // self.world), self.pad_nodes
         row = node_graph * m + slot
         rows = torch.arange(g * m, device=x.device)
 

@@ -222,3 +222,9 @@ def test_padded_graph_loader_names_what_it_cannot_pad():
         GraphLoader(_graphs(6, graph_level=False), 2, pad_nodes=5)
     with pytest.raises(ValueError, match="pad_nodes needs node-level targets"):
         GraphLoader(_graphs(6, graph_level=True), 2, pad_nodes=9)
+
+
+def test_sharded_padded_batches_hold_each_ranks_share():
+    loader = GraphLoader(_graphs(9, graph_level=False), batch_size=5, shuffle=True, pad_nodes=8)
+    loader.shard(1, 2)
+    assert [b.adjacency.shape[0] for b in loader] == [3, 3]     # ceil(5 / 2) graphs per rank
