@@ -348,6 +348,17 @@ def load_split(dataset: str, split: str, pe_dim: int, params: dict[str, Any] | N
     return data
 
 
+def adjacency(node_graph: torch.Tensor, slot: torch.Tensor, edge_index: torch.Tensor,
+              graphs: int, size: int, dtype: torch.dtype) -> torch.Tensor:
+    """``(graphs, size, size)`` matrices, 1 at ``[b, i, j]`` where graph ``b`` has the edge
+    from its node ``j`` to its node ``i`` (an edge given twice counts once); ``node_graph`` and
+    ``slot`` give each node's graph and position, ``edge_index`` uses batch-wide numbers."""
+    out = torch.zeros(graphs, size, size, dtype=dtype, device=slot.device)
+    src, dst = edge_index
+    out[node_graph[dst], slot[dst], slot[src]] = 1.0
+    return out
+
+
 @dataclasses.dataclass
 class GraphBatch:
     """Graphs of one batch as disjoint components: the fields of a PyG ``Batch`` the models read,
@@ -514,11 +525,8 @@ class GraphLoader:
             out = values.new_zeros(g * m, *values.shape[1:])
             return out.index_copy_(0, row, values)
 
-        adjacency = lap_pe.new_zeros(g, m, m)
-        src, dst = edge_index
-        adjacency[node_graph[dst], slot[dst], slot[src]] = 1.0
         return GraphBatch(
             x=placed(x), edge_index=edge_index.new_zeros(2, 0), lap_pe=placed(lap_pe),
             y=placed(y), batch=rows // m, slot=rows % m, edge_attr=None, num_graphs=num_graphs,
             max_nodes=m, node_mask=placed(torch.ones_like(slot, dtype=lap_pe.dtype)),
-            adjacency=adjacency)
+            adjacency=adjacency(node_graph, slot, edge_index, g, m, lap_pe.dtype))

@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torch_geometric.nn import global_mean_pool
 
+from katbench.data.graph import adjacency
+
 # (in_features, hidden_features, out_features) -> module, e.g. a build_mixer partial.
 MlpLayer = Callable[[int, int, int], nn.Module]
 
@@ -46,11 +48,10 @@ class DenseGraph(NamedTuple):
 def dense_graph(batch: Any, dtype: torch.dtype) -> DenseGraph:
     """:class:`DenseGraph` of a :class:`~katbench.data.graph.GraphBatch` (its ``slot`` and
     ``max_nodes`` say where each node goes; an edge given twice counts once)."""
-    if getattr(batch, "node_mask", None) is not None:   # a padded GraphBatch
+    if batch.padded:
         return DenseGraph(None, batch.adjacency.to(dtype), batch.node_mask.to(dtype))
-    m, src, dst = batch.max_nodes, batch.edge_index[0], batch.edge_index[1]
-    mask = torch.zeros(batch.num_graphs, m, m, dtype=dtype, device=batch.x.device)
-    mask[batch.batch[dst], batch.slot[dst], batch.slot[src]] = 1.0
+    m = batch.max_nodes
+    mask = adjacency(batch.batch, batch.slot, batch.edge_index, batch.num_graphs, m, dtype)
     return DenseGraph(batch.batch * m + batch.slot, mask)
 
 
@@ -191,8 +192,7 @@ class GraphTransformer(nn.Module):
 
     def forward(self, batch: Any) -> torch.Tensor:
         pe = batch.lap_pe
-        padded = getattr(batch, "node_mask", None) is not None
-        graphs = batch.adjacency.shape[0] if padded else batch.num_graphs
+        graphs = batch.adjacency.shape[0] if batch.padded else batch.num_graphs
         if self.training:  # eigenvectors are defined up to sign: learn invariance to it
             flips = torch.randint(0, 2, (graphs, pe.shape[1]), device=pe.device)
             pe = pe * (2 * flips - 1).to(pe.dtype)[batch.batch]
