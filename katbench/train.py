@@ -364,6 +364,10 @@ class Training:
             self.ema = AveragedModel(self.raw, multi_avg_fn=get_ema_multi_avg_fn(s.ema_decay),
                                      use_buffers=True)
         self.eval_model = self.ema.module if self.ema is not None else self.raw
+        # Evaluation compiles too: eager, a host-bound model's val/test passes can cost more
+        # than its (compiled) training epoch.
+        self.eval_forward = (torch.compile(self.eval_model, mode=s.compile_mode) if s.compile
+                             else self.eval_model)
         self.scheduler = self._scheduler()
         self.use_amp = s.amp and device.type == "cuda"
         self.amp_dtype = (torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported()
@@ -441,7 +445,7 @@ class Training:
         self.eval_model.eval()
         with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype,
                                              enabled=self.use_amp):
-            value = float(self.spec.evaluate(self.eval_model, _on_device(loader, self.device)))
+            value = float(self.spec.evaluate(self.eval_forward, _on_device(loader, self.device)))
         self.raw.train()
         return value
 

@@ -256,3 +256,18 @@ def test_wrong_types_name_the_key_and_the_type():
                                          r"it to a number or null"):
         TrainerSettings.from_config({"clip_grad_norm": "x"})
     assert TrainerSettings.from_config({"lr": 1}).lr == 1.0
+
+
+def test_compiled_runs_evaluate_through_the_compiled_model(tmp_path):
+    compiled_calls = []
+
+    def evaluate(model, loader):
+        compiled_calls.append(isinstance(model, torch._dynamo.eval_frame.OptimizedModule))
+        return _mse(model, loader)
+
+    spec = _spec()
+    spec.evaluate = evaluate
+    compiled = fit(spec, _settings(epochs=2, compile=True), tmp_path / "c.pt")
+    eager = fit(_spec(), _settings(epochs=2), tmp_path / "e.pt")
+    assert compiled_calls and all(compiled_calls)
+    assert compiled["final"]["test_mse"] == pytest.approx(eager["final"]["test_mse"], rel=1e-4)
