@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +28,10 @@ class KANLinear(nn.Module):
 
     On the uniform grid (always, unless ``update_grid`` moved the knots) and for K >= 1 the
     same bases are computed from the K + 1 that are nonzero at each x
-    (:meth:`uniform_b_splines`): the recursion runs on ``(..., K + 1)`` instead of
-    ``(..., G + 2K)`` tensors and one scatter places them (half the bases' time on a CPU).
+    (:meth:`uniform_b_splines`): fixed polynomials of x's position in its interval, evaluated
+    by Horner's rule in K fused multiply-adds on ``(..., K + 1)`` tensors, then one scatter
+    places them (a few operations where the recursion over all knots issues dozens: the
+    layer is bound by launching them on a GPU).
 
     Initialisation follows efficient-kan: ``w^b`` Kaiming-uniform (``a = sqrt(5) *
     scale_base``), ``c`` the least-squares spline of uniform noise of width ``scale_noise / G``,
@@ -50,6 +53,11 @@ class KANLinear(nn.Module):
         self.scale_noise, self.scale_base, self.scale_spline = scale_noise, scale_base, scale_spline
         self.grid_eps, self.grid_range = grid_eps, (float(grid_range[0]), float(grid_range[1]))
         self.register_buffer("grid", self._uniform_grid())
+        # uniform_b_splines' constants (not state: derived from the settings)
+        self.register_buffer("horner", uniform_basis_polynomials(spline_order).to(
+            torch.get_default_dtype()), persistent=False)
+        self.register_buffer("offsets", torch.arange(spline_order + 1) - spline_order,
+                             persistent=False)
         self.base_weight = nn.Parameter(torch.empty(out_features, in_features))
         self.spline_weight = nn.Parameter(
             torch.empty(out_features, in_features, grid_size + spline_order))
@@ -94,12 +102,12 @@ class KANLinear(nn.Module):
     def uniform_b_splines(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`b_splines` on the uniform grid, from the K + 1 bases nonzero at each x.
 
-        With u = (x - t_0) / h, c = floor(u) and f = u - c, the bases B_{c-K+m} (m = 0..K)
-        follow the recursion b^p_m = ((f + p - m) b^{p-1}_{m-1} + (m + 1 - f) b^{p-1}_m) / p
-        from b^0_0 = 1 (Cox–de Boor with equally spaced knots); those of index outside
-        0..G+K-1, and every basis of an x outside [t_0, t_{G+2K}), are zero, as the recursion
-        gives them. For K >= 1 the bases are continuous, so an x within rounding of a knot,
-        whose interval u may place on either side, gets the same values to float precision.
+        With u = (x - t_0) / h, c = floor(u) and f = u - c, the bases B_{c-K+m} (m = 0..K) are
+        polynomials in f (:func:`uniform_basis_polynomials`, evaluated by Horner's rule); those
+        of index outside 0..G+K-1, and every basis of an x outside [t_0, t_{G+2K}), are zero, as
+        the recursion gives them. For K >= 1 the bases are continuous, so an x within rounding
+        of a knot, whose interval u may place on either side, gets the same values to float
+        precision.
         """
         g, k = self.grid_size, self.spline_order
         low, high = self.grid_range
@@ -107,12 +115,11 @@ class KANLinear(nn.Module):
         u = (x - (low - k * step)) / step
         cell = torch.floor(u)
         frac = (u - cell).unsqueeze(-1)
-        bases = torch.ones_like(frac)
-        for p in range(1, k + 1):
-            m = torch.arange(p + 1, dtype=x.dtype, device=x.device)
-            bases = (F.pad(bases, (1, 0)) * (frac + p - m)
-                     + F.pad(bases, (0, 1)) * (m + 1 - frac)) / p
-        index = cell.long().unsqueeze(-1) - k + torch.arange(k + 1, device=x.device)
+        horner = self.horner.to(x.dtype)
+        bases = torch.addcmul(horner[k - 1], horner[k], frac)
+        for power in range(k - 2, -1, -1):
+            bases = torch.addcmul(horner[power], bases, frac)
+        index = cell.long().unsqueeze(-1) + self.offsets
         inside = (index >= 0) & (index < g + k)
         return x.new_zeros(*x.shape, g + k).scatter_add_(
             -1, index.clamp(0, g + k - 1), bases * inside)
@@ -175,3 +182,24 @@ class KANLinear(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"grid_size={self.grid_size}, spline_order={self.spline_order}")
+
+
+def uniform_basis_polynomials(order: int) -> torch.Tensor:
+    """``(K + 1, K + 1)``: row j holds the coefficients of f^j in the K + 1 uniform B-splines
+    of order K = ``order`` nonzero on an interval, f in [0, 1) the position in it (column m:
+    the basis starting m - K intervals before it). They follow Cox–de Boor with equally spaced
+    knots, b^p_m = ((f + p - m) b^{p-1}_{m-1} + (m + 1 - f) b^{p-1}_m) / p from b^0_0 = 1,
+    computed here on exact fractions."""
+    bases = [[Fraction(1)]]            # bases[m][j]: coefficient of f^j in b^p_m
+    for p in range(1, order + 1):
+        padded = [[Fraction(0)] * p] + [b + [Fraction(0)] for b in bases] + [[Fraction(0)] * p]
+        bases = []
+        for m in range(p + 1):
+            left, right = padded[m], padded[m + 1]   # b^{p-1}_{m-1}, b^{p-1}_m
+            coeffs = [Fraction(0)] * (p + 1)
+            for j in range(p):
+                coeffs[j] += (p - m) * left[j] + (m + 1) * right[j]
+                coeffs[j + 1] += left[j] - right[j]
+            bases.append([c / p for c in coeffs])
+    return torch.tensor([[float(bases[m][j]) for m in range(order + 1)]
+                         for j in range(order + 1)], dtype=torch.float64)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from katbench.layers import KANLinear
+from katbench.layers.kan_linear import uniform_basis_polynomials
 
 
 def bspline_loop(knots: list[float], k: int, p: int, x: float) -> float:
@@ -141,3 +142,19 @@ def test_moved_knots_use_cox_de_boor_also_after_loading():
     torch.testing.assert_close(copy(x), layer(x))
     copy.load_state_dict(KANLinear(3, 2, grid_size=5).double().state_dict())
     assert copy.uniform
+
+
+def test_uniform_basis_polynomials_are_the_cubic_b_spline_pieces():
+    # the textbook uniform cubic pieces: (1-f)^3/6, (3f^3-6f^2+4)/6, (-3f^3+3f^2+3f+1)/6, f^3/6
+    expected = torch.tensor([[1, 4, 1, 0], [-3, 0, 3, 0], [3, -6, 3, 0], [-1, 3, -3, 1]],
+                            dtype=torch.float64) / 6
+    torch.testing.assert_close(uniform_basis_polynomials(3), expected, rtol=0, atol=1e-15)
+    for order in range(1, 6):   # a partition of unity: the pieces sum to the constant 1
+        sums = uniform_basis_polynomials(order).sum(1)
+        torch.testing.assert_close(sums, torch.eye(order + 1, dtype=torch.float64)[0])
+
+
+def test_basis_constants_stay_out_of_the_state_dict():
+    # checkpoints written before the constants existed still load
+    assert set(KANLinear(3, 2).state_dict()) == {"grid", "base_weight", "spline_weight",
+                                                 "spline_scaler"}
