@@ -53,8 +53,12 @@ class KANLinear(nn.Module):
         self.scale_noise, self.scale_base, self.scale_spline = scale_noise, scale_base, scale_spline
         self.grid_eps, self.grid_range = grid_eps, (float(grid_range[0]), float(grid_range[1]))
         self.register_buffer("grid", self._uniform_grid())
-        # uniform_b_splines' constants (not state: derived from the settings)
-        self.register_buffer("horner", uniform_basis_polynomials(spline_order).to(
+        # uniform_b_splines' constants (not state: derived from the settings); the pieces'
+        # coefficients times K! are integers, exact in any dtype, so the pieces join as smoothly
+        # in float64 as the recursion's (a PINN's second derivatives)
+        self.basis_scale = 1.0 / math.factorial(spline_order)
+        self.register_buffer("horner", torch.round(
+            uniform_basis_polynomials(spline_order) / self.basis_scale).to(
             torch.get_default_dtype()), persistent=False)
         self.register_buffer("offsets", torch.arange(spline_order + 1) - spline_order,
                              persistent=False)
@@ -103,7 +107,8 @@ class KANLinear(nn.Module):
         """:meth:`b_splines` on the uniform grid, from the K + 1 bases nonzero at each x.
 
         With u = (x - t_0) / h, c = floor(u) and f = u - c, the bases B_{c-K+m} (m = 0..K) are
-        polynomials in f (:func:`uniform_basis_polynomials`, evaluated by Horner's rule); those
+        polynomials in f (:func:`uniform_basis_polynomials`; K! times them, integer
+        coefficients, by Horner's rule, then the factor 1 / K!); those
         of index outside 0..G+K-1, and every basis of an x outside [t_0, t_{G+2K}), are zero, as
         the recursion gives them. For K >= 1 the bases are continuous, so an x within rounding
         of a knot, whose interval u may place on either side, gets the same values to float
@@ -122,7 +127,7 @@ class KANLinear(nn.Module):
         index = cell.long().unsqueeze(-1) + self.offsets
         inside = (index >= 0) & (index < g + k)
         return x.new_zeros(*x.shape, g + k).scatter_add_(
-            -1, index.clamp(0, g + k - 1), bases * inside)
+            -1, index.clamp(0, g + k - 1), bases * self.basis_scale * inside)
 
     def cox_de_boor(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`b_splines` on any grid, by the Cox–de Boor recursion over all knots."""

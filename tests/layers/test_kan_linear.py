@@ -158,3 +158,12 @@ def test_basis_constants_stay_out_of_the_state_dict():
     # checkpoints written before the constants existed still load
     assert set(KANLinear(3, 2).state_dict()) == {"grid", "base_weight", "spline_weight",
                                                  "spline_scaler"}
+
+
+def test_uniform_bases_are_exact_in_float64():
+    # integer piece coefficients: in float64 the bases sum to 1 to rounding, so the pieces join
+    # as smoothly as the recursion's (a PINN's finite-difference second derivatives)
+    layer = KANLinear(3, 2, grid_size=5, spline_order=3).double()
+    x = torch.rand(1000, 3, dtype=torch.float64) * 1.8 - 0.9
+    sums = layer.uniform_b_splines(x).sum(-1)
+    torch.testing.assert_close(sums, torch.ones_like(sums), rtol=0, atol=1e-14)
