@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The paper-profile runs still missing from docs/results (issue 19) on one lent GPU machine, in
+# calls of at most 10 minutes on the same warm machine: the B-spline KAN TabTransformer on
+# bank_marketing and 1995_income, folds 0-4 (compiled), and PATTERN and CLUSTER x mlp/kan/grkan
+# x seeds 0-3 (padded batches, CUDA graphs, compiled evaluation: docs/graph.md). Queues of
+# scripts/run_queue.py (via scripts/gpu_queue.sh), results under $KB_HOME (default /tmp/kb).
+# Tabular runs beside graph runs slow the graph epochs ~5x (docs/running.md): run the tables
+# first, the graphs once they are done.
+#   bash scripts/paper_device_runs.sh tab S      set up, start the 10 tabular runs; report at S s
+#   bash scripts/paper_device_runs.sh graph S    set up, build the graphs, start the 24 graph runs
+#                                                (seed 0 first, seeds 1-3 once it has compiled, from
+#                                                the FX graph cache); report at S s
+#   bash scripts/paper_device_runs.sh watch S    report at S s
+#   bash scripts/paper_device_runs.sh finish S   at S s stop every run (they checkpoint) and pack
+#                                                the run folders and logs into $OUT
+# MPS=1 (graph) runs the processes under CUDA MPS (kernels of different runs overlap) where the
+# machine has nvidia-cuda-mps-control.
+set -uo pipefail
+mode=${1:?tab, graph, watch or finish}; wait_s=${2:-0}
+start_time=$(date +%s)
+home=${KB_HOME:-/tmp/kb}
+say() { echo "[$(( $(date +%s) - start_time )) s] $*"; }
+queue() { KB_RESULTS="$home/$1" bash scripts/gpu_queue.sh "${@:2}"; }
+GRAPH=(--profile paper --tasks pattern,cluster --mixers mlp,kan,grkan trainer.device=cuda
+       tracking.enabled=false trainer.compile=true trainer.compile_mode=reduce-overhead
+       task.pad_nodes=auto trainer.checkpoint_every_s=300)
+report() {
+    for name in tab graph graph2; do
+        [ -d "$home/$name" ] && { echo "== $name"; queue "$name" status | cut -c1-170; }
+    done
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
+    uptime
+}
+sleep_until() { local left=$(( $1 - ($(date +%s) - start_time) )); [ "$left" -le 0 ] || sleep "$left"; }
+case $mode in
+tab)
+    (source scripts/device_env.sh) || exit 1   # the code copy and the kernels, once
+    (setsid bash -c "KB_RESULTS=$home/tab bash scripts/gpu_queue.sh start --profile paper \
+        --tasks tab_bank_marketing,tab_1995_income --mixers kan --seeds 0,1,2,3,4 --slots 10 \
+        trainer.device=cuda tracking.enabled=false trainer.compile=true" \
+        > "$home-tab.txt" 2>&1 < /dev/null &)
+    sleep_until "$wait_s"; report ;;
+graph)
+    (source scripts/device_env.sh) || exit 1
+    export TORCHINDUCTOR_COMPILE_THREADS=4   # many compiling processes share the cores
+    if [ "${MPS:-0}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
+        nvidia-cuda-mps-control -d && say "MPS daemon started"
+    fi
+    queue graph prepare --profile paper --tasks pattern,cluster > "$home-prepare.txt" 2>&1
+    tail -2 "$home-prepare.txt"; say "graph data ready"
+    (setsid bash -c "KB_RESULTS=$home/graph bash scripts/gpu_queue.sh start --seeds 0 --slots 6 \
+        ${GRAPH[*]}" > "$home-graph.txt" 2>&1 < /dev/null &)
+    for _ in $(seq 60); do   # seed 0 compiled: an epoch line in three of its logs
+        sleep 5
+        [ "$(grep -l ' epoch 1/' "$home"/graph/logs/*.txt 2>/dev/null | wc -l)" -ge 3 ] && break
+    done
+    say "graph seed 0 compiled"
+    (setsid bash -c "KB_RESULTS=$home/graph2 bash scripts/gpu_queue.sh start --seeds 1,2,3 \
+        --slots 18 ${GRAPH[*]}" > "$home-graph2.txt" 2>&1 < /dev/null &)
+    sleep_until "$wait_s"; report ;;
+watch)
+    sleep_until "$wait_s"; report ;;
+finish)
+    sleep_until "$wait_s"; report
+    for name in tab graph graph2; do [ -d "$home/$name" ] && queue "$name" stop & done; wait
+    for name in tab graph graph2; do
+        [ -d "$home/$name" ] && queue "$name" pack "${OUT:?}/$name"
+    done
+    tar czf "$OUT/logs.tgz" "$home"-*.txt "$home"/*/logs 2>/dev/null ;;
+*)
+    echo "usage: bash scripts/paper_device_runs.sh tab|graph|watch|finish [seconds]" >&2; exit 2 ;;
+esac
+say "done"
