@@ -21,6 +21,11 @@ start_time=$(date +%s)
 home=${KB_HOME:-/tmp/kb}
 say() { echo "[$(( $(date +%s) - start_time )) s] $*"; }
 queue() { KB_RESULTS="$home/$1" bash scripts/gpu_queue.sh "${@:2}"; }
+# start_queue NAME ARGS...: `queue NAME start ARGS...` in the background, detached from this call
+start_queue() {
+    (KB_RESULTS="$home/$1" setsid bash scripts/gpu_queue.sh start "${@:2}" \
+        > "$home-$1.txt" 2>&1 < /dev/null &)
+}
 GRAPH=(--profile paper --tasks pattern,cluster --mixers mlp,kan,grkan trainer.device=cuda
        tracking.enabled=false trainer.compile=true trainer.compile_mode=reduce-overhead
        task.pad_nodes=auto trainer.checkpoint_every_s=300)
@@ -35,10 +40,8 @@ sleep_until() { local left=$(( $1 - ($(date +%s) - start_time) )); [ "$left" -le
 case $mode in
 tab)
     (source scripts/device_env.sh) || exit 1   # the code copy and the kernels, once
-    (setsid bash -c "KB_RESULTS=$home/tab bash scripts/gpu_queue.sh start --profile paper \
-        --tasks tab_bank_marketing,tab_1995_income --mixers kan --seeds 0,1,2,3,4 --slots 10 \
-        trainer.device=cuda tracking.enabled=false trainer.compile=true" \
-        > "$home-tab.txt" 2>&1 < /dev/null &)
+    start_queue tab --profile paper --tasks tab_bank_marketing,tab_1995_income --mixers kan \
+        --seeds 0,1,2,3,4 --slots 10 trainer.device=cuda tracking.enabled=false trainer.compile=true
     sleep_until "$wait_s"; report ;;
 graph)
     (source scripts/device_env.sh) || exit 1
@@ -48,15 +51,13 @@ graph)
     fi
     queue graph prepare --profile paper --tasks pattern,cluster > "$home-prepare.txt" 2>&1
     tail -2 "$home-prepare.txt"; say "graph data ready"
-    (setsid bash -c "KB_RESULTS=$home/graph bash scripts/gpu_queue.sh start --seeds 0 --slots 6 \
-        ${GRAPH[*]}" > "$home-graph.txt" 2>&1 < /dev/null &)
+    start_queue graph --seeds 0 --slots 6 "${GRAPH[@]}"
     for _ in $(seq 60); do   # seed 0 compiled: an epoch line in three of its logs
         sleep 5
         [ "$(grep -l ' epoch 1/' "$home"/graph/logs/*.txt 2>/dev/null | wc -l)" -ge 3 ] && break
     done
     say "graph seed 0 compiled"
-    (setsid bash -c "KB_RESULTS=$home/graph2 bash scripts/gpu_queue.sh start --seeds 1,2,3 \
-        --slots 18 ${GRAPH[*]}" > "$home-graph2.txt" 2>&1 < /dev/null &)
+    start_queue graph2 --seeds 1,2,3 --slots 18 "${GRAPH[@]}"
     sleep_until "$wait_s"; report ;;
 watch)
     sleep_until "$wait_s"; report ;;
