@@ -14,7 +14,8 @@
 #   bash scripts/paper_device_runs.sh finish S   at S s stop every run (they checkpoint) and pack
 #                                                the run folders and logs into $OUT
 # MPS=1 (graph) runs the processes under CUDA MPS (kernels of different runs overlap) where the
-# machine has nvidia-cuda-mps-control.
+# machine has nvidia-cuda-mps-control. TAB_MODE=reduce-overhead (tab) replays the tabular steps as
+# CUDA graphs too (default: torch.compile's default mode).
 set -uo pipefail
 mode=${1:?tab, graph, watch or finish}; wait_s=${2:-0}
 start_time=$(date +%s)
@@ -41,7 +42,8 @@ case $mode in
 tab)
     (source scripts/device_env.sh) || exit 1   # the code copy and the kernels, once
     start_queue tab --profile paper --tasks tab_bank_marketing,tab_1995_income --mixers kan \
-        --seeds 0,1,2,3,4 --slots 10 trainer.device=cuda tracking.enabled=false trainer.compile=true
+        --seeds 0,1,2,3,4 --slots 10 trainer.device=cuda tracking.enabled=false trainer.compile=true \
+        "trainer.compile_mode=${TAB_MODE:-default}"
     sleep_until "$wait_s"; report ;;
 graph)
     (source scripts/device_env.sh) || exit 1
