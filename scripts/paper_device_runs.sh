@@ -11,8 +11,9 @@
 #                                                (seed 0 first, seeds 1-3 once it has compiled, from
 #                                                the FX graph cache); report at S s
 #   bash scripts/paper_device_runs.sh watch S    report at S s
-#   bash scripts/paper_device_runs.sh finish S   at S s stop every run (they checkpoint) and pack
-#                                                the run folders and logs into $OUT
+#   bash scripts/paper_device_runs.sh finish S   once every queue is done, or at S s, stop every
+#                                                run (they checkpoint) and pack the run folders
+#                                                and logs into $OUT
 # MPS=1 (graph) runs the processes under CUDA MPS (kernels of different runs overlap) where the
 # machine has nvidia-cuda-mps-control. TAB_MODE=reduce-overhead (tab) replays the tabular steps as
 # CUDA graphs too (default: torch.compile's default mode).
@@ -38,6 +39,11 @@ report() {
     uptime
 }
 sleep_until() { local left=$(( $1 - ($(date +%s) - start_time) )); [ "$left" -le 0 ] || sleep "$left"; }
+# until_idle S: until no queue runs (run_queue.py removes its queue.pid when done) or S s
+until_idle() {
+    while compgen -G "$home/*/queue.pid" >/dev/null && [ $(( $(date +%s) - start_time )) -lt "$1" ]
+    do sleep 5; done
+}
 case $mode in
 tab)
     (source scripts/device_env.sh) || exit 1   # the code copy and the kernels, once
@@ -64,7 +70,7 @@ graph)
 watch)
     sleep_until "$wait_s"; report ;;
 finish)
-    sleep_until "$wait_s"; report
+    until_idle "$wait_s"; report
     for name in tab graph graph2; do [ -d "$home/$name" ] && queue "$name" stop & done; wait
     for name in tab graph graph2; do
         [ -d "$home/$name" ] && queue "$name" pack "${OUT:?}/$name"
