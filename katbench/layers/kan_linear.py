@@ -120,7 +120,7 @@ class KANLinear(nn.Module):
         u = (x - (low - k * step)) / step
         cell = torch.floor(u)
         frac = (u - cell).unsqueeze(-1)
-        horner = self.horner.to(x.dtype)
+        horner = self.horner.to(x.dtype).unbind()   # rows as views in one op (not K + 1)
         bases = torch.addcmul(horner[k - 1], horner[k], frac)
         for power in range(k - 2, -1, -1):
             bases = torch.addcmul(horner[power], bases, frac)
