@@ -16,8 +16,9 @@
 #                                                and logs into $OUT
 # MPS=1 (graph) runs the processes under CUDA MPS (kernels of different runs overlap) where the
 # machine has nvidia-cuda-mps-control; only once no other CUDA process runs (the tabular runs
-# done), since an MPS server may wait for CUDA contexts outside it to end. TAB_MODE=reduce-overhead (tab) replays the tabular steps as
-# CUDA graphs too (default: torch.compile's default mode).
+# done), since an MPS server may wait for CUDA contexts outside it to end.
+# TAB_MODE=reduce-overhead (tab) replays the tabular steps as CUDA graphs too (default:
+# torch.compile's default mode).
 set -uo pipefail
 mode=${1:?tab, graph, watch or finish}; wait_s=${2:-0}
 start_time=$(date +%s)
