@@ -23,12 +23,17 @@ set -uo pipefail
 mode=${1:?tab, graph, watch or finish}; wait_s=${2:-0}
 start_time=$(date +%s)
 home=${KB_HOME:-/tmp/kb}
-say() { echo "[$(( $(date +%s) - start_time )) s] $*"; }
+elapsed() { echo $(( $(date +%s) - start_time )); }
+say() { echo "[$(elapsed) s] $*"; }
 queue() { KB_RESULTS="$home/$1" bash scripts/gpu_queue.sh "${@:2}"; }
-# start_queue NAME ARGS...: `queue NAME start ARGS...` in the background, detached from this call
+# start_queue NAME ARGS...: `queue NAME start ARGS...` in the background, detached from this call;
+# returns once the queue runs (its first "queue:" line comes after its queue.pid, which
+# until_idle watches) or has ended, or after 120 s
 start_queue() {
     (KB_RESULTS="$home/$1" setsid bash scripts/gpu_queue.sh start "${@:2}" \
         > "$home-$1.txt" 2>&1 < /dev/null &)
+    for _ in $(seq 120); do grep -q '^queue:' "$home-$1.txt" 2>/dev/null && return; sleep 1; done
+    say "queue $1 has not started after 120 s: $home-$1.txt"
 }
 GRAPH=(--profile paper --tasks pattern,cluster --mixers mlp,kan,grkan trainer.device=cuda
        tracking.enabled=false trainer.compile=true trainer.compile_mode=reduce-overhead
@@ -40,11 +45,10 @@ report() {
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
     uptime
 }
-sleep_until() { local left=$(( $1 - ($(date +%s) - start_time) )); [ "$left" -le 0 ] || sleep "$left"; }
+sleep_until() { local left=$(( $1 - $(elapsed) )); [ "$left" -le 0 ] || sleep "$left"; }
 # until_idle S: until no queue runs (run_queue.py removes its queue.pid when done) or S s
 until_idle() {
-    while compgen -G "$home/*/queue.pid" >/dev/null && [ $(( $(date +%s) - start_time )) -lt "$1" ]
-    do sleep 5; done
+    while compgen -G "$home/*/queue.pid" >/dev/null && [ "$(elapsed)" -lt "$1" ]; do sleep 5; done
 }
 case $mode in
 tab)
