@@ -39,6 +39,11 @@ O="trainer.device=cuda tracking.enabled=false"
 KB_RESULTS=/tmp/kb/tab bash scripts/gpu_queue.sh start --profile paper --tasks tab_bank_marketing,tab_1995_income,tab_online_shoppers --mixers grkan,mlp --seeds 0,1,2,3,4 --slots 22 --stop-after-s 490 $O
 KB_RESULTS=/tmp/kb/tab bash scripts/gpu_queue.sh start --profile paper --tasks tab_online_shoppers --mixers kan --seeds 1,2,4 --slots 3 --stop-after-s 490 $O
 KB_RESULTS=/tmp/kb/dig bash scripts/gpu_queue.sh start --profile paper --tasks digits --mixers kan,grkan,mlp --seeds 0,1,2 --slots 3 --stop-after-s 490 $O
+# 2026-12-07, one H100 (16 cores), one 555 s call (docs/measurements/h100-2026-12-07/): the B-spline kan
+# TabTransformer on bank_marketing and 1995_income, 10 processes, torch.compile with CUDA graphs
+# (4.1-4.5 s per epoch, 508-522 s of training per run; the mlp/grkan runs of these tables ran eager):
+TAB_MODE=reduce-overhead bash scripts/paper_device_runs.sh tab 0
+bash scripts/paper_device_runs.sh finish 200   # then: cat OUT/tab/runs.tgz.part* | tar xz -C results
 # Learning curves of runs made before runs kept history.jsonl come from their MLflow metrics.
 # Publish (every run of the benchmark named, so that unfinished ones are listed as missing):
 python -m katbench.report results --publish docs/results $(cat docs/results/expected_runs.txt)
