@@ -46,6 +46,8 @@ PROGRESS = ("auto", "bar", "log", "none")
 # torch.compile's modes; "reduce-overhead" replays CUDA graphs (static shapes: e.g. the padded
 # graph batches of task.pad_nodes)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# torch.set_float32_matmul_precision: float32 matmuls in full precision, or on TF32 tensor cores
+MATMUL_PRECISIONS = ("highest", "high", "medium")
 # Parameter names (dotted components) trained without weight decay, besides every ndim <= 1 one.
 NO_DECAY = ("bias", "pos_embed", "cls_token", "numerator", "denominator")
 CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "scaler", "rng", "state", "epoch_start"}
@@ -119,6 +121,7 @@ class TrainerSettings:
     compile: bool = False
     compile_mode: str = "default"
     amp: bool = True
+    matmul_precision: str = "highest"
     device: str = "auto"
     threads: int | None = None
     eval_every: int = 1
@@ -158,6 +161,8 @@ class TrainerSettings:
              "null or a positive number of hours"),
             (s.progress in PROGRESS, "trainer.progress", f"one of {PROGRESS}"),
             (s.compile_mode in COMPILE_MODES, "trainer.compile_mode", f"one of {COMPILE_MODES}"),
+            (s.matmul_precision in MATMUL_PRECISIONS, "trainer.matmul_precision",
+             f"one of {MATMUL_PRECISIONS}"),
             (s.log_every is None or s.log_every >= 1, "trainer.log_every",
              "null or an integer >= 1"),
         ]
@@ -166,6 +171,20 @@ class TrainerSettings:
                 raise ValueError(f"{key}={getattr(s, key.split('.')[1])!r} is invalid; "
                                  f"set it to {expected}")
         return s
+
+    def autocast_dtype(self, device: torch.device) -> torch.dtype | None:
+        """The dtype ``trainer.amp`` autocasts to on ``device`` (bf16 where the GPU has it, else
+        fp16), or None: no autocast (``amp: false``, or not CUDA)."""
+        if not (self.amp and device.type == "cuda"):
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def numerics(self, device: torch.device) -> torch.autocast:
+        """Apply ``trainer.matmul_precision`` (process-wide) and return the autocast context of
+        a forward pass on ``device`` (disabled without ``amp``)."""
+        torch.set_float32_matmul_precision(self.matmul_precision)
+        dtype = self.autocast_dtype(device)
+        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
     def resolve_device(self) -> torch.device:
         """``auto`` -> CUDA when available, else CPU; an unavailable CUDA device is an error."""
@@ -369,11 +388,9 @@ class Training:
         self.eval_forward = (torch.compile(self.eval_model, mode=s.compile_mode) if s.compile
                              else self.eval_model)
         self.scheduler = self._scheduler()
-        self.use_amp = s.amp and device.type == "cuda"
-        self.amp_dtype = (torch.bfloat16 if self.use_amp and torch.cuda.is_bf16_supported()
-                          else torch.float16)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp
-                                           and self.amp_dtype == torch.float16)
+        self.autocast = s.numerics(device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=s.autocast_dtype(device)
+                                           == torch.float16)
         self.select_key = f"val_{spec.metric}" if spec.val is not None else f"test_{spec.metric}"
         self.sign = 1.0 if spec.higher_is_better else -1.0
         self.shard = rank.world > 1 and not distributed.is_sharded(spec.train)
@@ -443,8 +460,7 @@ class Training:
     def evaluate(self, loader: Iterable[Any]) -> float:
         """``spec.evaluate`` of the evaluated weights over ``loader``, without gradients."""
         self.eval_model.eval()
-        with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype,
-                                             enabled=self.use_amp):
+        with torch.no_grad(), self.autocast:
             value = float(self.spec.evaluate(self.eval_forward, _on_device(loader, self.device)))
         self.raw.train()
         return value
@@ -475,7 +491,7 @@ class Training:
 
     def train_step(self, batch: Any, weight: float) -> torch.Tensor:
         """Forward, backward and update on one batch; the (unread) loss."""
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+        with self.autocast:
             loss = self.spec.loss(self.model, batch) * weight
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()

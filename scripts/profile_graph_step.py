@@ -10,6 +10,8 @@ training batches, cycled.
     python scripts/profile_graph_step.py --task pattern --mixers mlp grkan --compile
     python scripts/profile_graph_step.py --task pattern --compile --compile-mode reduce-overhead \
         task.pad_nodes=auto
+    python scripts/profile_graph_step.py --task pattern --compile --compile-mode reduce-overhead \
+        task.pad_nodes=auto trainer.matmul_precision=high   # TF32 matmuls (trainer.amp=true: bf16)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from katbench.bench.timing import gpu_kernel_us, host_issue_us, time_steps
 from katbench.run import _normalise, compose
 from katbench.tasks import build_task, to_device
+from katbench.train import TrainerSettings
 
 
 def training_step(task: str, mixer: str, profile: str, device: torch.device, batches: int,
@@ -41,9 +44,11 @@ def training_step(task: str, mixer: str, profile: str, device: torch.device, bat
     forward = torch.compile(model, mode=compiled) if compiled else model
     optimizer = torch.optim.Adam(model.parameters(), lr=float(cfg.trainer.lr))
     spec_loss = spec.loss
+    autocast = TrainerSettings.from_config(cfg.trainer).numerics(device)  # as the trainer
 
     def step() -> None:
-        loss = spec_loss(forward, next(data))
+        with autocast:
+            loss = spec_loss(forward, next(data))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

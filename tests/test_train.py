@@ -84,11 +84,23 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     ("warmup_epochs", 100, "trainer.warmup_epochs=100 is invalid; set it to in [0, epochs)"),
     ("lrr", 1.0, "unknown trainer key(s) ['lrr']"),
     ("log_every", 0, "trainer.log_every=0 is invalid; set it to null or an integer >= 1"),
+    ("matmul_precision", "tf32", "trainer.matmul_precision='tf32' is invalid; set it to one of "
+                                 "('highest', 'high', 'medium')"),
 ])
 def test_settings_reject_bad_values(key, value, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")
                        .replace(")", r"\)").replace("]", r"\]")):
         TrainerSettings.from_config({key: value})
+
+
+def test_matmul_precision_is_applied_for_the_run(tmp_path):
+    try:
+        fit(_spec(), _settings(epochs=2, matmul_precision="high"), tmp_path / "c.pt")
+        assert torch.get_float32_matmul_precision() == "high"
+        fit(_spec(), _settings(epochs=2), tmp_path / "d.pt")   # the default: full float32
+        assert torch.get_float32_matmul_precision() == "highest"
+    finally:
+        torch.set_float32_matmul_precision("highest")
 
 
 def test_plateau_schedule_lowers_the_rate(tmp_path):
