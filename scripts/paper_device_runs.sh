@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # The paper-profile runs still missing from docs/results (issue 19) on one lent GPU machine, in
-# calls of at most 10 minutes on the same warm machine: the B-spline KAN TabTransformer on
-# bank_marketing and 1995_income, folds 0-4 (compiled), and PATTERN and CLUSTER x mlp/kan/grkan
-# x seeds 0-3 (padded batches, CUDA graphs, compiled evaluation: docs/graph.md). Queues of
-# scripts/run_queue.py (via scripts/gpu_queue.sh), results under $KB_HOME (default /tmp/kb).
-# Tabular runs beside graph runs slow the graph epochs ~5x (docs/running.md): run the tables
-# first, the graphs once they are done.
-#   bash scripts/paper_device_runs.sh tab S      set up, start the 10 tabular runs; report at S s
-#   bash scripts/paper_device_runs.sh graph S    set up, build the graphs, start the 24 graph runs
-#                                                (seed 0 first, seeds 1-3 once it has compiled, from
-#                                                the FX graph cache); report at S s
+# calls of at most 10 minutes on the same warm machine: PATTERN and CLUSTER x mlp/kan/grkan x
+# seeds 0-3 (padded batches, CUDA graphs, compiled evaluation: docs/graph.md), or the slice of
+# them one session's device time can finish (a run must end within its lease: its checkpoint
+# does not travel to the next session). Queues of scripts/run_queue.py (via
+# scripts/gpu_queue.sh), results under $KB_HOME (default /tmp/kb). Tabular runs (tab) beside
+# graph runs slow the graph epochs ~5x (docs/running.md): run them first.
+#   bash scripts/paper_device_runs.sh tab S      set up, start the 10 B-spline kan tabular runs
+#                                                (bank_marketing, 1995_income; done 2026-12-07)
+#   bash scripts/paper_device_runs.sh graph S    set up, build the graphs, start the graph runs
+#                                                (the first seed first, the others once it has
+#                                                compiled, from the FX graph cache); report at S s
 #   bash scripts/paper_device_runs.sh watch S    report at S s
 #   bash scripts/paper_device_runs.sh finish S   once every queue is done, or at S s, stop every
 #                                                run (they checkpoint) and pack the run folders
 #                                                and logs into $OUT
+# GRAPH_TASKS (pattern,cluster), GRAPH_MIXERS (mlp,kan,grkan) and GRAPH_SEEDS (0,1,2,3) pick the
+# graph runs, e.g. GRAPH_TASKS=pattern GRAPH_SEEDS=0,1 for six; GRAPH_EXTRA adds overrides to
+# every graph run (e.g. "trainer.matmul_precision=high").
 # MPS=1 (graph) runs the processes under CUDA MPS (kernels of different runs overlap) where the
 # machine has nvidia-cuda-mps-control; only once no other CUDA process runs (the tabular runs
 # done), since an MPS server may wait for CUDA contexts outside it to end.
@@ -35,9 +39,13 @@ start_queue() {
     for _ in $(seq 120); do grep -q '^queue:' "$home-$1.txt" 2>/dev/null && return; sleep 1; done
     say "queue $1 has not started after 120 s: $home-$1.txt"
 }
-GRAPH=(--profile paper --tasks pattern,cluster --mixers mlp,kan,grkan trainer.device=cuda
+GRAPH_TASKS=${GRAPH_TASKS:-pattern,cluster}; GRAPH_MIXERS=${GRAPH_MIXERS:-mlp,kan,grkan}
+GRAPH_SEEDS=${GRAPH_SEEDS:-0,1,2,3}
+# shellcheck disable=SC2206  # GRAPH_EXTRA: whitespace-separated overrides
+GRAPH=(--profile paper --tasks "$GRAPH_TASKS" --mixers "$GRAPH_MIXERS" trainer.device=cuda
        tracking.enabled=false trainer.compile=true trainer.compile_mode=reduce-overhead
-       task.pad_nodes=auto trainer.checkpoint_every_s=300)
+       task.pad_nodes=auto trainer.checkpoint_every_s=300 ${GRAPH_EXTRA:-})
+count() { tr ',' '\n' <<< "$1" | grep -c .; }   # items of a comma-separated list
 report() {
     for name in tab graph graph2; do
         [ -d "$home/$name" ] && { echo "== $name"; queue "$name" status | cut -c1-170; }
@@ -63,15 +71,20 @@ graph)
     if [ "${MPS:-0}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
         nvidia-cuda-mps-control -d && say "MPS daemon started"
     fi
-    queue graph prepare --profile paper --tasks pattern,cluster > "$home-prepare.txt" 2>&1
+    queue graph prepare --profile paper --tasks "$GRAPH_TASKS" > "$home-prepare.txt" 2>&1
     tail -2 "$home-prepare.txt"; say "graph data ready"
-    start_queue graph --seeds 0 --slots 6 "${GRAPH[@]}"
-    for _ in $(seq 60); do   # seed 0 compiled: an epoch line in three of its logs
-        sleep 5
-        [ "$(grep -l ' epoch 1/' "$home"/graph/logs/*.txt 2>/dev/null | wc -l)" -ge 3 ] && break
-    done
-    say "graph seed 0 compiled"
-    start_queue graph2 --seeds 1,2,3 --slots 18 "${GRAPH[@]}"
+    per_seed=$(( $(count "$GRAPH_TASKS") * $(count "$GRAPH_MIXERS") ))
+    start_queue graph --seeds "${GRAPH_SEEDS%%,*}" --slots "$per_seed" "${GRAPH[@]}"
+    if [[ $GRAPH_SEEDS == *,* ]]; then
+        for _ in $(seq 60); do   # the first seed compiled: an epoch line in half of its logs
+            sleep 5
+            [ "$(grep -l ' epoch 1/' "$home"/graph/logs/*.txt 2>/dev/null | wc -l)" -ge \
+                $(( (per_seed + 1) / 2 )) ] && break
+        done
+        say "graph seed ${GRAPH_SEEDS%%,*} compiled"
+        start_queue graph2 --seeds "${GRAPH_SEEDS#*,}" \
+            --slots $(( per_seed * $(count "${GRAPH_SEEDS#*,}") )) "${GRAPH[@]}"
+    fi
     sleep_until "$wait_s"; report ;;
 watch)
     sleep_until "$wait_s"; report ;;
