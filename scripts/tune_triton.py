@@ -26,14 +26,16 @@ from katbench.ops import group_rational, load_kernels
 from katbench.ops import triton_backend as tb
 
 SETTINGS = ("FORWARD_NUM_WARPS", "BACKWARD_NUM_WARPS", "FORWARD_PACKS_PER_THREAD",
-            "FORWARD_PROGRAMS_PER_SM", "BACKWARD_UNROLL", "BACKWARD_PROGRAMS_PER_SM")
+            "FORWARD_PROGRAMS_PER_SM", "BACKWARD_UNROLL", "BACKWARD_PROGRAMS_PER_SM",
+            "LARGE_INPUT_CHECK")
 VARIANTS = [{}] + [{"FORWARD_NUM_WARPS": w} for w in (1, 4)] + \
     [{"BACKWARD_NUM_WARPS": w} for w in (4, 16)] + \
     [{"FORWARD_PACKS_PER_THREAD": p} for p in (1, 4)] + \
     [{"FORWARD_PROGRAMS_PER_SM": k} for k in (8, 16, 32)] + \
     [{"FORWARD_PROGRAMS_PER_SM": k, "FORWARD_PACKS_PER_THREAD": 1} for k in (16, 32)] + \
     [{"BACKWARD_UNROLL": u} for u in (1, 4)] + \
-    [{"BACKWARD_PROGRAMS_PER_SM": s} for s in (1, 4)]
+    [{"BACKWARD_PROGRAMS_PER_SM": s} for s in (1, 4)] + \
+    [{"LARGE_INPUT_CHECK": False}]   # what the tile-wide large-input test costs
 SHAPES = [((64, 1000, 512), torch.float32), ((64, 1000, 512), torch.bfloat16),
           ((128, 197, 768), torch.bfloat16), ((128, 197, 3072), torch.bfloat16)]
 

@@ -33,6 +33,8 @@ FORWARD_PROGRAMS_PER_SM = 0   # 0: one forward program per row tile; k: a persis
 BACKWARD_UNROLL = 2           # row tiles loaded together per backward iteration
 BACKWARD_PROGRAMS_PER_SM = 2  # (5, 4) backward on sm_90: 96 registers, 128 with a bias or F
 REDUCE_BLOCK = 128
+LARGE_INPUT_CHECK = True      # False: no tile-wide |x| > 4096 test, to time its cost only
+                              # (scripts/tune_triton.py --sweep); large inputs then overflow
 
 INTERPRETED = not isinstance(kernels.forward_kernel, triton.runtime.JITFunction)
 if INTERPRETED and isinstance(tl.sum, triton.runtime.JITFunction):
@@ -93,7 +95,7 @@ class _Problem:
         self.m, self.n = numerator.shape[1] - 1, denominator.shape[1]
         self.settings = dict(M=self.m, N=self.n, SUM_ABS=variant == "sum_abs",
                              HAS_BIAS=bias is not None, DOUBLE=self.dtype == torch.float64,
-                             VEC=self.vec, PACKS=self.packs)
+                             VEC=self.vec, PACKS=self.packs, CHECK_LARGE=LARGE_INPUT_CHECK)
 
     def arguments(self) -> tuple:
         """(coefficients, bias, rows, width, group width, coefficient group strides)."""

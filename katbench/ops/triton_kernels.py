@@ -26,6 +26,16 @@ LARGE_INPUT = tl.constexpr(4096.0)  # csrc/rational_math.h's kLargeInput
 
 
 @triton.jit
+def _plain_tile(x, DOUBLE: tl.constexpr, CHECK_LARGE: tl.constexpr):
+    """Whether a tile runs the common float32 (or float64) path: float64, or no |x| > LARGE_INPUT
+    (a tile-wide reduction). ``CHECK_LARGE=False`` skips the test, for timing what it costs only:
+    large inputs then overflow."""
+    if DOUBLE or not CHECK_LARGE:
+        return True
+    return tl.max((tl.abs(x) > LARGE_INPUT).to(tl.int32)) == 0
+
+
+@triton.jit
 def _horner(cs, t, D: tl.constexpr):
     """cs[0] + cs[1] t + ... + cs[D] t^D, from the leading coefficient."""
     q = tl.broadcast_to(cs[D], t.shape)
@@ -185,7 +195,8 @@ def _tile(r0, rows, width, pack, VEC: tl.constexpr, BLOCK_R: tl.constexpr):
 def forward_kernel(x_ptr, y_ptr, num_ptr, den_ptr, bias_ptr, rows, width, group_width,
                     num_stride, den_stride, M: tl.constexpr, N: tl.constexpr,
                     SUM_ABS: tl.constexpr, HAS_BIAS: tl.constexpr, DOUBLE: tl.constexpr,
-                    VEC: tl.constexpr, PACKS: tl.constexpr, BLOCK_R: tl.constexpr):
+                    VEC: tl.constexpr, PACKS: tl.constexpr, BLOCK_R: tl.constexpr,
+                    CHECK_LARGE: tl.constexpr):
     """Program (i, j) writes F of packs j*PACKS.. on row tiles i, i + programs, ... (one tile
     when the grid has one program per tile; a persistent grid loads its coefficients once)."""
     dtype: tl.constexpr = tl.float64 if DOUBLE else tl.float32
@@ -203,7 +214,7 @@ def forward_kernel(x_ptr, y_ptr, num_ptr, den_ptr, bias_ptr, rows, width, group_
         x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(dtype)
         if HAS_BIAS:
             x += shift
-        if DOUBLE or tl.max((tl.abs(x) > LARGE_INPUT).to(tl.int32)) == 0:
+        if _plain_tile(x, DOUBLE, CHECK_LARGE):
             tl.store(y_ptr + offsets,
                      _rational(x, a, c, M, N, SUM_ABS).to(y_ptr.dtype.element_ty), mask=mask)
         else:
@@ -217,7 +228,7 @@ def backward_kernel(grad_ptr, x_ptr, dx_ptr, y_ptr, partial_ptr, bias_partial_pt
                      M: tl.constexpr, N: tl.constexpr, SUM_ABS: tl.constexpr,
                      HAS_BIAS: tl.constexpr, WRITE_Y: tl.constexpr, DOUBLE: tl.constexpr,
                      VEC: tl.constexpr, PACKS: tl.constexpr, BLOCK_R: tl.constexpr,
-                     UNROLL: tl.constexpr):
+                     UNROLL: tl.constexpr, CHECK_LARGE: tl.constexpr):
     dtype: tl.constexpr = tl.float64 if DOUBLE else tl.float32
     program, programs = tl.program_id(0), tl.num_programs(0)
     pack = tl.program_id(1) * PACKS + tl.arange(0, PACKS)
@@ -246,7 +257,7 @@ def backward_kernel(grad_ptr, x_ptr, dx_ptr, y_ptr, partial_ptr, bias_partial_pt
             if HAS_BIAS:
                 x += shift
             g = g.to(dtype)
-            if DOUBLE or tl.max((tl.abs(x) > LARGE_INPUT).to(tl.int32)) == 0:
+            if _plain_tile(x, DOUBLE, CHECK_LARGE):
                 dx, f, terms = _rational_backward(x, g, a, c, M, N, SUM_ABS)
                 tl.store(dx_ptr + offsets, dx.to(dx_ptr.dtype.element_ty), mask=mask)
                 if WRITE_Y:

@@ -460,3 +460,27 @@ def test_persistent_triton_forward_matches_one_program_per_tile(monkeypatch, wit
     expected = group_rational_reference(x.double(), num.double(), den.double(), "sum_abs",
                                         None if bias is None else bias.double())
     torch.testing.assert_close(persistent, expected.float(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_triton_kernels_without_the_large_input_test_agree_on_ordinary_inputs(monkeypatch,
+                                                                           with_bias):
+    """``LARGE_INPUT_CHECK=False`` (the sweep's probe of what the tile-wide |x| > 4096 test
+    costs) changes nothing where no input is large: forward, backward and written F."""
+    if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():
+        pytest.skip("needs Triton's interpreter or a CUDA GPU")
+    from katbench.ops import triton_backend
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    num, den = coefficients(4, (5, 4), device)
+    x, grad = torch.randn(2, 37, 64, device=device).unbind()
+    bias = torch.randn(64, device=device) if with_bias else None
+    checked = (triton_backend.group_rational_triton(x, num, den, "sum_abs", bias),
+               *triton_backend.group_rational_backward_triton(grad, x, num, den, "sum_abs",
+                                                              bias, True))
+    monkeypatch.setattr(triton_backend, "LARGE_INPUT_CHECK", False)
+    unchecked = (triton_backend.group_rational_triton(x, num, den, "sum_abs", bias),
+                 *triton_backend.group_rational_backward_triton(grad, x, num, den, "sum_abs",
+                                                                bias, True))
+    for a, b in zip(checked, unchecked, strict=True):
+        assert torch.equal(a, b)

@@ -39,11 +39,13 @@ COMPILE = textwrap.dedent("""
         return {} if keep else {name: None for name in names.split()}
 
     sizes = typed("rows width group_width num_stride den_stride", "i32")
-    # (inputs, coefficients and partials, float64 arithmetic, bias, written F)
-    cases = [("*bf16", "*fp32", False, True, True), ("*bf16", "*fp32", False, False, False),
-             ("*fp64", "*fp64", True, True, False)]
-    for data, wide, double, bias, write_y in cases:
-        settings = dict(M=5, N=4, SUM_ABS=False, HAS_BIAS=bias, DOUBLE=double, VEC=8, PACKS=32)
+    # (inputs, coefficients and partials, float64 arithmetic, bias, written F, large-input test)
+    cases = [("*bf16", "*fp32", False, True, True, True),
+             ("*bf16", "*fp32", False, False, False, False),
+             ("*fp64", "*fp64", True, True, False, True)]
+    for data, wide, double, bias, write_y, check in cases:
+        settings = dict(M=5, N=4, SUM_ABS=False, HAS_BIAS=bias, DOUBLE=double, VEC=8, PACKS=32,
+                        CHECK_LARGE=check)
         compile_(k.forward_kernel,
                  {**typed("x_ptr y_ptr", data), **typed("num_ptr den_ptr", wide),
                   **present("bias_ptr", wide, bias), **sizes},
@@ -65,7 +67,8 @@ COMPILE = textwrap.dedent("""
 
 
 def test_forward_backward_and_reduction_compile_for_sm90():
-    """bf16 with and without a bias and a written F (their pointers then None), and float64."""
+    """bf16 with and without a bias and a written F (their pointers then None) and the
+    large-input test, and float64."""
     result = subprocess.run([sys.executable, "-c", COMPILE], capture_output=True, text=True,
                             env={**os.environ, "TRITON_INTERPRET": "0"}, timeout=600)
     assert result.returncode == 0 and "compiled" in result.stdout, result.stderr[-3000:]
