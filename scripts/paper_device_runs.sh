@@ -11,6 +11,9 @@
 #   bash scripts/paper_device_runs.sh graph S    set up, build the graphs, start the graph runs
 #                                                (the first seed first, the others once it has
 #                                                compiled, from the FX graph cache); report at S s
+#   bash scripts/paper_device_runs.sh probe      a PATTERN step (mlp, grkan; padded, CUDA graphs) in
+#                                                float32, with TF32 matmuls and under bf16
+#                                                autocast: wall, host and GPU ms (about 3 min)
 #   bash scripts/paper_device_runs.sh watch S    report at S s
 #   bash scripts/paper_device_runs.sh finish S   once every queue is done, or at S s, stop every
 #                                                run (they checkpoint) and pack the run folders
@@ -24,7 +27,7 @@
 # TAB_MODE=reduce-overhead (tab) replays the tabular steps as CUDA graphs too (default:
 # torch.compile's default mode).
 set -uo pipefail
-mode=${1:?tab, graph, watch or finish}; wait_s=${2:-0}
+mode=${1:?tab, graph, probe, watch or finish}; wait_s=${2:-0}
 start_time=$(date +%s)
 home=${KB_HOME:-/tmp/kb}
 elapsed() { echo $(( $(date +%s) - start_time )); }
@@ -86,6 +89,15 @@ graph)
             --slots $(( per_seed * $(count "${GRAPH_SEEDS#*,}") )) "${GRAPH[@]}"
     fi
     sleep_until "$wait_s"; report ;;
+probe)
+    source scripts/device_env.sh || exit 1
+    for numerics in trainer.matmul_precision=highest trainer.matmul_precision=high trainer.amp=true; do
+        say "$numerics"
+        timeout -k 10 150 python3 scripts/profile_graph_step.py --task pattern --mixers mlp grkan \
+            --compile --compile-mode reduce-overhead --kernels 4 task.pad_nodes=auto \
+            task.generator.train_per_pattern=10 task.generator.eval_per_pattern=2 "$numerics" 2>&1 |
+            grep -E "^pattern|^ +[0-9.]+ ms"
+    done ;;
 watch)
     sleep_until "$wait_s"; report ;;
 finish)
@@ -96,6 +108,7 @@ finish)
     done
     tar czf "$OUT/logs.tgz" "$home"-*.txt "$home"/*/logs 2>/dev/null ;;
 *)
-    echo "usage: bash scripts/paper_device_runs.sh tab|graph|watch|finish [seconds]" >&2; exit 2 ;;
+    echo "usage: bash scripts/paper_device_runs.sh tab|graph|probe|watch|finish [seconds]" >&2
+    exit 2 ;;
 esac
 say "done"
