@@ -55,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
                        "backward instead of keeping (GRKANMixer's recompute)")
     model = sub.add_parser("model", help="training/inference images/s of timm models "
                            "(random tensors: throughput only)")
-    model.add_argument("names", nargs="+", help="timm model names; the first is the baseline")
+    model.add_argument("names", nargs="+",
+                       help="timm model names; the first is the baseline; a [triton] or "
+                            "[reference] suffix (kat_tiny_patch16_224[triton]) runs that "
+                            "model's GR-KAN op on that backend")
     model.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     model.add_argument("--batch-size", type=int, nargs="+", default=[128, 256],
                        help="batch sizes, each measured in every mode")

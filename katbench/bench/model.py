@@ -15,10 +15,17 @@ Small models at batch 128 are bound by the host's time to issue kernels in eager
 ratio then compares Python and launch overhead. ``--modes cuda-graph`` captures the whole step
 (forward, backward and a capturable AdamW) in one CUDA graph and replays it: what remains is the
 GPU's time, as in a training loop that is not bound by its host.
+
+A model name with a backend suffix, ``kat_tiny_patch16_224[triton]`` (or ``[reference]``), runs
+that model with the GR-KAN op served by that backend (:func:`katbench.ops.use_backend`): beside
+the compiled kernels, the figures of a GPU without a CUDA toolkit (Triton kernels under the C++
+autograd of a CPU-only build), in the same process and rounds.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,8 +34,10 @@ import torch
 import torch.nn.functional as F
 
 from katbench.bench.timing import time_steps
+from katbench.ops import use_backend
 
-__all__ = ["MODES", "format_table", "measure_throughput", "throughput_rows", "throughput_table"]
+__all__ = ["MODES", "format_table", "measure_throughput", "split_backend", "throughput_rows",
+           "throughput_table"]
 
 # how a step runs: (torch.compile, one captured CUDA graph)
 MODES = {"eager": (False, False), "compile": (True, False), "cuda-graph": (False, True)}
@@ -37,15 +46,25 @@ MODES = {"eager": (False, False), "compile": (True, False), "cuda-graph": (False
 def measure_throughput(model: torch.nn.Module, *, train: bool, batch_size: int = 128,
                        img_size: int = 224, steps: int = 20, warmup: int = 5,
                        device: str | torch.device = "cuda", amp: bool = True,
-                       compile: bool = False, cuda_graph: bool = False) -> dict[str, Any]:
+                       compile: bool = False, cuda_graph: bool = False,
+                       backend: str | None = None) -> dict[str, Any]:
     """Images per second of ``model`` for training or inference steps on random tensors.
 
     Returns ``{"images_per_s", "step_ms", "peak_memory_mb", "batch_size", "img_size",
     "mode", "device", "amp", "compile", "cuda_graph"}``; ``peak_memory_mb`` is CUDA's allocator
     peak (None on CPU). ``amp`` is bf16 autocast and applies on CUDA only. ``cuda_graph``
-    (CUDA only) times replays of one captured step instead of eager steps.
+    (CUDA only) times replays of one captured step instead of eager steps. ``backend``
+    (``"triton"`` or ``"reference"``) serves the GR-KAN op on ``device`` throughout.
     """
-    device = torch.device(device)
+    with use_backend(backend, torch.device(device).type) if backend else contextlib.nullcontext():
+        return _measure(model, train, batch_size, img_size, steps, warmup, torch.device(device),
+                        amp, compile, cuda_graph)
+
+
+def _measure(model: torch.nn.Module, train: bool, batch_size: int, img_size: int, steps: int,
+             warmup: int, device: torch.device, amp: bool, compile: bool,
+             cuda_graph: bool) -> dict[str, Any]:
+    """:func:`measure_throughput` with the op's backend in place."""
     if cuda_graph and (device.type != "cuda" or compile):
         raise ValueError("cuda_graph needs a CUDA device and no compile (torch.compile's "
                          "mode='reduce-overhead' captures graphs itself)")
@@ -103,9 +122,11 @@ def _captured(step: Callable[[], None], warmup: int) -> Callable[[], None]:
 
 def throughput_rows(models: dict[str, torch.nn.Module], rounds: int = 5,
                     modes: Sequence[str] = ("eager", "compile"),
-                    batch_sizes: Sequence[int] = (128, 256), **kwargs: Any
+                    batch_sizes: Sequence[int] = (128, 256),
+                    backends: dict[str, str] | None = None, **kwargs: Any
                     ) -> list[dict[str, Any]]:
-    """One row per model, mode (``MODES``), batch size and phase (train, inference).
+    """One row per model, mode (``MODES``), batch size and phase (train, inference);
+    ``backends`` maps a model's name to the op backend it runs on (default: the loaded one).
 
     Each setting is measured in ``rounds`` interleaved rounds (A, B, A, B, ...), so a drift of
     the host or the GPU clock hits every model alike. A row keeps the median round's
@@ -126,7 +147,8 @@ def throughput_rows(models: dict[str, torch.nn.Module], rounds: int = 5,
                     for train in (True, False):
                         runs.setdefault((name, train), []).append(measure_throughput(
                             model, train=train, batch_size=batch_size, compile=compile_,
-                            cuda_graph=cuda_graph, **kwargs))
+                            cuda_graph=cuda_graph, backend=(backends or {}).get(name),
+                            **kwargs))
             rows += _summarise(runs, mode, next(iter(models)))
     return rows
 
@@ -147,18 +169,36 @@ def _summarise(runs: dict[tuple[str, bool], list[dict[str, Any]]], mode: str,
     return rows
 
 
+BACKEND_SUFFIX = re.compile(r"^(?P<model>[^\[\]]+)\[(?P<backend>[^\[\]]*)\]$")
+
+
+def split_backend(name: str) -> tuple[str, str | None]:
+    """``"kat_tiny_patch16_224[triton]"`` -> ``("kat_tiny_patch16_224", "triton")``; a name
+    without a suffix has backend None. Raises ``ValueError`` naming an unknown backend."""
+    match = BACKEND_SUFFIX.match(name)
+    if match is None:
+        return name, None
+    if match["backend"] not in ("triton", "reference"):
+        raise ValueError(f"{name}: unknown op backend {match['backend']!r}; use "
+                         f"{match['model']}[triton] or {match['model']}[reference]")
+    return match["model"], match["backend"]
+
+
 def throughput_table(names: list[str], **kwargs: Any) -> list[dict[str, Any]]:
     """:func:`throughput_rows` of timm models by name (``kat_*`` and ``vit_*_<mixer>`` are
-    registered by :mod:`katbench.models`); the first name is the baseline."""
+    registered by :mod:`katbench.models`; ``name[triton]`` runs its op on Triton, see the
+    module's docstring); the first name is the baseline."""
     import timm
 
     import katbench.models  # noqa: F401  (registers kat_* / vit_*_kan)
 
-    models = {}
-    for name in names:
+    models, backends = {}, {}
+    for name, (model, backend) in zip(names, map(split_backend, names), strict=True):
         torch.manual_seed(0)
-        models[name] = timm.create_model(name, img_size=kwargs.get("img_size", 224))
-    return throughput_rows(models, **kwargs)
+        models[name] = timm.create_model(model, img_size=kwargs.get("img_size", 224))
+        if backend:
+            backends[name] = backend
+    return throughput_rows(models, backends=backends, **kwargs)
 
 
 def format_table(rows: list[dict[str, Any]]) -> list[str]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from katbench.bench.model import format_table, measure_throughput, throughput_rows
+import katbench.ops
+from katbench.bench.model import format_table, measure_throughput, split_backend, throughput_rows
 from katbench.models.vit import vit_mixer
 
 
@@ -66,3 +67,30 @@ def test_interleaved_rounds_give_median_ratio_and_range():
 def test_unknown_mode_is_named():
     with pytest.raises(ValueError, match=r"unknown mode\(s\) \['jit'\]; choose from"):
         throughput_rows({"a": _tiny_model()}, modes=("jit",), device="cpu")
+
+
+def test_a_backend_suffix_runs_that_model_on_that_backend(monkeypatch):
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return reference(*args, **kwargs)
+
+    reference = katbench.ops.group_rational_reference
+    monkeypatch.setattr(katbench.ops, "group_rational_reference", counted)
+    models = {"kat": _tiny_model(), "kat[reference]": _tiny_model()}
+    options = dict(rounds=1, modes=("eager",), batch_sizes=(2,), img_size=16, steps=1, warmup=1,
+                   device="cpu")
+    throughput_rows({"kat": models["kat"]}, **options)
+    assert not calls and katbench.ops.kernel_backend("cpu") == "compiled"
+    rows = throughput_rows(models, backends={"kat[reference]": "reference"}, **options)
+    assert calls and katbench.ops.kernel_backend("cpu") == "compiled"   # restored
+    assert {row["model"] for row in rows} == {"kat", "kat[reference]"}
+
+
+def test_backend_suffixes_are_parsed_and_unknown_ones_named():
+    assert split_backend("kat_tiny_patch16_224") == ("kat_tiny_patch16_224", None)
+    assert split_backend("kat_tiny_patch16_224[triton]") == ("kat_tiny_patch16_224", "triton")
+    with pytest.raises(ValueError, match=r"kat_tiny\[cuda\]: unknown op backend 'cuda'; use "
+                                         r"kat_tiny\[triton\] or kat_tiny\[reference\]"):
+        split_backend("kat_tiny[cuda]")
