@@ -18,7 +18,8 @@ from katbench.mixers import DEFAULT_RECOMPUTE, MIXERS, RECOMPUTE
 from katbench.ops import kernel_backend
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    """The command line: one subcommand per benchmark."""
     parser = argparse.ArgumentParser(prog="python -m katbench.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,44 +83,66 @@ def main(argv: list[str] | None = None) -> int:
     tune.add_argument("--build-root", type=Path,
                       default=Path.home() / ".cache" / "katbench" / "tune")
     tune.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one benchmark; 0 on success (argparse exits with 2 on bad arguments)."""
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "tune":
         if not torch.cuda.is_available():
             parser.error("tune measures the CUDA kernels: no CUDA device is available")
-        if args.worker:
-            print(json.dumps(time_variant(args.dtypes, args.min_run_time)))
-            return 0
-        print(f"device: {device_name(torch.device('cuda'))}; building {len(args.variants)} "
-              f"variants under {args.build_root}", flush=True)
-        run_tuning(args.variants, args.dtypes, args.min_run_time, args.build_root)
+        _tune(args)
         return 0
-
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda asked for, but no CUDA device is available")
+    {"model": _model, "block": _block, "op": _op}[args.command](args, device)
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> None:
+    """``tune``: build and time each launch-setting variant (or, as a worker, time one)."""
+    if args.worker:
+        print(json.dumps(time_variant(args.dtypes, args.min_run_time)))
+        return
+    print(f"device: {device_name(torch.device('cuda'))}; building {len(args.variants)} "
+          f"variants under {args.build_root}", flush=True)
+    run_tuning(args.variants, args.dtypes, args.min_run_time, args.build_root)
+
+
+def _model(args: argparse.Namespace, device: torch.device) -> None:
+    """``model``: images/s of timm models in interleaved rounds, as ratios to the first."""
+    rows = throughput_table(args.names, batch_sizes=args.batch_size, img_size=args.img_size,
+                            steps=args.steps, warmup=args.warmup, device=device,
+                            amp=not args.no_amp, modes=args.modes, rounds=args.rounds)
+    print(f"THROUGHPUT ONLY (random tensors), device: {device_name(device)}, "
+          f"{args.img_size}px, bf16 autocast={not args.no_amp and device.type == 'cuda'}, "
+          f"{args.steps} steps per round, {args.rounds} interleaved rounds; "
+          f"ratio: median of the per-round ratios to "
+          f"{args.names[0]}, range: lowest-highest round")
+    print("\n".join(format_table(rows)))
+    if args.json:
+        args.json.write_text(json.dumps({"device": device_name(device), "rows": rows},
+                                        indent=1))
+
+
+def _block(args: argparse.Namespace, device: torch.device) -> None:
+    """``block``: every mixer's block against the GELU MLP block."""
     on_cuda = device.type == "cuda"
-    if args.command == "model":
-        rows = throughput_table(args.names, batch_sizes=args.batch_size, img_size=args.img_size,
-                                steps=args.steps, warmup=args.warmup, device=device,
-                                amp=not args.no_amp, modes=args.modes, rounds=args.rounds)
-        print(f"THROUGHPUT ONLY (random tensors), device: {device_name(device)}, "
-              f"{args.img_size}px, bf16 autocast={not args.no_amp and on_cuda}, "
-              f"{args.steps} steps per round, {args.rounds} interleaved rounds; "
-              f"ratio: median of the per-round ratios to "
-              f"{args.names[0]}, range: lowest-highest round")
-        print("\n".join(format_table(rows)))
-        if args.json:
-            args.json.write_text(json.dumps({"device": device_name(device), "rows": rows},
-                                            indent=1))
-        return 0
-    if args.command == "block":
-        tokens = tuple(args.tokens or ((128, 197) if on_cuda else (8, 197)))
-        print(f"device: {device_name(device)}, tokens {tokens}, "
-              f"{'bf16 autocast' if on_cuda else 'float32'}, forward+backward"
-              f", grkan with recompute={args.recompute}")
-        run_block_benchmark(device, args.sizes, tokens, args.min_run_time, args.recompute,
-                            tuple(args.mixers))
-        return 0
+    tokens = tuple(args.tokens or ((128, 197) if on_cuda else (8, 197)))
+    print(f"device: {device_name(device)}, tokens {tokens}, "
+          f"{'bf16 autocast' if on_cuda else 'float32'}, forward+backward"
+          f", grkan with recompute={args.recompute}")
+    run_block_benchmark(device, args.sizes, tokens, args.min_run_time, args.recompute,
+                        tuple(args.mixers))
+
+
+def _op(args: argparse.Namespace, device: torch.device) -> None:
+    """``op``: the op against its baselines at the headline shape, the groups/widths sweep
+    (Figures 6/7) and Table 7, written as CSV and PNG."""
+    on_cuda = device.type == "cuda"
     dtypes = args.dtypes or (["float32", "bfloat16", "float16"] if on_cuda else ["float32"])
     leading = tuple(args.shape or ((64, 1000) if on_cuda else (16, 256)))
     headline = (args.headline[0], args.headline[1])
@@ -128,20 +151,18 @@ def main(argv: list[str] | None = None) -> int:
         sweep.insert(2, "compiled")
     if on_cuda:
         sweep.insert(1, "triton")
-    impls = args.impls
-    sweep = [name for name in sweep if name in impls]
-    name = f"op_{device_name(device).replace(' ', '_')}"
+    sweep = [name for name in sweep if name in args.impls]
     print(f"device: {device_name(device)} "
           f"(kernel backend: {kernel_backend(device.type)}), torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, x = {leading} + (D,), variant {args.variant}")
-    rows = run_op_benchmark(device, dtypes, impls, sweep, leading,
+    rows = run_op_benchmark(device, dtypes, args.impls, sweep, leading,
                             [] if args.no_sweep else args.groups,
                             [] if args.no_sweep else args.widths, headline, args.min_run_time,
                             args.variant, args.sweep_dtypes)
     print("\n".join(ratios(rows, headline)))
-    written = write_outputs(rows, args.out, name, headline)
+    written = write_outputs(rows, args.out, f"op_{device_name(device).replace(' ', '_')}",
+                            headline)
     print("wrote " + ", ".join(map(str, written)))
-    return 0
 
 
 if __name__ == "__main__":
