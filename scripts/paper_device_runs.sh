@@ -12,8 +12,9 @@
 #                                                (the first seed first, the others once it has
 #                                                compiled, from the FX graph cache); report at S s
 #   bash scripts/paper_device_runs.sh probe      a PATTERN step (mlp, grkan; padded, CUDA graphs) in
-#                                                float32, with TF32 matmuls and under bf16
-#                                                autocast: wall, host and GPU ms (about 3 min)
+#                                                float32, with FlexAttention, with TF32 matmuls
+#                                                and under bf16 autocast: wall, host and GPU ms
+#                                                (about 4 min)
 #   bash scripts/paper_device_runs.sh watch S    report at S s
 #   bash scripts/paper_device_runs.sh finish S   once every queue is done, or at S s, stop every
 #                                                run (they checkpoint) and pack the run folders
@@ -91,7 +92,8 @@ graph)
     sleep_until "$wait_s"; report ;;
 probe)
     source scripts/device_env.sh || exit 1
-    for numerics in trainer.matmul_precision=highest trainer.matmul_precision=high trainer.amp=true; do
+    for numerics in trainer.matmul_precision=highest task.flex_attention=true \
+                    trainer.matmul_precision=high trainer.amp=true; do
         say "$numerics"
         timeout -k 10 150 python3 scripts/profile_graph_step.py --task pattern --mixers mlp grkan \
             --compile --compile-mode reduce-overhead --kernels 4 task.pad_nodes=auto \

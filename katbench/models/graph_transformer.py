@@ -74,6 +74,26 @@ def masked_batch_norm(norm: nn.BatchNorm1d, h: torch.Tensor,
     return (h - mean) * torch.rsqrt(var + norm.eps) * norm.weight + norm.bias
 
 
+def flex_graph_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                         mask: torch.Tensor) -> torch.Tensor:
+    """The layer's attention with FlexAttention: softmax over each node's neighbours (``mask``,
+    ``(graphs, M, M)``) of the clamped scores, ``(graphs, heads, M, d_k)`` in and out; rows
+    without neighbours (padding) get 0, as in the dense form. Head widths are zero-padded to a
+    power of two >= 16 for its kernels (zero columns change no score and are dropped)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    d_k = q.shape[-1]
+    width = max(16, 1 << (d_k - 1).bit_length())
+
+    def clamped_neighbours(score, graph, head, receiver, sender):
+        return torch.where(mask[graph, receiver, sender] > 0, score.clamp(-5, 5),
+                           -float("inf"))
+
+    q, k, v = (nn.functional.pad(t, (0, width - d_k)) for t in (q, k, v))
+    out = flex_attention(q, k, v, score_mod=clamped_neighbours, scale=1 / math.sqrt(d_k))
+    return out[..., :d_k]
+
+
 class GraphTransformerLayer(nn.Module):
     """Multi-head attention over the graph's edges + FFN, residuals and batch norm.
 
@@ -83,11 +103,11 @@ class GraphTransformerLayer(nn.Module):
     """
 
     def __init__(self, dim: int, heads: int, mlp_layer: MlpLayer, ffn_hidden: int,
-                 edge_features: bool, dropout: float = 0.0) -> None:
+                 edge_features: bool, dropout: float = 0.0, flex: bool = False) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim={dim} is not divisible by heads={heads}")
-        self.dim, self.heads, self.dropout = dim, heads, dropout
+        self.dim, self.heads, self.dropout, self.flex = dim, heads, dropout, flex
         self.q = nn.Linear(dim, dim, bias=False)
         self.k = nn.Linear(dim, dim, bias=False)
         self.v = nn.Linear(dim, dim, bias=False)
@@ -153,9 +173,12 @@ class GraphTransformerLayer(nn.Module):
             return rows.view(graphs, m, self.heads, d_k).transpose(1, 2)
 
         qp, kp, vp = padded(q), padded(k), padded(v)
-        scores = qp @ kp.transpose(-1, -2) / math.sqrt(d_k)    # [b, h, receiver, sender]
-        weight = scores.clamp(-5, 5).exp() * dense.mask.unsqueeze(1)
-        attn = (weight @ vp) / (weight.sum(-1, keepdim=True) + 1e-6)
+        if self.flex:
+            attn = flex_graph_attention(qp, kp, vp, dense.mask)
+        else:
+            scores = qp @ kp.transpose(-1, -2) / math.sqrt(d_k)    # [b, h, receiver, sender]
+            weight = scores.clamp(-5, 5).exp() * dense.mask.unsqueeze(1)
+            attn = (weight @ vp) / (weight.sum(-1, keepdim=True) + 1e-6)
         rows = attn.transpose(1, 2).reshape(graphs * m, self.dim)
         return rows if dense.index is None else rows[dense.index]
 
@@ -168,14 +191,16 @@ class GraphTransformer(nn.Module):
     ``max_nodes``, ``num_graphs`` and, when ``num_edge_types`` is set, ``edge_attr``
     (``(E,)`` bond types); it never waits for the device. It returns ``(num_graphs,)`` for
     ``out_features == 1`` graph tasks, ``(num_graphs, out)`` for other graph tasks and
-    ``(N, out)`` when ``node_level``.
+    ``(N, out)`` when ``node_level``. ``flex_attention`` computes the padded attention of graphs
+    without edge features with :func:`flex_graph_attention` (for compiled models: eager, its
+    reference implementation is slower than the plain one).
     """
 
     def __init__(self, num_node_types: int, out_features: int, mlp_layer: MlpLayer, *,
                  dim: int = 64, layers: int = 10, heads: int = 8, pe_dim: int = 8,
                  ffn_hidden: int | None = None, num_edge_types: int | None = None,
                  node_level: bool = False, dropout: float = 0.0,
-                 in_feat_dropout: float = 0.0) -> None:
+                 in_feat_dropout: float = 0.0, flex_attention: bool = False) -> None:
         super().__init__()
         self.node_level, self.out_features = node_level, out_features
         self.embed_h = nn.Embedding(num_node_types, dim)
@@ -185,7 +210,8 @@ class GraphTransformer(nn.Module):
         self.ffn_hidden = ffn_hidden or 2 * dim
         self.layers = nn.ModuleList(
             GraphTransformerLayer(dim, heads, mlp_layer, self.ffn_hidden,
-                                  num_edge_types is not None, dropout) for _ in range(layers))
+                                  num_edge_types is not None, dropout, flex_attention)
+            for _ in range(layers))
         self.readout = nn.Sequential(nn.Linear(dim, dim // 2), nn.ReLU(),
                                      nn.Linear(dim // 2, dim // 4), nn.ReLU(),
                                      nn.Linear(dim // 4, out_features))

@@ -210,6 +210,11 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
                for s in SPLITS}
     kwargs = {k: v for k, v in mixer.items() if k != "name"}
     regression = outputs == 1
+    flex = bool(t.get("flex_attention", False))
+    if flex and regression:
+        raise ValueError(f"task.flex_attention=true: {t.name}'s molecules have bond features, "
+                         "which take the attention over the edge list; set it for PATTERN and "
+                         "CLUSTER only")
 
     def transformer(mixer_name: str, mixer_kwargs: dict[str, Any],
                     hidden: int | None) -> GraphTransformer:
@@ -217,7 +222,8 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
             node_types, outputs, lambda i, h, o: build_mixer(mixer_name, i, h, o, **mixer_kwargs),
             dim=int(t.dim), layers=int(t.layers), heads=int(t.heads), pe_dim=int(t.pe_dim),
             ffn_hidden=int(t.ffn_hidden) if hidden is None else hidden,
-            node_level=not regression, num_edge_types=len(ZINC_BONDS) if regression else None)
+            node_level=not regression, num_edge_types=len(ZINC_BONDS) if regression else None,
+            flex_attention=flex)
 
     hidden = hidden_for_budget(cfg.get("param_budget"), name, kwargs,
                                lambda *a: count_parameters(transformer(*a)), int(t.ffn_hidden))

@@ -80,10 +80,13 @@ def test_paper_config_parameters_near_the_original_for_every_mixer(task, origina
         assert abs(count(name, {}, hidden) / original - 1) < 0.01, (name, hidden)
 
 
-@pytest.mark.parametrize("padded", [False, True])
-def test_attention_matches_dense_softmax_over_neighbours(padded):
+@pytest.mark.parametrize(("padded", "flex"), [(False, False), (True, False), (True, True)])
+@pytest.mark.filterwarnings("ignore:.*flex_attention called without torch.compile")
+@torch.no_grad()   # FlexAttention has no CPU backward
+def test_attention_matches_dense_softmax_over_neighbours(padded, flex):
     torch.manual_seed(0)
-    layer = GraphTransformerLayer(8, 2, _mixer("mlp"), 16, edge_features=False).eval()
+    layer = GraphTransformerLayer(8, 2, _mixer("mlp"), 16, edge_features=False,
+                                  flex=flex).eval()
     batch = _batch(edges=False, n_graphs=1)
     h = torch.randn(batch.num_nodes, 8)
     q, k, v = (f(h).view(-1, 2, 4) for f in (layer.q, layer.k, layer.v))
@@ -201,3 +204,34 @@ def test_padded_batches_give_the_plain_model_outputs_gradients_and_statistics(na
         torch.testing.assert_close(
             class_averaged_accuracy(twin(padded), padded.y, padded.node_mask),
             class_averaged_accuracy(model(plain), plain.y))
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.filterwarnings("ignore:.*flex_attention called without torch.compile")
+@torch.no_grad()   # FlexAttention has no CPU backward: its gradients are checked on a GPU run
+def test_flex_attention_gives_the_dense_model_outputs_on_padded_batches(train):
+    """Padded batches with an empty graph (rows without neighbours: 0, not NaN)."""
+    _, padded, rows = _plain_and_padded()
+    torch.manual_seed(0)
+    dense = GraphTransformer(3, 2, _mixer("grkan"), dim=16, layers=2, heads=2, pe_dim=4,
+                             ffn_hidden=8, node_level=True).train(train)
+    flex = GraphTransformer(3, 2, _mixer("grkan"), dim=16, layers=2, heads=2, pe_dim=4,
+                            ffn_hidden=8, node_level=True, flex_attention=True).train(train)
+    flex.load_state_dict(dense.state_dict())
+    torch.manual_seed(1)
+    expected = dense(padded)
+    torch.manual_seed(1)
+    out = flex(padded)
+    assert not out.isnan().any()
+    torch.testing.assert_close(out[rows], expected[rows], rtol=1e-4, atol=1e-5)
+
+
+def test_flex_attention_is_refused_for_molecules_with_bond_features():
+    from katbench.run import _normalise, compose
+    from katbench.tasks import build_task
+
+    cfg = compose(_normalise(["task=zinc", "mixer=mlp", "profile=quick",
+                              "+task.flex_attention=true"]))
+    with pytest.raises(ValueError, match=r"task.flex_attention=true: zinc's molecules have bond "
+                                         r"features.*set it for PATTERN and CLUSTER only"):
+        build_task(cfg)
