@@ -129,9 +129,7 @@ def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor,
     (classes absent from the batch get weight 0), as in the benchmark; over the rows where
     ``node_mask`` is 1 when given (a padded batch), without leaving the device."""
     if node_mask is None:
-        counts = _class_counts(labels, logits.shape[1], logits.dtype)
-        weight = (labels.numel() - counts) / labels.numel() * (counts > 0)
-        return F.cross_entropy(logits, labels, weight=weight)
+        node_mask = torch.ones_like(labels, dtype=logits.dtype)
     counts = _class_counts(labels, logits.shape[1], logits.dtype, node_mask)
     total = node_mask.sum()
     weight = ((total - counts) / total * (counts > 0))[labels] * node_mask
