@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -57,8 +57,6 @@ def run_experiment(cfg: Any) -> dict[str, Any]:
     the MLflow run as FINISHED, or KILLED (stopped by a signal) / FAILED (with the reason as tag
     ``katbench.error``). Only rank 0 writes files and talks to MLflow.
     """
-    from omegaconf import OmegaConf
-
     from katbench import tracking
     from katbench.tasks import build_task
 
@@ -67,38 +65,22 @@ def run_experiment(cfg: Any) -> dict[str, Any]:
     settings = dataclasses.replace(settings, device=str(device))
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
-    task, seed = str(cfg.task.name), int(cfg.seed)
-    # A study variant's label names the run folder and report column; else the mixer's name.
-    mixer = str(cfg.get("label") or cfg.mixer.name)
-    resume = bool(cfg.resume)
-    out = tracking.run_dir(cfg.results_dir, task, mixer, seed)
-    tc = cfg.tracking
-    every = int(tc.log_every)
+    run = _RunId(str(cfg.task.name), str(cfg.get("label") or cfg.mixer.name), int(cfg.seed))
+    out = tracking.run_dir(cfg.results_dir, run.task, run.mixer, run.seed)
+    every = int(cfg.tracking.log_every)
     if every < 1:
         raise ValueError(f"tracking.log_every={every} is invalid; set it to an integer >= 1")
-    seed_everything(seed)
+    seed_everything(run.seed)
     # The task is built first: a bad data file or setting stops the run before anything in the
     # results folder is created or moved.
     spec = build_task(cfg)
     if rank.is_main:
-        tracking.prepare_run_dir(out, resume=resume, overwrite=bool(cfg.overwrite))
+        tracking.prepare_run_dir(out, resume=bool(cfg.resume), overwrite=bool(cfg.overwrite))
     n_params = sum(p.numel() for p in spec.model.parameters() if p.requires_grad)
-    logger: Any = tracking.NullLogger()
-    if rank.is_main:
-        tracking.atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        if tc.enabled:
-            previous = tracking.previous_run_id(out) if resume else None
-            logger = tracking.MlflowLogger(tracking.tracking_uri(cfg.results_dir, tc.uri),
-                                           Path(cfg.results_dir), task,
-                                           f"{task}-{mixer}-s{seed}", tc.flush_every_s, out)
-            if logger.run_id is not None:
-                tracking.atomic_write_text(out / "mlflow_run_id", logger.run_id + "\n")
-            if previous is not None:
-                logger.link_resumed(previous)
-    logger.log_params({**tracking.flatten(OmegaConf.to_container(cfg, resolve=True)),
-                       "params": n_params, "git_commit": tracking.git_commit(),
-                       "torch_version": torch.__version__, "device": str(device),
-                       "world_size": rank.world})
+    logger = _open_logger(cfg, out, run, rank)
+    logger.log_params({**tracking.flatten(_container(cfg)), "params": n_params,
+                       "git_commit": tracking.git_commit(), "torch_version": torch.__version__,
+                       "device": str(device), "world_size": rank.world})
 
     def log(epoch: int, values: dict[str, float]) -> None:
         if epoch % every == 0 or epoch == settings.epochs:
@@ -107,35 +89,20 @@ def run_experiment(cfg: Any) -> dict[str, Any]:
                 tracking.append_history(out, epoch, values)
 
     try:
-        try:
-            result = fit(spec, settings, out / "checkpoint.pt", resume=resume, log=log,
-                         desc=f"{task}/{mixer}/s{seed}", rank=rank)
-        except TypeError as err:  # config values were checked when the task was built
-            raise RuntimeError(f"training {task}/{mixer}/s{seed} failed ({err}); a defect of "
-                               "katbench or of the task's code, not of the config: see the "
-                               "traceback") from err
-        # Wall time of every attempt (a resumed run counts its earlier calls too), plus exports.
-        wall = time.perf_counter() - result.pop("wall_s")
-        exported: list[Path] = []
-        if rank.is_main:
-            spec.model.eval()
-            exported = [tracking.inside(out, p)
-                        for p in (spec.export(spec.model, out) if spec.export else [])]
-            rationals = export_rationals(spec.model, out / "rationals.npz")
-            exported += [rationals] if rationals else []
+        result, exported, wall = _train_and_export(spec, settings, out, bool(cfg.resume), log,
+                                                   run, rank)
     except BaseException as err:
         killed = isinstance(err, (KeyboardInterrupt, RunInterrupted))
         logger.finish("KILLED" if killed else "FAILED",
                       reason=f"{type(err).__name__}: {err}".strip()[:2000])
         raise
-    metrics = {"task": task, "family": str(cfg.task.family), "mixer": mixer, "seed": seed,
-               "metric": spec.metric,
+    metrics = {"task": run.task, "family": str(cfg.task.family), "mixer": run.mixer,
+               "seed": run.seed, "metric": spec.metric,
                "higher_is_better": spec.higher_is_better, **result, "params": n_params,
-               "wall_time_s": time.perf_counter() - wall,
-               "peak_memory_mb": _peak_memory_mb(device), "device": str(device),
-               "hardware": tracking.hardware(device), "git_commit": tracking.git_commit(),
-               "world_size": rank.world, "torch_version": torch.__version__,
-               "mlflow_run_id": logger.run_id}
+               "wall_time_s": wall, "peak_memory_mb": _peak_memory_mb(device),
+               "device": str(device), "hardware": tracking.hardware(device),
+               "git_commit": tracking.git_commit(), "world_size": rank.world,
+               "torch_version": torch.__version__, "mlflow_run_id": logger.run_id}
     if rank.is_main:
         from katbench.report import plot_run
 
@@ -144,3 +111,72 @@ def run_experiment(cfg: Any) -> dict[str, Any]:
         logger.log_artifacts([out / "config.yaml", out / "metrics.json", *exported, *plots])
     logger.finish("FINISHED")
     return metrics
+
+
+class _RunId(NamedTuple):
+    """Which run: the task, the mixer's name (or a study variant's label, which names the run
+    folder and the report column) and the seed."""
+
+    task: str
+    mixer: str
+    seed: int
+
+    @property
+    def desc(self) -> str:
+        return f"{self.task}/{self.mixer}/s{self.seed}"
+
+
+def _container(cfg: Any) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def _open_logger(cfg: Any, out: Path, run: _RunId, rank: distributed.Rank) -> Any:
+    """On rank 0: write ``config.yaml`` and open the MLflow run (recording its id in the run
+    folder, linked to the interrupted run it resumes); a logger that drops everything
+    elsewhere or with ``tracking.enabled: false``."""
+    from omegaconf import OmegaConf
+
+    from katbench import tracking
+
+    if not rank.is_main:
+        return tracking.NullLogger()
+    tracking.atomic_write_text(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    tc = cfg.tracking
+    if not tc.enabled:
+        return tracking.NullLogger()
+    previous = tracking.previous_run_id(out) if cfg.resume else None
+    logger = tracking.MlflowLogger(tracking.tracking_uri(cfg.results_dir, tc.uri),
+                                   Path(cfg.results_dir), run.task,
+                                   f"{run.task}-{run.mixer}-s{run.seed}", tc.flush_every_s, out)
+    if logger.run_id is not None:
+        tracking.atomic_write_text(out / "mlflow_run_id", logger.run_id + "\n")
+    if previous is not None:
+        logger.link_resumed(previous)
+    return logger
+
+
+def _train_and_export(spec: Any, settings: TrainerSettings, out: Path, resume: bool,
+                      log: Any, run: _RunId, rank: distributed.Rank
+                      ) -> tuple[dict[str, Any], list[Path], float]:
+    """:func:`fit`, then (rank 0) the task's exports and the rational coefficients; returns
+    fit's result, the exported files and the wall time (every attempt of a resumed run, exports
+    included)."""
+    from katbench import tracking
+
+    try:
+        result = fit(spec, settings, out / "checkpoint.pt", resume=resume, log=log,
+                     desc=run.desc, rank=rank)
+    except TypeError as err:  # config values were checked when the task was built
+        raise RuntimeError(f"training {run.desc} failed ({err}); a defect of katbench or of "
+                           "the task's code, not of the config: see the traceback") from err
+    started = time.perf_counter() - result.pop("wall_s")
+    exported: list[Path] = []
+    if rank.is_main:
+        spec.model.eval()
+        exported = [tracking.inside(out, p)
+                    for p in (spec.export(spec.model, out) if spec.export else [])]
+        rationals = export_rationals(spec.model, out / "rationals.npz")
+        exported += [rationals] if rationals else []
+    return result, exported, time.perf_counter() - started
