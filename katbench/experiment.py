@@ -57,6 +57,8 @@ def run_experiment(cfg: Any) -> dict[str, Any]:
     the MLflow run as FINISHED, or KILLED (stopped by a signal) / FAILED (with the reason as tag
     ``katbench.error``). Only rank 0 writes files and talks to MLflow.
     """
+    from omegaconf import OmegaConf
+
     from katbench import tracking
     from katbench.tasks import build_task
 
@@ -78,8 +80,9 @@ def run_experiment(cfg: Any) -> dict[str, Any]:
         tracking.prepare_run_dir(out, resume=bool(cfg.resume), overwrite=bool(cfg.overwrite))
     n_params = sum(p.numel() for p in spec.model.parameters() if p.requires_grad)
     logger = _open_logger(cfg, out, run, rank)
-    logger.log_params({**tracking.flatten(_container(cfg)), "params": n_params,
-                       "git_commit": tracking.git_commit(), "torch_version": torch.__version__,
+    logger.log_params({**tracking.flatten(OmegaConf.to_container(cfg, resolve=True)),
+                       "params": n_params, "git_commit": tracking.git_commit(),
+                       "torch_version": torch.__version__,
                        "device": str(device), "world_size": rank.world})
 
     def log(epoch: int, values: dict[str, float]) -> None:
@@ -124,12 +127,6 @@ class _RunId(NamedTuple):
     @property
     def desc(self) -> str:
         return f"{self.task}/{self.mixer}/s{self.seed}"
-
-
-def _container(cfg: Any) -> Any:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def _open_logger(cfg: Any, out: Path, run: _RunId, rank: distributed.Rank) -> Any:

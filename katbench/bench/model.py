@@ -56,9 +56,10 @@ def measure_throughput(model: torch.nn.Module, *, train: bool, batch_size: int =
     (CUDA only) times replays of one captured step instead of eager steps. ``backend``
     (``"triton"`` or ``"reference"``) serves the GR-KAN op on ``device`` throughout.
     """
-    with use_backend(backend, torch.device(device).type) if backend else contextlib.nullcontext():
-        return _measure(model, train, batch_size, img_size, steps, warmup, torch.device(device),
-                        amp, compile, cuda_graph)
+    device = torch.device(device)
+    with use_backend(backend, device.type) if backend else contextlib.nullcontext():
+        return _measure(model, train, batch_size, img_size, steps, warmup, device, amp, compile,
+                        cuda_graph)
 
 
 def _measure(model: torch.nn.Module, train: bool, batch_size: int, img_size: int, steps: int,
