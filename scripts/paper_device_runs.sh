@@ -11,6 +11,9 @@
 #   bash scripts/paper_device_runs.sh graph S    set up, build the graphs, start the graph runs
 #                                                (the first seed first, the others once it has
 #                                                compiled, from the FX graph cache); report at S s
+#   bash scripts/paper_device_runs.sh more S     start GRAPH_SEEDS as one more queue beside the
+#                                                running ones (once a report shows the GPU has
+#                                                room); report at S s
 #   bash scripts/paper_device_runs.sh probe      a PATTERN step (mlp, grkan; padded, CUDA graphs) in
 #                                                float32, with FlexAttention, with TF32 matmuls
 #                                                and under bf16 autocast: wall, host and GPU ms
@@ -28,7 +31,7 @@
 # TAB_MODE=reduce-overhead (tab) replays the tabular steps as CUDA graphs too (default:
 # torch.compile's default mode).
 set -uo pipefail
-mode=${1:?tab, graph, probe, watch or finish}; wait_s=${2:-0}
+mode=${1:?tab, graph, more, probe, watch or finish}; wait_s=${2:-0}
 start_time=$(date +%s)
 home=${KB_HOME:-/tmp/kb}
 elapsed() { echo $(( $(date +%s) - start_time )); }
@@ -49,9 +52,10 @@ GRAPH_SEEDS=${GRAPH_SEEDS:-0,1,2,3}
 GRAPH=(--profile paper --tasks "$GRAPH_TASKS" --mixers "$GRAPH_MIXERS" trainer.device=cuda
        tracking.enabled=false trainer.compile=true trainer.compile_mode=reduce-overhead
        task.pad_nodes=auto trainer.checkpoint_every_s=300 ${GRAPH_EXTRA:-})
+QUEUES="tab graph graph2 graph3"   # the queues' names (folders under $home)
 count() { tr ',' '\n' <<< "$1" | grep -c .; }   # items of a comma-separated list
 report() {
-    for name in tab graph graph2; do
+    for name in $QUEUES; do
         [ -d "$home/$name" ] && { echo "== $name"; queue "$name" status | cut -c1-170; }
     done
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
@@ -74,6 +78,8 @@ graph)
     export TORCHINDUCTOR_COMPILE_THREADS=4   # many compiling processes share the cores
     if [ "${MPS:-0}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
         nvidia-cuda-mps-control -d && say "MPS daemon started"
+    elif [ "${MPS:-0}" = 1 ]; then
+        say "no nvidia-cuda-mps-control here: the runs time-slice the GPU"
     fi
     queue graph prepare --profile paper --tasks "$GRAPH_TASKS" > "$home-prepare.txt" 2>&1
     tail -2 "$home-prepare.txt"; say "graph data ready"
@@ -90,6 +96,12 @@ graph)
             --slots $(( per_seed * $(count "${GRAPH_SEEDS#*,}") )) "${GRAPH[@]}"
     fi
     sleep_until "$wait_s"; report ;;
+more)
+    export TORCHINDUCTOR_COMPILE_THREADS=4
+    start_queue graph3 --seeds "$GRAPH_SEEDS" \
+        --slots $(( $(count "$GRAPH_TASKS") * $(count "$GRAPH_MIXERS") * $(count "$GRAPH_SEEDS") )) \
+        "${GRAPH[@]}"
+    sleep_until "$wait_s"; report ;;
 probe)
     source scripts/device_env.sh || exit 1
     for numerics in trainer.matmul_precision=highest task.flex_attention=true \
@@ -104,13 +116,13 @@ watch)
     sleep_until "$wait_s"; report ;;
 finish)
     until_idle "$wait_s"; report
-    for name in tab graph graph2; do [ -d "$home/$name" ] && queue "$name" stop & done; wait
-    for name in tab graph graph2; do
+    for name in $QUEUES; do [ -d "$home/$name" ] && queue "$name" stop & done; wait
+    for name in $QUEUES; do
         [ -d "$home/$name" ] && queue "$name" pack "${OUT:?}/$name"
     done
     tar czf "$OUT/logs.tgz" "$home"-*.txt "$home"/*/logs 2>/dev/null ;;
 *)
-    echo "usage: bash scripts/paper_device_runs.sh tab|graph|probe|watch|finish [seconds]" >&2
+    echo "usage: bash scripts/paper_device_runs.sh tab|graph|more|probe|watch|finish [seconds]" >&2
     exit 2 ;;
 esac
 say "done"
