@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from katbench.bench.timing import time_steps
-from katbench.ops import use_backend
+from katbench.ops import PYTHON_BACKENDS, use_backend
 
 __all__ = ["MODES", "format_table", "measure_throughput", "split_backend", "throughput_rows",
            "throughput_table"]
@@ -179,9 +179,9 @@ def split_backend(name: str) -> tuple[str, str | None]:
     match = BACKEND_SUFFIX.match(name)
     if match is None:
         return name, None
-    if match["backend"] not in ("triton", "reference"):
-        raise ValueError(f"{name}: unknown op backend {match['backend']!r}; use "
-                         f"{match['model']}[triton] or {match['model']}[reference]")
+    if match["backend"] not in PYTHON_BACKENDS:
+        choices = " or ".join(f"{match['model']}[{backend}]" for backend in PYTHON_BACKENDS)
+        raise ValueError(f"{name}: unknown op backend {match['backend']!r}; use {choices}")
     return match["model"], match["backend"]
 
 

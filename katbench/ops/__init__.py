@@ -29,8 +29,8 @@ from katbench.ops.reference import (
     group_rational_reference,
 )
 
-__all__ = ["VARIANTS", "autocast_dtype", "group_rational", "group_rational_reference",
-           "kernel_backend", "load_kernels", "use_backend"]
+__all__ = ["PYTHON_BACKENDS", "VARIANTS", "autocast_dtype", "group_rational",
+           "group_rational_reference", "kernel_backend", "load_kernels", "use_backend"]
 
 _LIB = torch.library.Library("katbench", "DEF")
 # F(x + bias): the optional per-channel (D,) bias is the one of a linear layer feeding x, added
@@ -137,6 +137,8 @@ def _fallback(requested: str, device_type: str) -> str:
 
 
 _DESCRIPTIONS = {"triton": "the Triton kernels", "reference": "the slower pure-PyTorch reference"}
+# The backends :func:`use_backend` can switch a device type to.
+PYTHON_BACKENDS = tuple(_DESCRIPTIONS)
 
 
 def load_kernels() -> dict[str, str]:
@@ -187,8 +189,8 @@ def use_backend(backend: str, device_type: str) -> Iterator[None]:
     Same op, autograd and fake kernels; only the CPU/CUDA kernel changes. Triton serves CPU
     tensors only under ``TRITON_INTERPRET=1``.
     """
-    if backend not in _DESCRIPTIONS:
-        raise ValueError(f"use_backend: {backend!r} is not one of {tuple(_DESCRIPTIONS)}")
+    if backend not in PYTHON_BACKENDS:
+        raise ValueError(f"use_backend: {backend!r} is not one of {PYTHON_BACKENDS}")
     if backend == "triton" and (_triton_missing() or (device_type == "cpu"
                                                       and not _triton_interpreted())):
         raise RuntimeError(f"use_backend: Triton cannot serve {device_type} tensors here: "
