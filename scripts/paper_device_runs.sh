@@ -2,8 +2,8 @@
 # The paper-profile runs still missing from docs/results (issue 19) on one lent GPU machine, in
 # calls of at most 10 minutes on the same warm machine: PATTERN and CLUSTER x mlp/kan/grkan x
 # seeds 0-3 (padded batches, CUDA graphs, compiled evaluation: docs/graph.md), or the slice of
-# them one session's device time can finish (a run must end within its lease: its checkpoint
-# does not travel to the next session). Queues of scripts/run_queue.py (via
+# them one session's device time allows (`finish` brings unfinished runs back with their
+# checkpoints; RESUME= continues them in the next session). Queues of scripts/run_queue.py (via
 # scripts/gpu_queue.sh), results under $KB_HOME (default /tmp/kb). Tabular runs (tab) beside
 # graph runs slow the graph epochs ~5x (docs/running.md): run them first.
 #   bash scripts/paper_device_runs.sh tab S      set up, start the 10 B-spline kan tabular runs
@@ -25,6 +25,9 @@
 # GRAPH_TASKS (pattern,cluster), GRAPH_MIXERS (mlp,kan,grkan) and GRAPH_SEEDS (0,1,2,3) pick the
 # graph runs, e.g. GRAPH_TASKS=pattern GRAPH_SEEDS=0,1 for six; GRAPH_EXTRA adds overrides to
 # every graph run (e.g. "trainer.matmul_precision=high").
+# RESUME=DIR (graph) first unpacks DIR/<queue>/runs.tgz.part* (what `finish` packed into $OUT,
+# unfinished runs with their checkpoints) into that queue's folder: its runs continue where an
+# earlier session stopped them, finished ones are skipped.
 # MPS=1 (graph) runs the processes under CUDA MPS (kernels of different runs overlap) where the
 # machine has nvidia-cuda-mps-control; only once no other CUDA process runs (the tabular runs
 # done), since an MPS server may wait for CUDA contexts outside it to end.
@@ -81,6 +84,12 @@ graph)
     elif [ "${MPS:-0}" = 1 ]; then
         say "no nvidia-cuda-mps-control here: the runs time-slice the GPU"
     fi
+    if [ -n "${RESUME:-}" ]; then
+        for parts in "$RESUME"/*/; do
+            name=$(basename "$parts"); mkdir -p "$home/$name"
+            cat "$parts"runs.tgz.part* | tar xz -C "$home/$name" && say "$name: unpacked $parts"
+        done
+    fi
     queue graph prepare --profile paper --tasks "$GRAPH_TASKS" > "$home-prepare.txt" 2>&1
     tail -2 "$home-prepare.txt"; say "graph data ready"
     per_seed=$(( $(count "$GRAPH_TASKS") * $(count "$GRAPH_MIXERS") ))
@@ -117,8 +126,8 @@ watch)
 finish)
     until_idle "$wait_s"; report
     for name in $QUEUES; do [ -d "$home/$name" ] && queue "$name" stop & done; wait
-    for name in $QUEUES; do
-        [ -d "$home/$name" ] && queue "$name" pack "${OUT:?}/$name"
+    for name in $QUEUES; do   # unfinished runs with their checkpoints (RESUME= continues them)
+        [ -d "$home/$name" ] && queue "$name" pack "${OUT:?}/$name" --checkpoints
     done
     tar czf "$OUT/logs.tgz" "$home"-*.txt "$home"/*/logs 2>/dev/null ;;
 *)
