@@ -3,11 +3,11 @@
 ``fit`` takes a :class:`~katbench.tasks.TaskSpec` and :class:`TrainerSettings` and runs epochs
 of ``spec.loss`` over ``spec.train`` with Adam/AdamW (no weight decay on biases, norms,
 position embeddings, class tokens and rational coefficients), an optional linear-warmup +
-cosine (per step) or reduce-on-plateau (per epoch, on the validation metric) schedule, gradient
-clipping, autocast on CUDA, an optional EMA of the weights (evaluated instead of the raw ones),
-optional ``torch.compile``, data parallelism under ``torchrun`` (:mod:`katbench.distributed`),
-evaluation of ``val``/``test`` each ``eval_every`` epochs with best-epoch tracking, atomic
-checkpoints and resume.
+cosine (per step) or reduce-on-plateau (per epoch, on the validation metric or loss) schedule,
+gradient clipping, autocast on CUDA, an optional EMA of the weights (evaluated instead of the raw
+ones), optional ``torch.compile``, data parallelism under ``torchrun``
+(:mod:`katbench.distributed`), evaluation of ``val``/``test`` each ``eval_every`` epochs with
+best-epoch tracking, atomic checkpoints and resume.
 
 Checkpoints hold model, optimiser, schedule, EMA, RNG and loader-generator states plus the
 position inside the epoch, so a run stopped anywhere (SIGTERM, or SIGKILL after a periodic
@@ -42,6 +42,7 @@ from katbench.tracking import load_checkpoint, save_checkpoint
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("none", "cosine", "plateau")
+PLATEAU_SIGNALS = ("metric", "loss")
 PROGRESS = ("auto", "bar", "log", "none")
 # torch.compile's modes; "reduce-overhead" replays CUDA graphs (static shapes: e.g. the padded
 # graph batches of task.pad_nodes)
@@ -115,6 +116,7 @@ class TrainerSettings:
     min_lr: float = 0.0
     plateau_patience: int = 10
     plateau_factor: float = 0.5
+    plateau_on: str = "metric"
     stop_at_min_lr: bool = False
     clip_grad_norm: float | None = None
     ema_decay: float | None = None
@@ -148,6 +150,7 @@ class TrainerSettings:
             (0 <= s.warmup_epochs < s.epochs, "trainer.warmup_epochs", "in [0, epochs)"),
             (0 <= s.min_lr <= s.lr, "trainer.min_lr", "in [0, lr]"),
             (0 < s.plateau_factor < 1, "trainer.plateau_factor", "in (0, 1)"),
+            (s.plateau_on in PLATEAU_SIGNALS, "trainer.plateau_on", f"one of {PLATEAU_SIGNALS}"),
             (not s.stop_at_min_lr or s.schedule == "plateau", "trainer.stop_at_min_lr",
              "false, or use trainer.schedule=plateau"),
             (s.clip_grad_norm is None or s.clip_grad_norm > 0, "trainer.clip_grad_norm",
@@ -410,8 +413,12 @@ class Training:
             return torch.optim.lr_scheduler.LambdaLR(self.optimizer,
                                                      _lr_lambda(s, steps_per_epoch))
         if s.schedule == "plateau":
+            if s.plateau_on == "loss" and spec.val is None:
+                raise ValueError("trainer.plateau_on=loss watches the validation loss, but this "
+                                 "task has no validation split; use trainer.plateau_on=metric")
             return torch.optim.lr_scheduler.ReduceLROnPlateau(
-                self.optimizer, mode="max" if spec.higher_is_better else "min",
+                self.optimizer,
+                mode="max" if spec.higher_is_better and s.plateau_on == "metric" else "min",
                 factor=s.plateau_factor, patience=s.plateau_patience, min_lr=s.min_lr)
         return None
 
@@ -459,9 +466,26 @@ class Training:
 
     def evaluate(self, loader: Iterable[Any]) -> float:
         """``spec.evaluate`` of the evaluated weights over ``loader``, without gradients."""
+        return self._measure(lambda batches: self.spec.evaluate(self.eval_forward, batches),
+                             loader)
+
+    def evaluate_loss(self, loader: Iterable[Any]) -> float:
+        """Mean over ``loader``'s batches of ``spec.loss`` of the evaluated weights, without
+        gradients (the graph benchmark's plateau signal, ``trainer.plateau_on=loss``)."""
+        def mean_loss(batches: Iterable[Any]) -> torch.Tensor:
+            total, count = torch.zeros((), device=self.device), 0
+            for batch in batches:
+                total += self.spec.loss(self.eval_forward, batch).float()
+                count += 1
+            return total / max(1, count)
+
+        return self._measure(mean_loss, loader)
+
+    def _measure(self, measure: Callable[[Iterable[Any]], Any], loader: Iterable[Any]) -> float:
+        """``measure(batches on the device)`` as a float, in eval mode under ``no_grad``."""
         self.eval_model.eval()
         with torch.no_grad(), self.autocast:
-            value = float(self.spec.evaluate(self.eval_forward, _on_device(loader, self.device)))
+            value = float(measure(_on_device(loader, self.device)))
         self.raw.train()
         return value
 
@@ -540,6 +564,9 @@ class Training:
         schedule."""
         m = self.spec.metric
         scores = {f"val_{m}": self.evaluate(self.spec.val)} if self.spec.val is not None else {}
+        on_loss = self.s.schedule == "plateau" and self.s.plateau_on == "loss"
+        if on_loss:
+            scores["val_loss"] = self.evaluate_loss(self.spec.val)
         scores[f"test_{m}"] = self.evaluate(self.spec.test)
         metrics.update(distributed.mean_over_ranks(scores, self.rank))
         score, best = metrics[self.select_key], self.state["best"]
@@ -547,7 +574,7 @@ class Training:
             self.state["best"] = {"epoch": epoch, **{k: metrics[k] for k in metrics
                                                      if k.startswith(("val_", "test_"))}}
         if self.s.schedule == "plateau":
-            self.scheduler.step(score)
+            self.scheduler.step(metrics["val_loss"] if on_loss else score)
 
     def end_epoch(self, epoch: int, metrics: dict[str, float], began: float,
                   time_up: bool) -> None:

@@ -11,9 +11,9 @@
 #   bash scripts/paper_device_runs.sh graph S    set up, build the graphs, start the graph runs
 #                                                (the first seed first, the others once it has
 #                                                compiled, from the FX graph cache); report at S s
-#   bash scripts/paper_device_runs.sh more S     start GRAPH_SEEDS as one more queue beside the
-#                                                running ones (once a report shows the GPU has
-#                                                room); report at S s
+#   bash scripts/paper_device_runs.sh more S     start GRAPH_SEEDS as one more queue ($QUEUE,
+#                                                default graph3) beside the running ones (once a
+#                                                report shows the GPU has room); report at S s
 #   bash scripts/paper_device_runs.sh probe      a PATTERN step (mlp, grkan; padded, CUDA graphs) in
 #                                                float32, with FlexAttention, with TF32 matmuls
 #                                                and under bf16 autocast: wall, host and GPU ms
@@ -55,12 +55,12 @@ GRAPH_SEEDS=${GRAPH_SEEDS:-0,1,2,3}
 GRAPH=(--profile paper --tasks "$GRAPH_TASKS" --mixers "$GRAPH_MIXERS" trainer.device=cuda
        tracking.enabled=false trainer.compile=true trainer.compile_mode=reduce-overhead
        task.pad_nodes=auto trainer.checkpoint_every_s=300 ${GRAPH_EXTRA:-})
-QUEUES="tab graph graph2 graph3"   # the queues' names (folders under $home)
+queues() {   # the queues' names: folders under $home with a logs/ folder
+    for logs in "$home"/*/logs; do [ -d "$logs" ] && basename "$(dirname "$logs")"; done
+}
 count() { tr ',' '\n' <<< "$1" | grep -c .; }   # items of a comma-separated list
 report() {
-    for name in $QUEUES; do
-        [ -d "$home/$name" ] && { echo "== $name"; queue "$name" status | cut -c1-170; }
-    done
+    for name in $(queues); do echo "== $name"; queue "$name" status | cut -c1-170; done
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
     uptime
 }
@@ -107,7 +107,7 @@ graph)
     sleep_until "$wait_s"; report ;;
 more)
     export TORCHINDUCTOR_COMPILE_THREADS=4
-    start_queue graph3 --seeds "$GRAPH_SEEDS" \
+    start_queue "${QUEUE:-graph3}" --seeds "$GRAPH_SEEDS" \
         --slots $(( $(count "$GRAPH_TASKS") * $(count "$GRAPH_MIXERS") * $(count "$GRAPH_SEEDS") )) \
         "${GRAPH[@]}"
     sleep_until "$wait_s"; report ;;
@@ -125,9 +125,9 @@ watch)
     sleep_until "$wait_s"; report ;;
 finish)
     until_idle "$wait_s"; report
-    for name in $QUEUES; do [ -d "$home/$name" ] && queue "$name" stop & done; wait
-    for name in $QUEUES; do   # unfinished runs with their checkpoints (RESUME= continues them)
-        [ -d "$home/$name" ] && queue "$name" pack "${OUT:?}/$name" --checkpoints
+    for name in $(queues); do queue "$name" stop & done; wait
+    for name in $(queues); do   # unfinished runs with their checkpoints (RESUME= continues them)
+        queue "$name" pack "${OUT:?}/$name" --checkpoints
     done
     tar czf "$OUT/logs.tgz" "$home"-*.txt "$home"/*/logs 2>/dev/null ;;
 *)

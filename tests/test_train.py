@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -109,6 +110,21 @@ def test_plateau_schedule_lowers_the_rate(tmp_path):
         _settings(schedule="plateau", warmup_epochs=0, plateau_patience=0, epochs=3),
         tmp_path / "c.pt", log=lambda e, m: logged.append(m["lr"]))
     assert logged[-1] < logged[0]
+
+
+def test_plateau_on_loss_watches_the_validation_loss(tmp_path):
+    logged = []
+    spec = _spec()
+    fit(spec, _settings(schedule="plateau", warmup_epochs=0, plateau_on="loss", epochs=2),
+        tmp_path / "c.pt", log=lambda e, m: logged.append(m))
+    mse = _mse(spec.model, spec.val)   # _spec's loss is the MSE, one batch per split
+    assert logged[-1]["val_loss"] == pytest.approx(mse, rel=1e-5)
+    with pytest.raises(ValueError, match="plateau_on=loss watches the validation loss, but "
+                                         "this task has no validation split"):
+        fit(dataclasses.replace(spec, val=None),
+            _settings(schedule="plateau", plateau_on="loss"), tmp_path / "d.pt")
+    with pytest.raises(ValueError, match="trainer.plateau_on"):
+        TrainerSettings.from_config({"plateau_on": "val"})
 
 
 def test_weight_decay_spares_biases_norms_embeddings_and_rational_coefficients():

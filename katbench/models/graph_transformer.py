@@ -94,6 +94,9 @@ def flex_graph_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     return out[..., :d_k]
 
 
+PE_SIGN_FLIPS = ("batch", "graph")
+
+
 class GraphTransformerLayer(nn.Module):
     """Multi-head attention over the graph's edges + FFN, residuals and batch norm.
 
@@ -193,15 +196,21 @@ class GraphTransformer(nn.Module):
     ``out_features == 1`` graph tasks, ``(num_graphs, out)`` for other graph tasks and
     ``(N, out)`` when ``node_level``. ``flex_attention`` computes the padded attention of graphs
     without edge features with :func:`flex_graph_attention` (for compiled models: eager, its
-    reference implementation is slower than the plain one).
+    reference implementation is slower than the plain one). In training the eigenvectors'
+    signs are flipped at random, per dimension: the same signs for the whole batch
+    (``pe_sign_flip="batch"``, the original's) or independent ones per graph (``"graph"``).
     """
 
     def __init__(self, num_node_types: int, out_features: int, mlp_layer: MlpLayer, *,
                  dim: int = 64, layers: int = 10, heads: int = 8, pe_dim: int = 8,
                  ffn_hidden: int | None = None, num_edge_types: int | None = None,
                  node_level: bool = False, dropout: float = 0.0,
-                 in_feat_dropout: float = 0.0, flex_attention: bool = False) -> None:
+                 in_feat_dropout: float = 0.0, flex_attention: bool = False,
+                 pe_sign_flip: str = "batch") -> None:
         super().__init__()
+        if pe_sign_flip not in PE_SIGN_FLIPS:
+            raise ValueError(f"pe_sign_flip={pe_sign_flip!r}; use one of {PE_SIGN_FLIPS}")
+        self.pe_sign_flip = pe_sign_flip
         self.node_level, self.out_features = node_level, out_features
         self.embed_h = nn.Embedding(num_node_types, dim)
         self.embed_pe = nn.Linear(pe_dim, dim)
@@ -220,8 +229,11 @@ class GraphTransformer(nn.Module):
         pe = batch.lap_pe
         graphs = batch.adjacency.shape[0] if batch.padded else batch.num_graphs
         if self.training:  # eigenvectors are defined up to sign: learn invariance to it
-            flips = torch.randint(0, 2, (graphs, pe.shape[1]), device=pe.device)
-            pe = pe * (2 * flips - 1).to(pe.dtype)[batch.batch]
+            per_graph = self.pe_sign_flip == "graph"
+            flips = torch.randint(0, 2, (graphs if per_graph else 1, pe.shape[1]),
+                                  device=pe.device)
+            signs = (2 * flips - 1).to(pe.dtype)
+            pe = pe * (signs[batch.batch] if per_graph else signs)
         h = self.in_feat_dropout(self.embed_h(batch.x[:, 0]) + self.embed_pe(pe))
         e = self.embed_e(batch.edge_attr) if self.embed_e is not None else None
         dense = dense_graph(batch, h.dtype) if e is None else None

@@ -221,7 +221,7 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
             dim=int(t.dim), layers=int(t.layers), heads=int(t.heads), pe_dim=int(t.pe_dim),
             ffn_hidden=int(t.ffn_hidden) if hidden is None else hidden,
             node_level=not regression, num_edge_types=len(ZINC_BONDS) if regression else None,
-            flex_attention=flex)
+            flex_attention=flex, pe_sign_flip=str(t.get("pe_sign_flip", "batch")))
 
     hidden = hidden_for_budget(cfg.get("param_budget"), name, kwargs,
                                lambda *a: count_parameters(transformer(*a)), int(t.ffn_hidden))

@@ -135,10 +135,11 @@ def test_forward_backward_every_mixer(name, edges):
                if p.dim() > 1)                                  # the mixer's weights learn
 
 
-def test_pe_sign_flips_in_training_only():
+@pytest.mark.parametrize("per", ["batch", "graph"])
+def test_pe_sign_flips_in_training_only(per):
     torch.manual_seed(0)
     model = GraphTransformer(3, 1, _mixer("mlp"), dim=16, layers=1, heads=2, pe_dim=4,
-                             num_edge_types=4)
+                             num_edge_types=4, pe_sign_flip=per)
     batch = _batch(edges=True)
     model.eval()
     a = model(batch)
@@ -146,18 +147,23 @@ def test_pe_sign_flips_in_training_only():
     assert not torch.allclose(a, model(flipped))                  # the model sees the sign...
     assert torch.equal(a, model(batch))                           # ...and eval is deterministic
     model.train()
-    seen, emb = set(), []
+    seen, differ, emb = set(), False, []
     model.embed_pe.register_forward_hook(lambda m, i, o: emb.append(i[0]))
     for seed in range(6):                                         # training: random signs per
-        torch.manual_seed(seed)                                   # graph and dimension
+        torch.manual_seed(seed)                                   # dimension, batch or graph
         model(batch)
         signs = torch.sign(emb[-1] / batch.lap_pe)
         for g in range(3):                                        # one sign per graph and dim
             rows = signs[batch.batch == g]
             assert torch.all(rows == rows[0])
+        differ |= not torch.all(signs == signs[0])                # graphs apart in one batch
         seen.add(tuple(signs[0].tolist()))
-    assert len(seen) > 1
+    assert len(seen) > 1 and differ == (per == "graph")
 
+
+def test_unknown_pe_sign_flip_is_named():
+    with pytest.raises(ValueError, match="pe_sign_flip='node'; use one of"):
+        GraphTransformer(3, 1, _mixer("mlp"), dim=16, layers=1, heads=2, pe_sign_flip="node")
 
 
 def _plain_and_padded(n_graphs: int = 4, pad: int = 11):
