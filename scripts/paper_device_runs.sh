@@ -24,7 +24,8 @@
 #                                                and logs into $OUT
 # GRAPH_TASKS (pattern,cluster), GRAPH_MIXERS (mlp,kan,grkan) and GRAPH_SEEDS (0,1,2,3) pick the
 # graph runs, e.g. GRAPH_TASKS=pattern GRAPH_SEEDS=0,1 for six; GRAPH_EXTRA adds overrides to
-# every graph run (e.g. "trainer.matmul_precision=high").
+# every graph run (e.g. "trainer.matmul_precision=high"; "task.data_seed=9" another draw of the
+# graphs, which `more` builds first).
 # RESUME=DIR (graph) first unpacks DIR/<queue>/runs.tgz.part* (what `finish` packed into $OUT,
 # unfinished runs with their checkpoints) into that queue's folder: its runs continue where an
 # earlier session stopped them, finished ones are skipped.
@@ -107,6 +108,9 @@ graph)
     sleep_until "$wait_s"; report ;;
 more)
     export TORCHINDUCTOR_COMPILE_THREADS=4
+    # shellcheck disable=SC2086  # GRAPH_EXTRA: whitespace-separated overrides (e.g. a data_seed)
+    queue "${QUEUE:-graph3}" prepare --profile paper --tasks "$GRAPH_TASKS" ${GRAPH_EXTRA:-} |
+        tail -1
     start_queue "${QUEUE:-graph3}" --seeds "$GRAPH_SEEDS" \
         --slots $(( $(count "$GRAPH_TASKS") * $(count "$GRAPH_MIXERS") * $(count "$GRAPH_SEEDS") )) \
         "${GRAPH[@]}"

@@ -4,7 +4,7 @@ The graph and tabular models use a fraction of a GPU and are bound by the host i
 one process per run, several per GPU, fills the machine. Built for machines lent for a few
 minutes per command (the device), but nothing here is specific to them:
 
-    python scripts/run_queue.py prepare --profile paper --tasks pattern,cluster
+    python scripts/run_queue.py prepare --profile paper --tasks pattern,cluster [key=value ...]
     setsid python scripts/run_queue.py start --profile paper --tasks pattern,cluster \\
         --mixers mlp,kan,grkan --seeds 0,1,2,3 --slots 24 --stop-after-s 1500 &
     python scripts/run_queue.py status              # done / running / waiting, last log lines
@@ -76,14 +76,16 @@ def init_tracking_store(results: Path) -> None:
     init_store(results)
 
 
-def prepare(profile: str, tasks: list[str]) -> None:
-    """Build each task's data once, in this process, so that parallel runs find it cached."""
+def prepare(profile: str, tasks: list[str], overrides: list[str] = ()) -> None:
+    """Build each task's data once, in this process, so that parallel runs find it cached
+    (``overrides`` as the runs will pass them, e.g. another ``task.data_seed``)."""
     from katbench.run import _normalise, compose
     from katbench.tasks import build_task
 
     for task in tasks:
         start = time.perf_counter()
-        build_task(compose(_normalise([f"task={task}", "mixer=mlp", f"profile={profile}"])))
+        build_task(compose(_normalise([f"task={task}", "mixer=mlp", f"profile={profile}",
+                                       *overrides])))
         print(f"prepared {task} in {time.perf_counter() - start:.0f} s", flush=True)
 
 
@@ -212,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("prepare", help="build each task's data once")
     p.add_argument("--profile", default="paper")
     p.add_argument("--tasks", type=lambda s: s.split(","), required=True)
+    p.add_argument("overrides", nargs="*", help="key=value as the runs will get them")
     s = sub.add_parser("start", help="run the unfinished runs")
     s.add_argument("--profile", default="paper")
     s.add_argument("--tasks", type=lambda v: v.split(","), required=True)
@@ -229,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--part-mb", type=int, default=15)
     args = parser.parse_args(argv)
     if args.command == "prepare":
-        prepare(args.profile, args.tasks)
+        prepare(args.profile, args.tasks, args.overrides)
         return 0
     return {"start": start, "status": status, "stop": stop, "pack": pack}[args.command](args)
 

@@ -57,3 +57,17 @@ def test_deadline_stops_runs_with_a_checkpoint(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("stopped fit_xy-mlp-s0")
     run_queue.main(["--results", results, "pack", str(tmp_path / "out"), "--checkpoints"])
     assert "runs/fit_xy/mlp/seed0/checkpoint.pt" in _unpack(tmp_path / "out")
+
+
+def test_prepare_builds_the_data_the_runs_will_use(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KATBENCH_CACHE", str(tmp_path / "cache"))
+
+    def prepared(*overrides: str) -> set[str]:
+        assert run_queue.main(["prepare", "--profile", "quick", "--tasks", "pattern",
+                               *overrides]) == 0
+        assert "prepared pattern in" in capsys.readouterr().out
+        return {p.name for p in (tmp_path / "cache").rglob("train-*.pt")}
+
+    default = prepared()
+    assert len(default) == 1
+    assert len(prepared("task.data_seed=3") - default) == 1   # the override reaches the data
