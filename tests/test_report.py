@@ -324,3 +324,19 @@ def test_publish_carries_histories_and_draws_learning_curves(tmp_path):
                                                  "test_mse": 1 / 500 ** 2}
     assert (dest / "plots" / "function_fitting_curves.png").stat().st_size > 10_000
     assert "![function_fitting_curves](plots/function_fitting_curves.png)" in md_text(dest)
+
+
+def test_paper_protocol_of_the_last_epoch_selects_the_last_epoch(tmp_path, monkeypatch):
+    import katbench.report as report
+
+    paper = {"toy_last": {"metric": "test_acc", "source": "Toy Table", "epoch": "last",
+                          "values": {"mlp": 0.5}}}
+    monkeypatch.setattr(report, "paper_values", lambda: paper)
+    for task in ("toy_last", "toy_best"):    # best on validation 0.9, last epoch 0.7
+        _fake_run(tmp_path, task, "mlp", 0, "acc", 0.9, "toy",
+                  final={"test_acc": 0.7, "val_acc": 0.8})
+    build_report(tmp_path)
+    runs = pd.read_csv(tmp_path / "runs.csv").set_index("task")
+    assert runs.loc["toy_last", "value"] == 0.7 and runs.loc["toy_best", "value"] == 0.9
+    md = (tmp_path / "summary.md").read_text()
+    assert "; the last for toy_last, whose benchmark reports the last epoch)" in md

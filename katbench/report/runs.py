@@ -35,7 +35,7 @@ STUDIES = "studies"   # paper_results.yaml's section of the paper's ablation tab
 
 def paper_values() -> dict[str, Any]:
     """``{task: {"metric", "source", "values": {mixer: value}, ...}}`` from paper_results.yaml
-    (optional per entry: ``spread``, ``tolerance``, ``compare``, ``difference``)."""
+    (optional per entry: ``spread``, ``tolerance``, ``compare``, ``difference``, ``epoch``)."""
     doc = yaml.safe_load(PAPER_RESULTS.read_text()) or {}
     return {task: entry for task, entry in doc.items() if task != STUDIES}
 
@@ -60,12 +60,14 @@ def task_yaml(task: str) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) if path.exists() else {}
 
 
-def selected(metrics: dict[str, Any]) -> tuple[str, float]:
-    """The run's test metric name and its value at the selected epoch (best on validation
-    when ``selected_on`` is a validation metric, else the last)."""
+def selected(metrics: dict[str, Any], paper: dict[str, Any]) -> tuple[str, float]:
+    """The run's test metric name and its value at the selected epoch: the last where the
+    paper's entry for the task says ``epoch: last`` (its protocol reports the last epoch), else
+    the best on validation when ``selected_on`` is a validation metric, else the last."""
     key = f"test_{metrics['metric']}"
-    scores = metrics["best"] if metrics["selected_on"].startswith("val_") else metrics["final"]
-    return key, float(scores[key])
+    last = (paper.get(metrics["task"], {}).get("epoch") == "last"
+            or not metrics["selected_on"].startswith("val_"))
+    return key, float((metrics["final"] if last else metrics["best"])[key])
 
 
 def run_rows(metrics: dict[str, Any], paper: dict[str, Any],
@@ -74,7 +76,7 @@ def run_rows(metrics: dict[str, Any], paper: dict[str, Any],
     metrics (``{metric: (value, higher_is_better)}``; one named like the selected metric is
     left out), size and cost."""
     hib = metrics["higher_is_better"]
-    key, value = selected(metrics)
+    key, value = selected(metrics, paper)
     ref = paper.get(metrics["task"], {})
     rows = [(key, value, hib, ref.get("values", {}).get(metrics["mixer"])
              if ref.get("metric") == key else None),
@@ -88,10 +90,11 @@ def run_rows(metrics: dict[str, Any], paper: dict[str, Any],
             for k, v, h, p in rows]
 
 
-def run_record(metrics: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+def run_record(metrics: dict[str, Any], config: dict[str, Any], paper: dict[str, Any]
+               ) -> dict[str, Any]:
     """One ``runs.csv`` row: the selected test metric, epochs, cost and provenance. Fields that
     older runs did not record are ``unknown`` (text) or empty (numbers)."""
-    key, value = selected(metrics)
+    key, value = selected(metrics, paper)
     return {"task": metrics["task"], "family": metrics.get("family", "other"),
             "mixer": metrics["mixer"], "seed": metrics["seed"], "metric": key, "value": value,
             "epochs": metrics.get("epochs_done"),
@@ -121,7 +124,7 @@ def collect(results_dir: Path, paper: dict[str, Any]) -> tuple[pd.DataFrame, pd.
         config_path = path.with_name("config.yaml")
         config = (yaml.safe_load(config_path.read_text()) or {}) if config_path.exists() else {}
         rows += run_rows(metrics, paper, _exported(path.parent))
-        records.append(run_record(metrics, config))
+        records.append(run_record(metrics, config, paper))
     # Integers stay integers beside the empty cells of runs that did not record them.
     runs = pd.DataFrame(records, columns=RUN_COLUMNS).astype(
         {"epochs": "Int64", "max_epochs": "Int64"})

@@ -58,6 +58,13 @@ def _paper_text(task: str, metric: str | None, mixers: list[str], paper: dict[st
     return " / ".join(f"{ref['values'][m]:.4g}" if m in ref["values"] else "–" for m in mixers)
 
 
+def _last_epoch_note(tasks: list[str], paper: dict[str, Any]) -> str:
+    """Which tasks report their last epoch because the paper's protocol does."""
+    last = [t for t in tasks if paper.get(t, {}).get("epoch") == "last"]
+    return (f"; the last for {', '.join(last)}, whose benchmark reports the last epoch"
+            if last else "")
+
+
 def profile_notes(profiles: set[str]) -> list[str]:
     lines = []
     if "quick" in profiles:
@@ -167,7 +174,8 @@ def markdown(table: pd.DataFrame, runs: pd.DataFrame, paper: dict[str, Any], com
              f"· {len(missing)} missing · {len(tasks)} tasks in {len(set(families.values()))} "
              f"families · mixers {', '.join(mixers)}.", "", *profile_notes(profiles),
              "Test metric, mean ± sample std over seeds and the number of seeds n (the "
-             "validation-selected epoch where the task has a validation split, else the last). "
+             "validation-selected epoch where the task has a validation split, else the last"
+             + _last_epoch_note(tasks, paper) + "). "
              "↑/↓: higher/lower is better. **Bold**: best of our mixers."
              + (" Paper: KAT (ICLR 2025) values for the same metric, "
                 "`katbench/paper_results.yaml`; `n/a` where our metric is a stand-in, `–` where "
