@@ -29,9 +29,9 @@
 # RESUME=DIR (graph) first unpacks DIR/<queue>/runs.tgz.part* (what `finish` packed into $OUT,
 # unfinished runs with their checkpoints) into that queue's folder: its runs continue where an
 # earlier session stopped them, finished ones are skipped.
-# MPS=1 (graph) runs the processes under CUDA MPS (kernels of different runs overlap) where the
-# machine has nvidia-cuda-mps-control; only once no other CUDA process runs (the tabular runs
-# done), since an MPS server may wait for CUDA contexts outside it to end.
+# graph runs the processes under CUDA MPS (kernels of different runs overlap) where the machine
+# has nvidia-cuda-mps-control; MPS=0 does not, as needed while other CUDA processes (tabular runs
+# of `tab`) still run, since an MPS server may wait for CUDA contexts outside it to end.
 # TAB_MODE=reduce-overhead (tab) replays the tabular steps as CUDA graphs too (default:
 # torch.compile's default mode).
 set -uo pipefail
@@ -80,9 +80,9 @@ tab)
 graph)
     (source scripts/device_env.sh) || exit 1
     export TORCHINDUCTOR_COMPILE_THREADS=4   # many compiling processes share the cores
-    if [ "${MPS:-0}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
+    if [ "${MPS:-1}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
         nvidia-cuda-mps-control -d && say "MPS daemon started"
-    elif [ "${MPS:-0}" = 1 ]; then
+    elif [ "${MPS:-1}" = 1 ]; then
         say "no nvidia-cuda-mps-control here: the runs time-slice the GPU"
     fi
     if [ -n "${RESUME:-}" ]; then

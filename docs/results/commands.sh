@@ -44,6 +44,10 @@ KB_RESULTS=/tmp/kb/dig bash scripts/gpu_queue.sh start --profile paper --tasks d
 # (4.1-4.5 s per epoch, 508-522 s of training per run; the mlp/grkan runs of these tables ran eager):
 TAB_MODE=reduce-overhead bash scripts/paper_device_runs.sh tab 0
 bash scripts/paper_device_runs.sh finish 200   # then: cat OUT/tab/runs.tgz.part* | tar xz -C results
+# 2026-12-07: the micro-ZINC stand-in (never set beside the paper's ZINC MAE) with the graph recipe of the original
+# (plateau on the validation loss, PE sign flips per batch), the paper model on the 2-core CPU, two processes side by side:
+python -m katbench.run task=zinc mixer=mlp,grkan seed=0,1,2 task.dataset=micro_zinc $R
+python -m katbench.run task=zinc mixer=kan seed=0,1,2 task.dataset=micro_zinc $R
 # Learning curves of runs made before runs kept history.jsonl come from their MLflow metrics.
 # Publish (every run of the benchmark named, so that unfinished ones are listed as missing):
 python -m katbench.report results --publish docs/results $(cat docs/results/expected_runs.txt)
