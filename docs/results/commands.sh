@@ -48,6 +48,13 @@ bash scripts/paper_device_runs.sh finish 200   # then: cat OUT/tab/runs.tgz.part
 # (plateau on the validation loss, PE sign flips per batch), the paper model on the 2-core CPU, two processes side by side:
 python -m katbench.run task=zinc mixer=mlp,grkan seed=0,1,2 task.dataset=micro_zinc $R
 python -m katbench.run task=zinc mixer=kan seed=0,1,2 task.dataset=micro_zinc $R
+# 2026-12-07 (two H100 leases, docs/measurements/h100-2026-12-07c-graph/ and h100-2026-12-07d-graph/): PATTERN
+# with the original's graph recipe, mlp/kan/grkan seeds 0 and 1, under CUDA MPS, stopped with checkpoints at the
+# end of the first lease and resumed in the second (RESUME= unpacks the first lease's finish output):
+GRAPH_TASKS=pattern GRAPH_SEEDS=0,1 bash scripts/paper_device_runs.sh graph 0
+bash scripts/paper_device_runs.sh finish 375                # then, next lease, its OUT/graph* under .devrun/resume/:
+RESUME=.devrun/resume GRAPH_TASKS=pattern GRAPH_SEEDS=0,1 bash scripts/paper_device_runs.sh graph 0
+bash scripts/paper_device_runs.sh finish 340   # then, per queue q: cat OUT/$q/runs.tgz.part* | tar xz -C results
 # Learning curves of runs made before runs kept history.jsonl come from their MLflow metrics.
 # Publish (every run of the benchmark named, so that unfinished ones are listed as missing):
 python -m katbench.report results --publish docs/results $(cat docs/results/expected_runs.txt)
