@@ -469,17 +469,26 @@ class Training:
         return self._measure(lambda batches: self.spec.evaluate(self.eval_forward, batches),
                              loader)
 
-    def evaluate_loss(self, loader: Iterable[Any]) -> float:
-        """Mean over ``loader``'s batches of ``spec.loss`` of the evaluated weights, without
-        gradients (the graph benchmark's plateau signal, ``trainer.plateau_on=loss``)."""
-        def mean_loss(batches: Iterable[Any]) -> torch.Tensor:
-            total, count = torch.zeros((), device=self.device), 0
-            for batch in batches:
-                total += self.spec.loss(self.eval_forward, batch).float()
-                count += 1
-            return total / max(1, count)
+    def evaluate_with_loss(self, loader: Iterable[Any]) -> tuple[float, float]:
+        """``spec.evaluate`` and the mean over ``loader``'s batches of ``spec.loss`` (the graph
+        benchmark's plateau signal, ``trainer.plateau_on=loss``) in one pass: each batch's
+        output is computed once, for the metric, and ``spec.loss`` reads it back."""
+        current: list[Any] = [None]   # the batch spec.evaluate is at
+        losses: list[torch.Tensor] = []
 
-        return self._measure(mean_loss, loader)
+        def tracked(batches: Iterable[Any]) -> Iterator[Any]:
+            for batch in batches:
+                current[0] = batch
+                yield batch
+
+        def forward_and_loss(inputs: Any) -> Any:
+            out = self.eval_forward(inputs)
+            losses.append(self.spec.loss(_Replay(inputs, out), current[0]).float())
+            return out
+
+        metric = self._measure(
+            lambda batches: self.spec.evaluate(forward_and_loss, tracked(batches)), loader)
+        return metric, float(torch.stack(losses).mean()) if losses else math.nan
 
     def _measure(self, measure: Callable[[Iterable[Any]], Any], loader: Iterable[Any]) -> float:
         """``measure(batches on the device)`` as a float, in eval mode under ``no_grad``."""
@@ -563,10 +572,12 @@ class Training:
         """Add the val/test metrics to ``metrics``, track the best epoch, step the plateau
         schedule."""
         m = self.spec.metric
-        scores = {f"val_{m}": self.evaluate(self.spec.val)} if self.spec.val is not None else {}
         on_loss = self.s.schedule == "plateau" and self.s.plateau_on == "loss"
+        scores = {}
         if on_loss:
-            scores["val_loss"] = self.evaluate_loss(self.spec.val)
+            scores[f"val_{m}"], scores["val_loss"] = self.evaluate_with_loss(self.spec.val)
+        elif self.spec.val is not None:
+            scores[f"val_{m}"] = self.evaluate(self.spec.val)
         scores[f"test_{m}"] = self.evaluate(self.spec.test)
         metrics.update(distributed.mean_over_ranks(scores, self.rank))
         score, best = metrics[self.select_key], self.state["best"]
@@ -635,6 +646,21 @@ class Training:
         return {"final": state["final"], "best": state["best"], "epochs_done": state["epoch"],
                 "train_time_s": state["train_time_s"], "wall_s": state["wall_s"],
                 "selected_on": self.select_key, "stopped_early": state["stopped_early"]}
+
+
+class _Replay:
+    """Stands in for the model inside ``spec.loss`` during evaluation: returns the output the
+    model already gave for ``inputs``, so the loss costs no second forward pass."""
+
+    def __init__(self, inputs: Any, output: Any) -> None:
+        self.inputs, self.output = inputs, output
+
+    def __call__(self, inputs: Any) -> Any:
+        if inputs is not self.inputs:
+            raise RuntimeError("this task's loss calls the model on inputs other than its batch, "
+                               "so the validation loss cannot reuse the metric's forward pass; "
+                               "use trainer.plateau_on=metric")
+        return self.output
 
 
 def _on_device(loader: Iterable[Any], device: torch.device) -> Iterable[Any]:

@@ -127,6 +127,26 @@ def test_plateau_on_loss_watches_the_validation_loss(tmp_path):
         TrainerSettings.from_config({"plateau_on": "val"})
 
 
+def test_plateau_on_loss_reuses_the_metrics_forward_pass(tmp_path):
+    spec = _spec()
+    spec = dataclasses.replace(spec, val=spec.train[:2])   # two validation batches
+    modes = []
+    spec.model.register_forward_hook(lambda module, inputs, output: modes.append(module.training))
+    logged = []
+    fit(spec, _settings(schedule="plateau", warmup_epochs=0, plateau_on="loss", epochs=1),
+        tmp_path / "c.pt", log=lambda e, m: logged.append(m))
+    assert modes.count(False) == 2 + 1   # each val batch once (metric and loss), one test batch
+    assert logged[-1]["val_loss"] == pytest.approx(_mse(spec.model, spec.val) / 2, rel=1e-5)
+    assert logged[-1]["val_mse"] == pytest.approx(_mse(spec.model, spec.val), rel=1e-5)
+
+
+def test_plateau_on_loss_names_a_loss_that_cannot_reuse_the_forward_pass(tmp_path):
+    spec = _spec(lambda m, b: F.mse_loss(m(2 * b[0]), b[1]))   # not the metric's input
+    with pytest.raises(RuntimeError, match="use trainer.plateau_on=metric"):
+        fit(spec, _settings(schedule="plateau", warmup_epochs=0, plateau_on="loss", epochs=1),
+            tmp_path / "c.pt")
+
+
 def test_weight_decay_spares_biases_norms_embeddings_and_rational_coefficients():
     from katbench.layers.group_rational import GroupRational
     from katbench.train import param_groups
