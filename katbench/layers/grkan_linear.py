@@ -39,61 +39,7 @@ def init_linear_after_(linear: nn.Linear, rational: GroupRational) -> nn.Linear:
     return variance_preserving_(linear, rational.gain)
 
 
-_RATIONAL = torch.ops.katbench.group_rational.default
-_RATIONAL_BACKWARD = torch.ops.katbench.group_rational_backward.default
-
-
-def _rows(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(-1, t.shape[-1])
-
-
-class _RecomputedRationalLinear(torch.autograd.Function):
-    """linear(F(x + input_bias)) that keeps x, not F. By default the rational's backward kernel
-    writes F again for the weight gradient (one write, no extra kernel); ``lowest_peak``
-    recomputes F with a forward kernel and frees it before the backward kernel runs instead, so
-    that F never coexists with its gradient (one more kernel, a lower peak for a wide F)."""
-
-    @staticmethod
-    def forward(ctx, x, numerator, denominator, input_bias, weight, bias, variant, lowest_peak):
-        ctx.save_for_backward(x, numerator, denominator, input_bias, weight, bias)
-        ctx.variant, ctx.lowest_peak = variant, lowest_peak
-        return F.linear(_RATIONAL(x, numerator, denominator, variant, input_bias), weight, bias)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        saved = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: differentiate a replay instead
-            return _replay_gradients(ctx, grad_output, saved)
-        x, numerator, denominator, input_bias, weight, bias = saved
-        rows = _rows(grad_output)
-        grad_weight = None
-        if ctx.lowest_peak:
-            rational = _RATIONAL(x, numerator, denominator, ctx.variant, input_bias)
-            grad_weight = rows.t() @ _rows(rational)
-            del rational
-        grad_x, grad_numerator, grad_denominator, grad_input_bias, rational = _RATIONAL_BACKWARD(
-            grad_output @ weight, x, numerator, denominator, ctx.variant, input_bias,
-            not ctx.lowest_peak)
-        if grad_weight is None:
-            grad_weight = rows.t() @ _rows(rational)
-        grad_bias = rows.sum(0) if bias is not None else None
-        return (grad_x, grad_numerator, grad_denominator,
-                grad_input_bias if input_bias is not None else None, grad_weight, grad_bias, None,
-                None)
-
-
-def _replay_gradients(ctx, grad_output: torch.Tensor, inputs: tuple) -> tuple:
-    """Gradients that are themselves differentiable (higher derivatives, e.g. a PINN's u''):
-    the forward replayed with autograd ops on the saved ``inputs``, then differentiated with
-    create_graph."""
-    x, numerator, denominator, input_bias, weight, bias = inputs
-    needs = ctx.needs_input_grad[:len(inputs)]
-    with torch.enable_grad():
-        output = F.linear(_RATIONAL(x, numerator, denominator, ctx.variant, input_bias), weight,
-                          bias)
-    found = iter(torch.autograd.grad(output, [t for t, n in zip(inputs, needs, strict=True) if n],
-                                     grad_output, create_graph=True, allow_unused=True))
-    return (*(next(found) if n else None for n in needs), None, None)
+_RATIONAL_LINEAR = torch.ops.katbench.rational_linear.default
 
 
 def rational_linear(x: torch.Tensor, rational: GroupRational, linear: nn.Linear,
@@ -102,11 +48,13 @@ def rational_linear(x: torch.Tensor, rational: GroupRational, linear: nn.Linear,
     """``linear(rational(x + input_bias))``; ``skip_bias`` leaves ``linear.bias`` out (for the
     next rational to add, see :meth:`GroupRational.forward`).
 
-    With ``recompute`` the pair keeps one activation (``x``) where it kept two: the backward
-    kernel of the rational writes ``rational(x)`` again for the weight gradient (one write, no
-    extra kernel), or with ``lowest_peak`` a forward kernel recomputes it, freed before the
-    backward kernel runs (one more kernel; the backward's peak is lower by a tensor of x's
-    size). Under autocast both run in the autocast dtype, as unfused.
+    With ``recompute`` the pair is one op, ``katbench::rational_linear`` (C++ forward and
+    autograd kernels with the compiled backend), that keeps one activation (``x``) where the
+    pair kept two: the backward kernel of the rational writes ``rational(x)`` again for the
+    weight gradient (one write, no extra kernel), or with ``lowest_peak`` a forward kernel
+    recomputes it, freed before the backward kernel runs (one more kernel; the backward's peak
+    is lower by a tensor of x's size). Under autocast both run in the autocast dtype, as
+    unfused.
     """
     if not recompute and not skip_bias:
         return linear(rational(x, input_bias))
@@ -120,9 +68,8 @@ def rational_linear(x: torch.Tensor, rational: GroupRational, linear: nn.Linear,
     if dtype is not None:
         x, weight = x.to(dtype), weight.to(dtype)
         bias = None if bias is None else bias.to(dtype)
-    return _RecomputedRationalLinear.apply(x, rational.numerator, rational.denominator,
-                                          input_bias, weight, bias, rational.variant,
-                                          lowest_peak)
+    return _RATIONAL_LINEAR(x, rational.numerator, rational.denominator, rational.variant,
+                            input_bias, weight, bias, lowest_peak)
 
 
 class GRKANLinear(nn.Module):

@@ -9,7 +9,9 @@ Python runs in a training step), Python otherwise; the fake (meta) kernels are P
 works under ``torch.compile(fullgraph=True)``, ``torch.autocast`` and passes
 ``torch.library.opcheck`` with every backend. First derivatives run the backward kernel; higher
 derivatives (``create_graph=True``) differentiate the reference's explicit gradient formulas
-(``katbench::group_rational_backward_differentiable``).
+(``katbench::group_rational_backward_differentiable``). ``katbench::rational_linear`` is a
+rational and the linear map after it in one autograd node that keeps the rational's input, not
+its output (``katbench.layers.rational_linear``), built on the same kernels.
 """
 
 from __future__ import annotations
@@ -53,7 +55,16 @@ _LIB.define(
 )
 _LIB.impl("group_rational_backward_differentiable", group_rational_gradients_reference,
           "CompositeImplicitAutograd")
+# linear(F(x + input_bias), weight, bias) keeping x, not F(x), for its backward (GRKANMixer's
+# first rational and fc1 at a GELU MLP block's memory; katbench.layers.rational_linear): C++
+# forward and autograd kernels with the compiled backend (csrc/rational_linear.cpp), else the
+# Python ones below.
+_LIB.define(
+    "rational_linear(Tensor x, Tensor numerator, Tensor denominator, str variant, "
+    "Tensor? input_bias, Tensor weight, Tensor? bias, bool lowest_peak=False) -> Tensor"
+)
 _OPS = ("katbench::group_rational", "katbench::group_rational_backward")
+_RATIONAL_LINEAR = "katbench::rational_linear"
 _GROUP_RATIONAL = torch.ops.katbench.group_rational.default
 _BACKENDS: dict[str, str] = {}  # device type -> backend serving it
 
@@ -172,6 +183,7 @@ def load_kernels() -> dict[str, str]:
     if not torch._C._dispatch_has_kernel_for_dispatch_key(_OPS[0], "Autograd"):
         torch.library.register_autograd(_OPS[0], _autograd_backward,
                                         setup_context=_setup_context, lib=_LIB)
+    _register_rational_linear(_BACKENDS)
     return _BACKENDS
 
 
@@ -287,3 +299,61 @@ def _autograd_backward(ctx, grad_output):
     return tuple(grad if needed else None for grad, needed in zip(
         (grad_x, grad_num, grad_den, None, grad_bias), ctx.needs_input_grad, strict=False))
 
+
+
+@torch.library.register_fake(_RATIONAL_LINEAR, lib=_LIB)
+def _rational_linear_fake(x, numerator, denominator, variant, input_bias, weight, bias,
+                          lowest_peak=False):
+    return x.new_empty((*x.shape[:-1], weight.shape[0]))
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(-1, t.shape[-1])
+
+
+# katbench::rational_linear in Python, for device types without the compiled kernels (and so
+# without csrc/rational_linear.cpp): the same forward and backward as the C++ kernels.
+def _rational_linear_forward(x, numerator, denominator, variant, input_bias, weight, bias,
+                             lowest_peak=False):
+    return torch.nn.functional.linear(_GROUP_RATIONAL(x, numerator, denominator, variant,
+                                                      input_bias), weight, bias)
+
+
+def _rational_linear_setup(ctx, inputs, output) -> None:
+    x, numerator, denominator, variant, input_bias, weight, bias, lowest_peak = inputs
+    ctx.save_for_backward(x, numerator, denominator, input_bias, weight)
+    ctx.variant, ctx.has_bias, ctx.lowest_peak = variant, bias is not None, lowest_peak
+
+
+def _rational_linear_backward(ctx, grad_output):
+    x, numerator, denominator, input_bias, weight = ctx.saved_tensors
+    args = (x, numerator, denominator, ctx.variant, input_bias)
+    grad_rows, grad_f = _rows(grad_output), grad_output @ weight
+    if torch.is_grad_enabled():  # create_graph=True: differentiable formulas
+        grad_x, grad_num, grad_den, grad_input_bias = group_rational_gradients_reference(
+            grad_f, *args)
+        grad_weight = grad_rows.t() @ _rows(_GROUP_RATIONAL(*args))
+    else:
+        grad_weight = None
+        if ctx.lowest_peak:  # F(x) recomputed and freed before the backward kernel runs
+            grad_weight = grad_rows.t() @ _rows(_GROUP_RATIONAL(*args))
+        grad_x, grad_num, grad_den, grad_input_bias, rational = (
+            torch.ops.katbench.group_rational_backward(grad_f, *args, not ctx.lowest_peak))
+        if grad_weight is None:
+            grad_weight = grad_rows.t() @ _rows(rational)
+    grad_bias = grad_rows.sum(0) if ctx.has_bias else None
+    # one gradient per input the op was called with (lowest_peak may be left to its default)
+    return tuple(grad if needed else None for grad, needed in zip(
+        (grad_x, grad_num, grad_den, None, grad_input_bias, grad_weight, grad_bias, None),
+        ctx.needs_input_grad, strict=False))
+
+
+def _register_rational_linear(backends: dict[str, str]) -> None:
+    """The Python kernels of katbench::rational_linear where the C++ ones are not loaded."""
+    for device_type in backends:
+        key = device_type.upper()
+        if not torch._C._dispatch_has_kernel_for_dispatch_key(_RATIONAL_LINEAR, key):
+            _LIB.impl("rational_linear", _rational_linear_forward, key)
+    if not torch._C._dispatch_has_kernel_for_dispatch_key(_RATIONAL_LINEAR, "Autograd"):
+        torch.library.register_autograd(_RATIONAL_LINEAR, _rational_linear_backward,
+                                        setup_context=_rational_linear_setup, lib=_LIB)

@@ -102,7 +102,8 @@ def compile_and_load(with_cuda: bool, verbose: bool = False) -> None:
     """Compile (if needed) and load the kernels, registering them under ``katbench::``."""
     from torch.utils.cpp_extension import load
 
-    sources = [CSRC / "group_rational_cpu.cpp", CSRC / "group_rational_autograd.cpp"]
+    sources = [CSRC / "group_rational_cpu.cpp", CSRC / "group_rational_autograd.cpp",
+               CSRC / "rational_linear.cpp"]
     if with_cuda:
         # The host entry points (C++), then each dtype's kernels in a translation unit of its
         # own: ninja builds them in parallel (up to MAX_JOBS jobs).
