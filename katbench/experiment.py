@@ -76,6 +76,8 @@ def run_experiment(cfg: Any) -> dict[str, Any]:
     # The task is built first: a bad data file or setting stops the run before anything in the
     # results folder is created or moved.
     spec = build_task(cfg)
+    if cfg.resume:
+        tracking.check_resumable(out, OmegaConf.to_container(cfg, resolve=True))
     if rank.is_main:
         tracking.prepare_run_dir(out, resume=bool(cfg.resume), overwrite=bool(cfg.overwrite))
     n_params = sum(p.numel() for p in spec.model.parameters() if p.requires_grad)

@@ -80,6 +80,33 @@ def prepare_run_dir(out: Path, *, resume: bool, overwrite: bool) -> None:
               "checkpoint.previous.pt (use resume=true to continue a run)", file=sys.stderr)
 
 
+# Settings a resumed run may change: where and how it runs and what it logs, not what it computes.
+RESUMABLE_CHANGES = ("resume", "overwrite", "results_dir", "profile", "tracking.",
+                     "trainer.device", "trainer.threads", "trainer.progress",
+                     "trainer.checkpoint_every_s", "trainer.compile", "trainer.compile_mode",
+                     "trainer.max_hours", "trainer.log_every")
+
+
+def check_resumable(out: Path, config: dict[str, Any]) -> None:
+    """With ``resume=true``, a ``ValueError`` when the checkpoint in ``out`` was written by a
+    run of other settings (its ``config.yaml``) than ``config``: continuing it would mix two
+    experiments in one run. Settings one side lacks (added since) and
+    :data:`RESUMABLE_CHANGES` are not compared."""
+    saved = out / "config.yaml"
+    if not (out / "checkpoint.pt").exists() or not saved.exists():
+        return
+    import yaml
+
+    before, now = flatten(yaml.safe_load(saved.read_text()) or {}), flatten(config)
+    changed = sorted(key for key in before.keys() & now.keys() if before[key] != now[key]
+                     and not key.startswith(RESUMABLE_CHANGES))
+    if changed:
+        differences = ", ".join(f"{key}={before[key]!r} (now {now[key]!r})" for key in changed)
+        raise ValueError(f"resume=true: {out} holds a run started with {differences}; resume "
+                         "it with its own settings (its config.yaml) or pass overwrite=true to "
+                         "start it over")
+
+
 def previous_run_id(out: Path) -> str | None:
     """The MLflow run id recorded in the run folder by the last attempt, if any."""
     path = out / "mlflow_run_id"

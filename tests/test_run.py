@@ -170,9 +170,10 @@ def test_bad_checkpoints_are_one_line_and_kept(tmp_path, capsys, content, expect
     ckpt.parent.mkdir(parents=True)
     if content == "foreign":
         torch.save({"model": {}, "weights": torch.ones(2)}, ckpt)
-    elif content == "other_model":
+    elif content == "other_model":   # a checkpoint from elsewhere: no config.yaml beside it
         assert _run(tmp_path, "task.widths=[2,7,1]") == 0
         (ckpt.parent / "metrics.json").unlink()
+        (ckpt.parent / "config.yaml").unlink()
     else:
         ckpt.write_bytes(content)
     before = ckpt.read_bytes()
@@ -180,6 +181,22 @@ def test_bad_checkpoints_are_one_line_and_kept(tmp_path, capsys, content, expect
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("katbench.run: error: ") and expected in err, err
     assert ckpt.read_bytes() == before
+
+
+def test_resuming_with_other_settings_is_one_line_and_keeps_the_run(tmp_path, capsys):
+    """A checkpoint continues only the experiment that wrote it: a changed setting (here the
+    learning rate) is named; where and how the run executes (threads, progress) may change."""
+    assert _run(tmp_path, "trainer.epochs=3") == 0
+    run = tmp_path / "runs/fit_xy/mlp/seed0"
+    (run / "metrics.json").unlink()              # as if the run had been cut off
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert _run(tmp_path, "trainer.epochs=3", "trainer.lr=0.5", "resume=true") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"katbench.run: error: resume=true: {run} holds a run started with "
+                   "trainer.lr=0.001 (now 0.5); resume it with its own settings (its config.yaml) "
+                   "or pass overwrite=true to start it over")
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    assert _run(tmp_path, "trainer.epochs=3", "trainer.threads=1", "resume=true") == 0
 
 
 def test_nan_loss_fails_the_mlflow_run_with_the_reason(tmp_path, capsys):
