@@ -75,18 +75,6 @@ void dispatch_orders(const Geometry& geo, bool sum_abs, F&& body) {
   else body(Padded{}, std::false_type{});
 }
 
-// Zero-padded (g, MM+1) and (g, NN) copies of the coefficients in the arithmetic dtype (a shared
-// (1, m+1) numerator is repeated for every group).
-inline std::pair<at::Tensor, at::Tensor> padded_coefficients(const at::Tensor& num,
-                                                             const at::Tensor& den, int mm, int nn,
-                                                             at::ScalarType type) {
-  auto a = at::zeros({den.size(0), mm + 1}, num.options().dtype(type));
-  auto b = at::zeros({den.size(0), nn}, den.options().dtype(type));
-  a.narrow(1, 0, num.size(1)).copy_(num);
-  b.narrow(1, 0, den.size(1)).copy_(den);
-  return {a, b};
-}
-
 // Splits (g, MM+1+NN) coefficient-gradient sums into the numerator and denominator gradients; a
 // shared (1, m+1) numerator gets the sum over groups (in group order).
 inline std::tuple<at::Tensor, at::Tensor> split_coefficient_grads(const at::Tensor& sums, int mm,

@@ -27,13 +27,26 @@ bool has_large(const float* v, int64_t count) {
 }
 bool has_large(const double*, int64_t) { return false; }
 
+// The coefficients in T, contiguous: the tensor itself when it already is (no ATen op).
+template <typename T>
+at::Tensor coefficients_as(const at::Tensor& t) {
+  const auto type = c10::CppTypeToScalarType<T>::value;
+  return (t.scalar_type() == type ? t : t.to(type)).contiguous();
+}
+
+// Each group's coefficients, zero beyond the orders given (load_group pads to MM, NN); a shared
+// (1, m+1) numerator serves every group.
 template <typename T, int MM, int NN, bool SUM_ABS>
 std::vector<GroupCoefficients<T, MM, NN>> load_groups(const at::Tensor& num, const at::Tensor& den) {
-  const auto [a, b] = padded_coefficients(num, den, MM, NN, c10::CppTypeToScalarType<T>::value);
-  std::vector<GroupCoefficients<T, MM, NN>> groups(a.size(0));
-  for (int64_t gi = 0; gi < a.size(0); ++gi)
-    load_group<T, MM, NN, SUM_ABS>(groups[gi], a.template data_ptr<T>() + gi * (MM + 1),
-                                   b.template data_ptr<T>() + gi * NN, MM, NN);
+  const auto a = coefficients_as<T>(num);
+  const auto b = coefficients_as<T>(den);
+  const int64_t m = a.size(1) - 1, n = b.size(1), shared = a.size(0) == 1;
+  std::vector<GroupCoefficients<T, MM, NN>> groups(b.size(0));
+  for (int64_t gi = 0; gi < b.size(0); ++gi) {
+    const T* a_row = a.template data_ptr<T>() + (shared ? 0 : gi) * (m + 1);
+    load_group<T, MM, NN, SUM_ABS>(groups[gi], a_row, b.template data_ptr<T>() + gi * n,
+                                   static_cast<int>(m), static_cast<int>(n));
+  }
   return groups;
 }
 
