@@ -5,43 +5,24 @@
 // katbench::group_rational_backward_differentiable instead: the reference's explicit gradient
 // formulas in plain torch ops (registered in katbench/ops/__init__.py), which are themselves
 // differentiable.
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
-#include <optional>
 #include <string>
-#include <tuple>
 
-#include "group_rational.h"
+#include "op_handles.h"
 
 namespace katbench {
 namespace {
-
-using OptionalTensor = std::optional<at::Tensor>;
-using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
-using FormulasSignature = Grads(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                const at::Tensor&, c10::string_view, const OptionalTensor&);
-using KernelSignature = BackwardResult(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                       const at::Tensor&, c10::string_view,
-                                       const OptionalTensor&, bool);
-using ForwardSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                    c10::string_view, const OptionalTensor&);
 
 // (dx, d numerator, d denominator, d bias): the backward kernel, or for higher derivatives the
 // differentiable formulas.
 Grads backward_grads(bool differentiable, const at::Tensor& grad, const at::Tensor& x,
                      const at::Tensor& num, const at::Tensor& den, c10::string_view variant,
                      const OptionalTensor& bias) {
-  static const auto kernel = c10::Dispatcher::singleton()
-                                 .findSchemaOrThrow("katbench::group_rational_backward", "")
-                                 .typed<KernelSignature>();
-  static const auto formulas =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("katbench::group_rational_backward_differentiable", "")
-          .typed<FormulasSignature>();
-  if (differentiable) return formulas.call(grad, x, num, den, variant, bias);
-  auto [dx, dnum, dden, dbias, y] = kernel.call(grad, x, num, den, variant, bias, false);
+  if (differentiable) return call_differentiable_gradients(grad, x, num, den, variant, bias);
+  auto [dx, dnum, dden, dbias, y] = call_group_rational_backward(grad, x, num, den, variant, bias,
+                                                                 false);
   return {dx, dnum, dden, dbias};
 }
 
@@ -50,21 +31,17 @@ class GroupRational : public torch::autograd::Function<GroupRational> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
                             const at::Tensor& num, const at::Tensor& den,
                             c10::string_view variant, const OptionalTensor& bias) {
-    static const auto op = c10::Dispatcher::singleton()
-                               .findSchemaOrThrow("katbench::group_rational", "")
-                               .typed<ForwardSignature>();
     ctx->save_for_backward({x, num, den, bias.value_or(at::Tensor())});
     ctx->saved_data["variant"] = std::string(variant);
     const at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return op.call(x, num, den, variant, bias);
+    return call_group_rational(x, num, den, variant, bias);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const std::string variant = ctx->saved_data["variant"].toStringRef();
-    const OptionalTensor bias =
-        saved[3].defined() ? OptionalTensor(saved[3]) : OptionalTensor(std::nullopt);
+    const OptionalTensor bias = maybe(saved[3]);
     auto [dx, dnum, dden, dbias] = backward_grads(at::GradMode::is_enabled(), grads[0], saved[0],
                                                   saved[1], saved[2], variant, bias);
     // needs_input_grad counts tensor inputs only (x, numerator, denominator, bias); the result

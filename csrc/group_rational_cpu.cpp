@@ -40,7 +40,8 @@ template <typename T, int MM, int NN, bool SUM_ABS>
 std::vector<GroupCoefficients<T, MM, NN>> load_groups(const at::Tensor& num, const at::Tensor& den) {
   const auto a = coefficients_as<T>(num);
   const auto b = coefficients_as<T>(den);
-  const int64_t m = a.size(1) - 1, n = b.size(1), shared = a.size(0) == 1;
+  const int64_t m = a.size(1) - 1, n = b.size(1);
+  const bool shared = a.size(0) == 1;
   std::vector<GroupCoefficients<T, MM, NN>> groups(b.size(0));
   for (int64_t gi = 0; gi < b.size(0); ++gi) {
     const T* a_row = a.template data_ptr<T>() + (shared ? 0 : gi) * (m + 1);

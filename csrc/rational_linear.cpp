@@ -7,51 +7,27 @@
 // derivatives (create_graph=True) take the same steps with differentiable ops: F(x) through
 // katbench::group_rational's autograd and the rational's gradients through
 // katbench::group_rational_backward_differentiable.
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/linear.h>
 #include <ATen/ops/matmul.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
-#include <optional>
 #include <string>
 #include <tuple>
 
-#include "group_rational.h"
+#include "op_handles.h"
 
 namespace katbench {
 namespace {
 
-using OptionalTensor = std::optional<at::Tensor>;
-using ForwardSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                    c10::string_view, const OptionalTensor&);
-using KernelSignature = BackwardResult(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                       const at::Tensor&, c10::string_view,
-                                       const OptionalTensor&, bool);
-using Grads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
-using FormulasSignature = Grads(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                                const at::Tensor&, c10::string_view, const OptionalTensor&);
-
-at::Tensor rational(const at::Tensor& x, const at::Tensor& num, const at::Tensor& den,
-                    c10::string_view variant, const OptionalTensor& input_bias) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("katbench::group_rational", "")
-                             .typed<ForwardSignature>();
-  return op.call(x, num, den, variant, input_bias);
-}
-
 at::Tensor rows(const at::Tensor& t) { return t.reshape({-1, t.size(-1)}); }
-
-OptionalTensor maybe(const at::Tensor& t) {
-  return t.defined() ? OptionalTensor(t) : OptionalTensor(std::nullopt);
-}
 
 // The CPU and CUDA kernel (below autograd): what the op computes.
 at::Tensor rational_linear_forward(const at::Tensor& x, const at::Tensor& num,
                                    const at::Tensor& den, c10::string_view variant,
                                    const OptionalTensor& input_bias, const at::Tensor& weight,
                                    const OptionalTensor& bias, bool /*lowest_peak*/) {
-  return at::linear(rational(x, num, den, variant, input_bias), weight, bias);
+  return at::linear(call_group_rational(x, num, den, variant, input_bias), weight, bias);
 }
 
 // (dx, d numerator, d denominator, d input_bias, d weight) of linear(F(x + input_bias)) for
@@ -63,23 +39,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> gradients
   const at::Tensor grad_rows = rows(grad_output);
   const at::Tensor grad_f = at::matmul(grad_output, weight);
   if (at::GradMode::is_enabled()) {
-    static const auto formulas =
-        c10::Dispatcher::singleton()
-            .findSchemaOrThrow("katbench::group_rational_backward_differentiable", "")
-            .typed<FormulasSignature>();
-    const at::Tensor f = rational(x, num, den, variant, input_bias);
-    auto [dx, dnum, dden, dbias] = formulas.call(grad_f, x, num, den, variant, input_bias);
+    const at::Tensor f = call_group_rational(x, num, den, variant, input_bias);
+    auto [dx, dnum, dden, dbias] =
+        call_differentiable_gradients(grad_f, x, num, den, variant, input_bias);
     return {dx, dnum, dden, dbias, grad_rows.t().mm(rows(f))};
   }
-  static const auto kernel = c10::Dispatcher::singleton()
-                                 .findSchemaOrThrow("katbench::group_rational_backward", "")
-                                 .typed<KernelSignature>();
   at::Tensor grad_weight;
   if (lowest_peak) {  // F(x) recomputed and freed before the backward kernel runs
-    grad_weight = grad_rows.t().mm(rows(rational(x, num, den, variant, input_bias)));
+    grad_weight = grad_rows.t().mm(rows(call_group_rational(x, num, den, variant, input_bias)));
   }
-  auto [dx, dnum, dden, dbias, f] = kernel.call(grad_f, x, num, den, variant, input_bias,
-                                                !lowest_peak);
+  auto [dx, dnum, dden, dbias, f] =
+      call_group_rational_backward(grad_f, x, num, den, variant, input_bias, !lowest_peak);
   if (!lowest_peak) grad_weight = grad_rows.t().mm(rows(f));
   return {dx, dnum, dden, dbias, grad_weight};
 }

@@ -300,7 +300,6 @@ def _autograd_backward(ctx, grad_output):
         (grad_x, grad_num, grad_den, None, grad_bias), ctx.needs_input_grad, strict=False))
 
 
-
 @torch.library.register_fake(_RATIONAL_LINEAR, lib=_LIB)
 def _rational_linear_fake(x, numerator, denominator, variant, input_bias, weight, bias,
                           lowest_peak=False):
