@@ -23,6 +23,7 @@ CONF_DIR = Path(__file__).parent / "conf"
 MIXER_NAMES = sorted(p.stem for p in (CONF_DIR / "mixer").glob("*.yaml"))
 # Keys the task files own; they steer composition and are dropped from the saved run config.
 LAYER_KEYS = ("profiles", "mixers", "pipeline")
+CONFIG_GROUPS = ("tasks", "mixer")  # folders of config files: tasks/ and conf/mixer/
 
 
 def tasks_dir() -> Path:
@@ -99,7 +100,9 @@ def compose(overrides: list[str]) -> Any:
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf, open_dict
 
-    search = f"hydra.searchpath=[file://{tasks_dir().parent.resolve()}]"
+    root = tasks_dir().parent.resolve()
+    _check_no_shadowing_folders(root, overrides)
+    search = f"hydra.searchpath=[file://{root}]"
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         base = hydra_compose("config", overrides=[search, *overrides])
         layers = OmegaConf.to_container(base, resolve=False)
@@ -123,6 +126,19 @@ def compose(overrides: list[str]) -> Any:
         for key in LAYER_KEYS:
             cfg.pop(key, None)
     return cfg
+
+
+def _check_no_shadowing_folders(root: Path, overrides: list[str]) -> None:
+    """Hydra reads every folder of ``root`` (the tasks folder's parent, on its search path) as a
+    config group, so a folder named like an overridden key (``resume/``, ``seed/``) would turn
+    ``key=value`` into a choice of that group: a ``UsageError`` naming the folder instead."""
+    for item in overrides:
+        key = item.partition("=")[0].lstrip("+~")
+        if "." not in key and key not in CONFIG_GROUPS and (root / key).is_dir():
+            raise UsageError(f"{root / key} is a folder beside the tasks folder, so `{key}=...` "
+                             f"would choose from it as a config group; rename or move that "
+                             f"folder (or set KATBENCH_TASKS_DIR to a tasks folder whose parent "
+                             f"has no {key!r} folder)")
 
 
 def _one_line(err: BaseException) -> str:

@@ -18,6 +18,10 @@
 #                                                float32, with FlexAttention, with TF32 matmuls
 #                                                and under bf16 autocast: wall, host and GPU ms
 #                                                (about 4 min)
+#   bash scripts/paper_device_runs.sh resume S   set up, unpack every queue packed in $RESUME (what
+#                                                `finish` wrote, e.g. the committed unfinished/) and
+#                                                restart each as it was started (its queue.json);
+#                                                report at S s
 #   bash scripts/paper_device_runs.sh watch S    report at S s
 #   bash scripts/paper_device_runs.sh finish S   once every queue is done, or at S s, stop every
 #                                                run (they checkpoint) and pack the run folders
@@ -26,26 +30,27 @@
 # graph runs, e.g. GRAPH_TASKS=pattern GRAPH_SEEDS=0,1 for six; GRAPH_EXTRA adds overrides to
 # every graph run (e.g. "trainer.matmul_precision=high"; "task.data_seed=9" another draw of the
 # graphs, which `more` builds first).
-# RESUME=DIR (graph) first unpacks DIR/<queue>/runs.tgz.part* (what `finish` packed into $OUT,
+# RESUME=DIR (resume, graph) unpacks DIR/<queue>/runs.tgz.part* (what `finish` packed into $OUT,
 # unfinished runs with their checkpoints) into that queue's folder: its runs continue where an
-# earlier session stopped them, finished ones are skipped.
+# earlier session stopped them, finished ones are skipped. `resume` restarts every such queue with
+# the arguments it was started with; `graph` starts only the queue "graph", with GRAPH_*.
 # graph runs the processes under CUDA MPS (kernels of different runs overlap) where the machine
 # has nvidia-cuda-mps-control; MPS=0 does not, as needed while other CUDA processes (tabular runs
 # of `tab`) still run, since an MPS server may wait for CUDA contexts outside it to end.
 # TAB_MODE=reduce-overhead (tab) replays the tabular steps as CUDA graphs too (default:
 # torch.compile's default mode).
 set -uo pipefail
-mode=${1:?tab, graph, more, probe, watch or finish}; wait_s=${2:-0}
+mode=${1:?tab, graph, resume, more, probe, watch or finish}; wait_s=${2:-0}
 start_time=$(date +%s)
 home=${KB_HOME:-/tmp/kb}
 elapsed() { echo $(( $(date +%s) - start_time )); }
 say() { echo "[$(elapsed) s] $*"; }
 queue() { KB_RESULTS="$home/$1" bash scripts/gpu_queue.sh "${@:2}"; }
-# start_queue NAME ARGS...: `queue NAME start ARGS...` in the background, detached from this call;
-# returns once the queue runs (its first "queue:" line comes after its queue.pid, which
-# until_idle watches) or has ended, or after 120 s
+# start_queue NAME COMMAND ARGS...: `queue NAME COMMAND ARGS...` (start or restart) in the
+# background, detached from this call; returns once the queue runs (its first "queue:" line comes
+# after its queue.pid, which until_idle watches) or has ended, or after 120 s
 start_queue() {
-    (KB_RESULTS="$home/$1" setsid bash scripts/gpu_queue.sh start "${@:2}" \
+    (KB_RESULTS="$home/$1" setsid bash scripts/gpu_queue.sh "${@:2}" \
         > "$home-$1.txt" 2>&1 < /dev/null &)
     for _ in $(seq 120); do grep -q '^queue:' "$home-$1.txt" 2>/dev/null && return; sleep 1; done
     say "queue $1 has not started after 120 s: $home-$1.txt"
@@ -70,31 +75,50 @@ sleep_until() { local left=$(( $1 - $(elapsed) )); [ "$left" -le 0 ] || sleep "$
 until_idle() {
     while compgen -G "$home/*/queue.pid" >/dev/null && [ "$(elapsed)" -lt "$1" ]; do sleep 5; done
 }
-case $mode in
-tab)
-    (source scripts/device_env.sh) || exit 1   # the code copy and the kernels, once
-    start_queue tab --profile paper --tasks tab_bank_marketing,tab_1995_income --mixers kan \
-        --seeds 0,1,2,3,4 --slots 10 trainer.device=cuda tracking.enabled=false trainer.compile=true \
-        "trainer.compile_mode=${TAB_MODE:-default}"
-    sleep_until "$wait_s"; report ;;
-graph)
-    (source scripts/device_env.sh) || exit 1
+# start_mps: the CUDA MPS daemon (kernels of different runs overlap), unless MPS=0
+start_mps() {
     export TORCHINDUCTOR_COMPILE_THREADS=4   # many compiling processes share the cores
     if [ "${MPS:-1}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
         nvidia-cuda-mps-control -d && say "MPS daemon started"
     elif [ "${MPS:-1}" = 1 ]; then
         say "no nvidia-cuda-mps-control here: the runs time-slice the GPU"
     fi
-    if [ -n "${RESUME:-}" ]; then
-        for parts in "$RESUME"/*/; do
-            name=$(basename "$parts"); mkdir -p "$home/$name"
-            cat "$parts"runs.tgz.part* | tar xz -C "$home/$name" && say "$name: unpacked $parts"
-        done
-    fi
+}
+# unpack_resume: every $RESUME/<queue>/runs.tgz.part* into $home/<queue>; prints the queues' names
+unpack_resume() {
+    for parts in "${RESUME:?RESUME=<folder of packed queues>}"/*/; do
+        name=$(basename "$parts"); mkdir -p "$home/$name"
+        cat "$parts"runs.tgz.part* | tar xz -C "$home/$name" && say "$name: unpacked $parts" >&2 &&
+            echo "$name"
+    done
+}
+case $mode in
+tab)
+    (source scripts/device_env.sh) || exit 1   # the code copy and the kernels, once
+    start_queue tab start --profile paper --tasks tab_bank_marketing,tab_1995_income --mixers kan \
+        --seeds 0,1,2,3,4 --slots 10 trainer.device=cuda tracking.enabled=false trainer.compile=true \
+        "trainer.compile_mode=${TAB_MODE:-default}"
+    sleep_until "$wait_s"; report ;;
+resume)
+    (source scripts/device_env.sh) || exit 1
+    start_mps
+    for name in $(unpack_resume); do
+        if [ -f "$home/$name/queue.json" ]; then
+            start_queue "$name" restart && say "$name: restarted"
+        else
+            say "$name: no queue.json (packed before queues recorded their arguments): start it" \
+                "with its own arguments (graph or more, GRAPH_*)"
+        fi
+    done
+    sleep_until "$wait_s"; report ;;
+graph)
+    (source scripts/device_env.sh) || exit 1
+    start_mps
+    [ -z "${RESUME:-}" ] || unpack_resume > /dev/null
     queue graph prepare --profile paper --tasks "$GRAPH_TASKS" > "$home-prepare.txt" 2>&1
     tail -2 "$home-prepare.txt"; say "graph data ready"
     per_seed=$(( $(count "$GRAPH_TASKS") * $(count "$GRAPH_MIXERS") ))
-    start_queue graph --seeds "${GRAPH_SEEDS%%,*}" --slots "$per_seed" "${GRAPH[@]}"
+    start_queue graph start --seeds "${GRAPH_SEEDS%%,*}" --slots "$per_seed" "${GRAPH[@]}"
     if [[ $GRAPH_SEEDS == *,* ]]; then
         for _ in $(seq 60); do   # the first seed compiled: an epoch line in half of its logs
             sleep 5
@@ -102,16 +126,16 @@ graph)
                 $(( (per_seed + 1) / 2 )) ] && break
         done
         say "graph seed ${GRAPH_SEEDS%%,*} compiled"
-        start_queue graph2 --seeds "${GRAPH_SEEDS#*,}" \
+        start_queue graph2 start --seeds "${GRAPH_SEEDS#*,}" \
             --slots $(( per_seed * $(count "${GRAPH_SEEDS#*,}") )) "${GRAPH[@]}"
     fi
     sleep_until "$wait_s"; report ;;
 more)
-    export TORCHINDUCTOR_COMPILE_THREADS=4
+    export TORCHINDUCTOR_COMPILE_THREADS=4   # many compiling processes share the cores
     # shellcheck disable=SC2086  # GRAPH_EXTRA: whitespace-separated overrides (e.g. a data_seed)
     queue "${QUEUE:-graph3}" prepare --profile paper --tasks "$GRAPH_TASKS" ${GRAPH_EXTRA:-} |
         tail -1
-    start_queue "${QUEUE:-graph3}" --seeds "$GRAPH_SEEDS" \
+    start_queue "${QUEUE:-graph3}" start --seeds "$GRAPH_SEEDS" \
         --slots $(( $(count "$GRAPH_TASKS") * $(count "$GRAPH_MIXERS") * $(count "$GRAPH_SEEDS") )) \
         "${GRAPH[@]}"
     sleep_until "$wait_s"; report ;;
@@ -135,7 +159,7 @@ finish)
     done
     tar czf "$OUT/logs.tgz" "$home"-*.txt "$home"/*/logs 2>/dev/null ;;
 *)
-    echo "usage: bash scripts/paper_device_runs.sh tab|graph|more|probe|watch|finish [seconds]" >&2
+    echo "usage: bash scripts/paper_device_runs.sh tab|graph|resume|more|probe|watch|finish [seconds]" >&2
     exit 2 ;;
 esac
 say "done"

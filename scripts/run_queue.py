@@ -10,6 +10,7 @@ minutes per command (the device), but nothing here is specific to them:
     python scripts/run_queue.py status              # done / running / waiting, last log lines
     python scripts/run_queue.py stop                # SIGTERM: every run checkpoints, then exits
     python scripts/run_queue.py pack OUT [--checkpoints]   # run folders -> OUT/runs.tgz.partNN
+    python scripts/run_queue.py restart --stop-after-s 1500   # a packed queue, as it was started
 
 ``prepare`` builds each task's data once (generated graphs are cached; parallel runs would each
 generate them). ``start`` launches every listed run that has no ``metrics.json`` with
@@ -19,7 +20,11 @@ is ``<results>/logs/<task>-<mixer>-s<seed>.txt``. At ``--stop-after-s`` (or on `
 run gets SIGTERM, writes its checkpoint and exits 143; ``start`` again continues them.
 ``pack`` writes the run folders as a tar.gz split into parts of ``--part-mb`` (finished runs
 without their checkpoint; unfinished ones only with ``--checkpoints``); unpack with
-``cat OUT/runs.tgz.part* | tar xz -C <results>``.
+``cat OUT/runs.tgz.part* | tar xz -C <results>``. ``start`` records its arguments in
+``<results>/queue.json``, which ``pack`` keeps: ``restart``, in the results folder of an unpacked
+queue (on another machine, in a later session), prepares its data and starts it again with the
+same tasks, mixers, seeds and overrides, so that its runs resume exactly the experiments their
+checkpoints hold.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from katbench.tracking import init_store, run_dir
 
 STOP_WAIT_S = 120   # a run checkpoints within one training step of SIGTERM
 EXIT_MARK = "run_queue: exit status "   # the last line of a run's log once its process ended
+QUEUE_FILE = "queue.json"   # start's arguments, for restart
+SAVED = ("profile", "tasks", "mixers", "seeds", "slots", "overrides")
 
 
 def run_ids(tasks: list[str], mixers: list[str], seeds: list[int]) -> list[tuple[str, str, int]]:
@@ -97,6 +104,7 @@ def start(args: argparse.Namespace) -> int:
             if not (run_dir(results, *r) / "metrics.json").exists()]
     gpus = gpu_count()
     init_tracking_store(results)
+    (results / QUEUE_FILE).write_text(json.dumps({k: getattr(args, k) for k in SAVED}, indent=1))
     deadline = time.monotonic() + args.stop_after_s if args.stop_after_s else None
     (results / "queue.pid").write_text(f"{os.getpid()}\n")
     stopping = {"now": False}
@@ -184,8 +192,24 @@ def stop(args: argparse.Namespace) -> int:
     return 1
 
 
+def restart(args: argparse.Namespace) -> int:
+    """Prepare and start the queue of ``results/queue.json`` (an unpacked queue) again."""
+    saved = Path(args.results) / QUEUE_FILE
+    if not saved.exists():
+        print(f"restart: no {saved}; unpack a queue packed by `pack` there, or start one with "
+              "`start --tasks ...`", file=sys.stderr)
+        return 2
+    arguments = json.loads(saved.read_text())
+    if args.slots is not None:
+        arguments["slots"] = args.slots
+    prepare(arguments["profile"], arguments["tasks"], arguments["overrides"])
+    return start(argparse.Namespace(results=args.results, stop_after_s=args.stop_after_s,
+                                    **arguments))
+
+
 def pack(args: argparse.Namespace) -> int:
-    """Write ``results/runs`` and ``results/logs`` as ``OUT/runs.tgz.partNN``."""
+    """Write ``results/runs``, ``results/logs`` and ``results/queue.json`` as
+    ``OUT/runs.tgz.partNN``."""
     results, out = Path(args.results), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
@@ -196,7 +220,7 @@ def pack(args: argparse.Namespace) -> int:
                 if file.name.startswith("checkpoint") and (finished or not args.checkpoints):
                     continue
                 tar.add(file, arcname=str(file.relative_to(results)))
-        for file in sorted(results.glob("logs/*.txt")):
+        for file in [*sorted(results.glob("logs/*.txt")), *results.glob(QUEUE_FILE)]:
             tar.add(file, arcname=str(file.relative_to(results)))
     data, size = buffer.getvalue(), args.part_mb * 2**20
     parts = [data[i:i + size] for i in range(0, len(data), size)] or [b""]
@@ -207,7 +231,7 @@ def pack(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: prepare | start | status | stop | pack."""
+    """Command line: prepare | start | restart | status | stop | pack."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default="results", help="results_dir of the runs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -223,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--slots", type=int, default=8, help="runs at a time (all GPUs together)")
     s.add_argument("--stop-after-s", type=float, default=None)
     s.add_argument("overrides", nargs="*", help="key=value for every run")
+    r = sub.add_parser("restart", help="start an unpacked queue again, as it was started")
+    r.add_argument("--slots", type=int, default=None, help="runs at a time (default: as saved)")
+    r.add_argument("--stop-after-s", type=float, default=None)
     sub.add_parser("status", help="finished and running runs")
     sub.add_parser("stop", help="checkpoint and stop every run")
     k = sub.add_parser("pack", help="run folders -> OUT/runs.tgz.partNN")
@@ -234,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "prepare":
         prepare(args.profile, args.tasks, args.overrides)
         return 0
-    return {"start": start, "status": status, "stop": stop, "pack": pack}[args.command](args)
+    return {"start": start, "restart": restart, "status": status, "stop": stop,
+            "pack": pack}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """scripts/run_queue.py: runs launched in slots, stopped at the deadline with a checkpoint,
-finished runs skipped, status and pack."""
+finished runs skipped, status, pack, and a packed queue restarted elsewhere as it was started."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import importlib.util
 import io
 import tarfile
 from pathlib import Path
+
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "run_queue.py"
 spec = importlib.util.spec_from_file_location("run_queue", SCRIPT)
@@ -56,7 +58,29 @@ def test_deadline_stops_runs_with_a_checkpoint(tmp_path, capsys):
     run_queue.main(["--results", results, "status"])
     assert capsys.readouterr().out.startswith("stopped fit_xy-mlp-s0")
     run_queue.main(["--results", results, "pack", str(tmp_path / "out"), "--checkpoints"])
-    assert "runs/fit_xy/mlp/seed0/checkpoint.pt" in _unpack(tmp_path / "out")
+    assert {"runs/fit_xy/mlp/seed0/checkpoint.pt", "queue.json"} <= _unpack(tmp_path / "out")
+
+    # elsewhere, later: the unpacked queue continues with its own arguments (a run started with
+    # other settings would refuse the checkpoint and fail)
+    moved = tmp_path / "moved"
+    data = b"".join(p.read_bytes() for p in sorted((tmp_path / "out").glob("runs.tgz.part*")))
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        tar.extractall(moved, filter="data")
+    checkpoint = moved / "runs/fit_xy/mlp/seed0/checkpoint.pt"
+    epochs = torch.load(checkpoint, weights_only=False)["state"]["epoch"]
+    capsys.readouterr()
+    assert run_queue.main(["--results", str(moved), "restart", "--stop-after-s", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "prepared fit_xy in" in out and "queue: 1 runs to do, 2 at a time" in out
+    assert "failed" not in out
+    assert torch.load(checkpoint, weights_only=False)["state"]["epoch"] > epochs
+    log = (moved / "logs/fit_xy-mlp-s0.txt").read_text()
+    assert log.count(f"{run_queue.EXIT_MARK}143\n") == 2
+
+
+def test_restart_without_a_packed_queue_says_what_to_do(tmp_path, capsys):
+    assert run_queue.main(["--results", str(tmp_path), "restart"]) == 2
+    assert "unpack a queue packed by `pack` there" in capsys.readouterr().err
 
 
 def test_prepare_builds_the_data_the_runs_will_use(tmp_path, monkeypatch, capsys):

@@ -57,7 +57,7 @@ RESUME=.devrun/resume GRAPH_TASKS=pattern GRAPH_SEEDS=0,1 bash scripts/paper_dev
 bash scripts/paper_device_runs.sh finish 340   # then, per queue q: cat OUT/$q/runs.tgz.part* | tar xz -C results
 # 2026-12-07 (fourth lease, one H100, docs/measurements/h100-2026-12-07e-graph/): PATTERN seed 2 started over (the
 # previous lease's checkpoints were lost with a session's scratch space); grkan finished, mlp and kan stopped with
-# checkpoints, whose pack is committed in resume/graph/ for the next lease (RESUME=resume):
+# checkpoints, whose pack is committed in unfinished/graph/ for the next lease (RESUME=unfinished):
 GRAPH_TASKS=pattern GRAPH_SEEDS=2 bash scripts/paper_device_runs.sh graph 474
 bash scripts/paper_device_runs.sh finish 430   # then: cat OUT/graph/runs.tgz.part* | tar xz -C results (finished runs)
 # Learning curves of runs made before runs kept history.jsonl come from their MLflow metrics.
