@@ -16,8 +16,9 @@ minutes per command (the device), but nothing here is specific to them:
 generate them). ``start`` launches every listed run that has no ``metrics.json`` with
 ``resume=true`` (a checkpoint left by an earlier stop is continued), ``--slots`` at a time,
 spread round-robin over the visible GPUs, the runs listed first started first; each run's log
-is ``<results>/logs/<task>-<mixer>-s<seed>.txt``. At ``--stop-after-s`` (or on ``stop``) every
-run gets SIGTERM, writes its checkpoint and exits 143; ``start`` again continues them.
+is ``<results>/logs/<task>-<mixer>-s<seed>.txt`` (each launch's command line first). At
+``--stop-after-s`` (or on ``stop``) every run gets SIGTERM, writes its checkpoint and exits 143;
+``start`` again continues them.
 ``pack`` writes the run folders as a tar.gz split into parts of ``--part-mb`` (finished runs
 without their checkpoint; unfinished ones only with ``--checkpoints``); unpack with
 ``cat OUT/runs.tgz.part* | tar xz -C <results>``. ``start`` records its arguments in
@@ -44,6 +45,7 @@ from katbench.tracking import init_store, run_dir
 
 STOP_WAIT_S = 120   # a run checkpoints within one training step of SIGTERM
 EXIT_MARK = "run_queue: exit status "   # the last line of a run's log once its process ended
+START_MARK = "run_queue: started "       # the line before each launch's output: its command
 QUEUE_FILE = "queue.json"   # start's arguments, for restart
 SAVED = ("profile", "tasks", "mixers", "seeds", "slots", "overrides")
 
@@ -136,6 +138,8 @@ def start(args: argparse.Namespace) -> int:
                                                         for o in args.overrides) else []),
                    *args.overrides]
             with open(log_path(results, *run), "a") as log:
+                log.write(f"{START_MARK}{' '.join(cmd[1:])}\n")
+                log.flush()
                 running[run] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                                 env=env)
         time.sleep(2)
@@ -171,7 +175,8 @@ def status(args: argparse.Namespace) -> int:
             ended = lines[-1].startswith(EXIT_MARK)
             state = "stopped" if ended and lines[-1].endswith(("130", "143")) else \
                 "failed " if ended else "running"
-            shown = [line for line in lines if not line.startswith(EXIT_MARK)] or lines
+            shown = [line for line in lines
+                     if not line.startswith((EXIT_MARK, START_MARK))] or lines
             print(f"{state} {path.stem}: {shown[-1][:200]}")
     return 0
 

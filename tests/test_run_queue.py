@@ -76,6 +76,8 @@ def test_deadline_stops_runs_with_a_checkpoint(tmp_path, capsys):
     assert torch.load(checkpoint, weights_only=False)["state"]["epoch"] > epochs
     log = (moved / "logs/fit_xy-mlp-s0.txt").read_text()
     assert log.count(f"{run_queue.EXIT_MARK}143\n") == 2
+    assert log.count(f"{run_queue.START_MARK}-m katbench.run task=fit_xy mixer=mlp seed=0 "
+                     "profile=quick resume=true") == 2
 
 
 def test_restart_without_a_packed_queue_says_what_to_do(tmp_path, capsys):
