@@ -22,6 +22,9 @@
 #                                                `finish` wrote, e.g. the committed unfinished/) and
 #                                                restart each as it was started (its queue.json);
 #                                                report at S s
+#   bash scripts/paper_device_runs.sh speed      issue 22 on an idle GPU (before or after the runs):
+#                                                the KAT-T block's host ops and KAT-T / ViT-T
+#                                                eager images/s into $OUT (about 4 min)
 #   bash scripts/paper_device_runs.sh watch S    report at S s
 #   bash scripts/paper_device_runs.sh finish S   once every queue is done, or at S s, stop every
 #                                                run (they checkpoint) and pack the run folders
@@ -40,7 +43,7 @@
 # TAB_MODE=reduce-overhead (tab) replays the tabular steps as CUDA graphs too (default:
 # torch.compile's default mode).
 set -uo pipefail
-mode=${1:?tab, graph, resume, more, probe, watch or finish}; wait_s=${2:-0}
+mode=${1:?tab, graph, resume, more, probe, speed, watch or finish}; wait_s=${2:-0}
 start_time=$(date +%s)
 home=${KB_HOME:-/tmp/kb}
 elapsed() { echo $(( $(date +%s) - start_time )); }
@@ -149,6 +152,14 @@ probe)
             task.generator.train_per_pattern=10 task.generator.eval_per_pattern=2 "$numerics" 2>&1 |
             grep -E "^pattern|^ +[0-9.]+ ms"
     done ;;
+speed)
+    source scripts/device_env.sh || exit 1
+    timeout -k 10 150 python3 scripts/profile_op.py --block T --recompute none --host-ops 40 \
+        2>&1 | grep -v -i warn > "${OUT:?}/block_T_host_ops.txt"
+    grep -E "^block|host self time" "$OUT/block_T_host_ops.txt"
+    timeout -k 10 240 python3 -m katbench.bench model vit_tiny_patch16_224 kat_tiny_patch16_224 \
+        --modes eager --json "$OUT/throughput_eager.json" 2>&1 | grep -v -i warn |
+        tee "$OUT/bench_model_T_eager.txt" ;;
 watch)
     sleep_until "$wait_s"; report ;;
 finish)
@@ -159,7 +170,7 @@ finish)
     done
     tar czf "$OUT/logs.tgz" "$home"-*.txt "$home"/*/logs 2>/dev/null ;;
 *)
-    echo "usage: bash scripts/paper_device_runs.sh tab|graph|resume|more|probe|watch|finish [seconds]" >&2
+    echo "usage: bash scripts/paper_device_runs.sh tab|graph|resume|more|probe|speed|watch|finish [seconds]" >&2
     exit 2 ;;
 esac
 say "done"
