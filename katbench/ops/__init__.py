@@ -69,9 +69,9 @@ _GROUP_RATIONAL = torch.ops.katbench.group_rational.default
 _BACKENDS: dict[str, str] = {}  # device type -> backend serving it
 
 
-def _has_kernel(device_type: str) -> bool:
+def _has_kernel(device_type: str, op: str = _OPS[0]) -> bool:
     key = "CUDA" if device_type == "cuda" else "CPU"
-    return torch._C._dispatch_has_kernel_for_dispatch_key(_OPS[0], key)
+    return torch._C._dispatch_has_kernel_for_dispatch_key(op, key)
 
 
 def _python_kernels(backend: str) -> tuple[Callable, Callable]:
@@ -350,9 +350,8 @@ def _rational_linear_backward(ctx, grad_output):
 def _register_rational_linear(backends: dict[str, str]) -> None:
     """The Python kernels of katbench::rational_linear where the C++ ones are not loaded."""
     for device_type in backends:
-        key = device_type.upper()
-        if not torch._C._dispatch_has_kernel_for_dispatch_key(_RATIONAL_LINEAR, key):
-            _LIB.impl("rational_linear", _rational_linear_forward, key)
+        if not _has_kernel(device_type, _RATIONAL_LINEAR):
+            _LIB.impl("rational_linear", _rational_linear_forward, device_type.upper())
     if not torch._C._dispatch_has_kernel_for_dispatch_key(_RATIONAL_LINEAR, "Autograd"):
         torch.library.register_autograd(_RATIONAL_LINEAR, _rational_linear_backward,
                                         setup_context=_rational_linear_setup, lib=_LIB)
