@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from torch import nn
 
 from katbench.data.tabular import (
     SCALINGS,
+    EncodedTable,
     TensorBatches,
     encode,
     load_frame,
@@ -102,52 +105,93 @@ def _head_kwargs(mixer: str, kwargs: dict[str, Any], width: int) -> dict[str, An
 @register_family("tabular")
 def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
     """Table -> encoded features -> fold split -> TabTransformer with ``mixer`` blocks."""
-    data, split, m = _plain(cfg.data), _plain(cfg.split), _plain(cfg.model)
-    seed = int(cfg.seed)
-    if cfg.task.dataset is None and not data.get("path"):
-        raise ValueError(f"task {cfg.task.name} needs data.path=<CSV or Parquet file> and "
+    data, m = _plain(cfg.data), _plain(cfg.model)
+    table = _load_table(cfg.task, data)
+    kind = table.target.kind
+    fold = _fold(table, data, _plain(cfg.split), int(cfg.seed))
+    name = mixer["name"]
+    kwargs = {k: v for k, v in mixer.items() if k != "name"}
+    model = _budgeted_model(_model_factory(table, m), name, kwargs, cfg.get("param_budget"),
+                            table, m)
+    _announce(cfg.task.name, name, table, fold, count_parameters(model))
+    metric = METRICS[kind]
+
+    def loader(rows: np.ndarray, shuffle: bool) -> TensorBatches:
+        rows_t = torch.from_numpy(rows)
+        return TensorBatches({key: values[rows_t] for key, values in fold.tensors.items()},
+                             int(cfg.task.batch_size), shuffle, int(cfg.seed))
+
+    def evaluate(model: nn.Module, rows: Any) -> float:
+        return target_metrics(kind, *predict(model, rows, kind, fold.scale))[metric]
+
+    test_loader = loader(fold.test, False)
+    return TaskSpec(model=model, train=loader(fold.train, True), val=loader(fold.val, False),
+                    test=test_loader, loss=_loss(kind, fold.scale), evaluate=evaluate,
+                    metric=metric, higher_is_better=HIGHER_IS_BETTER[metric],
+                    export=_export_predictions(test_loader, kind, fold.scale))
+
+
+def _load_table(task: Any, data: dict[str, Any]) -> EncodedTable:
+    """The task's table (shipped, cached, downloaded or the user's file), encoded."""
+    if task.dataset is None and not data.get("path"):
+        raise ValueError(f"task {task.name} needs data.path=<CSV or Parquet file> and "
                          "data.target=<column>")
-    frame, default_target = load_frame(cfg.task.dataset, data.get("openml_id"),
-                                       data.get("path"))
+    frame, default_target = load_frame(task.dataset, data.get("openml_id"), data.get("path"))
     target = data.get("target") or default_target
     if target is None:
-        raise ValueError(f"task {cfg.task.name} has no target column; set "
-                         "data.target=<column>")
-    table = encode(frame, target, data.get("positive"), data.get("categorical") or (),
-                   data.get("continuous") or (), data.get("drop") or (),
-                   data.get("kind") or "binary")
-    kind, strata = table.target.kind, table.target.strata
+        raise ValueError(f"task {task.name} has no target column; set data.target=<column>")
+    return encode(frame, target, data.get("positive"), data.get("categorical") or (),
+                  data.get("continuous") or (), data.get("drop") or (),
+                  data.get("kind") or "binary")
+
+
+@dataclass
+class _Fold:
+    """One fold's rows (indices into ``tensors``), its features and the target's scale."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    tensors: dict[str, torch.Tensor]   # x_cat, x_cont (scaled on train rows), y
+    scale: tuple[float, float]         # regression targets: train mean and std
+
+
+def _fold(table: EncodedTable, data: dict[str, Any], split: dict[str, Any], seed: int) -> _Fold:
+    """The rows kept (``data.max_rows``), the seed's fold of them and its scaled features."""
+    strata = table.target.strata
     keep = stratified_subset(strata, data.get("max_rows"), int(split["split_seed"]))
     y = table.y[keep]
     n_folds = int(split["n_folds"])
     fold = seed % n_folds if split.get("fold") is None else int(split["fold"])
     train, val, test = split_indices(strata[keep], fold, n_folds, float(split["val_fraction"]),
                                      int(split["split_seed"]))
-    scale = (float(y[train].mean()), float(y[train].std()) or 1.0) if kind == "regression" \
-        else (0.0, 1.0)
-    x_cat = torch.from_numpy(table.x_cat[keep])
+    scale = ((float(y[train].mean()), float(y[train].std()) or 1.0)
+             if table.target.kind == "regression" else (0.0, 1.0))
     scaling = data.get("scaling") or "standard"
     if scaling not in SCALINGS:
         raise ValueError(f"data.scaling={scaling!r}; choose one of {', '.join(SCALINGS)}")
-    x_cont = torch.from_numpy(SCALINGS[scaling](table.x_cont[keep], train))
-    y_t = torch.from_numpy(y)
+    tensors = {"x_cat": torch.from_numpy(table.x_cat[keep]),
+               "x_cont": torch.from_numpy(SCALINGS[scaling](table.x_cont[keep], train)),
+               "y": torch.from_numpy(y)}
+    return _Fold(train, val, test, tensors, scale)
 
-    def loader(rows: np.ndarray, shuffle: bool) -> TensorBatches:
-        rows_t = torch.from_numpy(rows)
-        return TensorBatches({"x_cat": x_cat[rows_t], "x_cont": x_cont[rows_t],
-                              "y": y_t[rows_t]}, int(cfg.task.batch_size), shuffle, seed)
 
-    name = mixer["name"]
-    kwargs = {k: v for k, v in mixer.items() if k != "name"}
-    width = len(table.cardinalities) * int(m["dim"]) + len(table.cont_names)
-    head_mixer = bool(m["head_mixer"])
+def _head_width(table: EncodedTable, m: dict[str, Any]) -> int:
+    """The head's input width: every categorical embedding and the continuous features."""
+    return len(table.cardinalities) * int(m["dim"]) + len(table.cont_names)
+
+
+def _model_factory(table: EncodedTable, m: dict[str, Any]
+                   ) -> Callable[[str, dict[str, Any], int | None], TabTransformer]:
+    """``(mixer, mixer kwargs, hidden) -> TabTransformer``; ``hidden`` (a budget's knob) is the
+    head mixer's hidden width, the FF blocks' following in proportion (multiples of their
+    groups), or without a head mixer the FF blocks' width; None keeps the task's widths."""
+    width, head_mixer = _head_width(table, m), bool(m["head_mixer"])
     base_ff, base_head = 4 * int(m["dim"]), int(m["head_mults"][0]) * width
+    kind = table.target.kind
 
     def transformer(mixer_name: str, mixer_kwargs: dict[str, Any],
                     hidden: int | None) -> TabTransformer:
-        """The model; ``hidden`` (a budget's knob) is the head mixer's hidden width, the FF
-        blocks' following in proportion (multiples of their groups), or without a head mixer
-        the FF blocks' width."""
         ff_hidden, head_hidden = base_ff, base_head
         if hidden is not None and head_mixer:
             step = hidden_step(mixer_name, mixer_kwargs)
@@ -165,26 +209,30 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
             outputs=len(table.target.classes) if kind == "multiclass" else 1,
             ff_hidden=ff_hidden, head_hidden=head_hidden)
 
+    return transformer
+
+
+def _budgeted_model(factory: Callable[[str, dict[str, Any], int | None], TabTransformer],
+                    name: str, kwargs: dict[str, Any], param_budget: Any, table: EncodedTable,
+                    m: dict[str, Any]) -> TabTransformer:
+    """The model at the task's widths, or with its hidden width solved for ``param_budget``
+    (:func:`katbench.models.budget.hidden_for_budget`)."""
+    width, head_mixer = _head_width(table, m), bool(m["head_mixer"])
+    base = int(m["head_mults"][0]) * width if head_mixer else 4 * int(m["dim"])
     knob_kwargs = _head_kwargs(name, kwargs, width) if head_mixer else kwargs
-    hidden = hidden_for_budget(cfg.get("param_budget"), name, kwargs,
-                               lambda *a: count_parameters(transformer(*a))["total"],
-                               base_head if head_mixer else base_ff,
+    hidden = hidden_for_budget(param_budget, name, kwargs,
+                               lambda *a: count_parameters(factory(*a))["total"], base,
                                step=hidden_step(name, knob_kwargs))
-    model = transformer(name, kwargs, hidden)
-    counts = count_parameters(model)
-    line = (f"{cfg.task.name}/{name}: {len(table.cat_names)} categorical + "
-            f"{len(table.cont_names)} continuous features, {len(train)}/{len(val)}/{len(test)} "
-            f"rows, {table.target.describe()}, params "
+    return factory(name, kwargs, hidden)
+
+
+def _announce(task: str, mixer: str, table: EncodedTable, fold: _Fold,
+              counts: dict[str, int]) -> None:
+    """One line on stdout and in the log: features, rows per split, target, parameters."""
+    line = (f"{task}/{mixer}: {len(table.cat_names)} categorical + "
+            f"{len(table.cont_names)} continuous features, "
+            f"{len(fold.train)}/{len(fold.val)}/{len(fold.test)} rows, "
+            f"{table.target.describe()}, params "
             + " ".join(f"{k}={v:,}" for k, v in counts.items()))
     print(line, flush=True)
     log.info(line)
-    metric = METRICS[kind]
-
-    def evaluate(model: nn.Module, rows: Any) -> float:
-        return target_metrics(kind, *predict(model, rows, kind, scale))[metric]
-
-    test_loader = loader(test, False)
-    return TaskSpec(model=model, train=loader(train, True), val=loader(val, False),
-                    test=test_loader, loss=_loss(kind, scale), evaluate=evaluate, metric=metric,
-                    higher_is_better=HIGHER_IS_BETTER[metric],
-                    export=_export_predictions(test_loader, kind, scale))
