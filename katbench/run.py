@@ -12,10 +12,14 @@ User errors (unknown task, mixer or key, bad values) print one line and exit wit
 
 from __future__ import annotations
 
+import atexit
+import functools
 import itertools
 import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,6 @@ CONF_DIR = Path(__file__).parent / "conf"
 MIXER_NAMES = sorted(p.stem for p in (CONF_DIR / "mixer").glob("*.yaml"))
 # Keys the task files own; they steer composition and are dropped from the saved run config.
 LAYER_KEYS = ("profiles", "mixers", "pipeline")
-CONFIG_GROUPS = ("tasks", "mixer")  # folders of config files: tasks/ and conf/mixer/
 
 
 def tasks_dir() -> Path:
@@ -100,9 +103,7 @@ def compose(overrides: list[str]) -> Any:
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf, open_dict
 
-    root = tasks_dir().parent.resolve()
-    _check_no_shadowing_folders(root, overrides)
-    search = f"hydra.searchpath=[file://{root}]"
+    search = f"hydra.searchpath=[file://{_search_root(tasks_dir().resolve())}]"
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         base = hydra_compose("config", overrides=[search, *overrides])
         layers = OmegaConf.to_container(base, resolve=False)
@@ -128,17 +129,19 @@ def compose(overrides: list[str]) -> Any:
     return cfg
 
 
-def _check_no_shadowing_folders(root: Path, overrides: list[str]) -> None:
-    """Hydra reads every folder of ``root`` (the tasks folder's parent, on its search path) as a
-    config group, so a folder named like an overridden key (``resume/``, ``seed/``) would turn
-    ``key=value`` into a choice of that group: a ``UsageError`` naming the folder instead."""
-    for item in overrides:
-        key = item.partition("=")[0].lstrip("+~")
-        if "." not in key and key not in CONFIG_GROUPS and (root / key).is_dir():
-            raise UsageError(f"{root / key} is a folder beside the tasks folder, so `{key}=...` "
-                             f"would choose from it as a config group; rename or move that "
-                             f"folder (or set KATBENCH_TASKS_DIR to a tasks folder whose parent "
-                             f"has no {key!r} folder)")
+@functools.cache
+def _search_root(tasks: Path) -> Path:
+    """A folder holding only ``tasks``, a link to (else a copy of) the tasks folder: Hydra's
+    search path. Hydra reads every folder of a search-path entry as a config group, so with the
+    tasks folder's own parent there, a folder beside it named like a key (``resume/``,
+    ``seed/``) would turn ``key=value`` into a choice of that group."""
+    root = Path(tempfile.mkdtemp(prefix="katbench-configs-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    try:
+        (root / "tasks").symlink_to(tasks, target_is_directory=True)
+    except OSError:   # no symbolic links (e.g. Windows without the privilege)
+        shutil.copytree(tasks, root / "tasks")
+    return root
 
 
 def _one_line(err: BaseException) -> str:

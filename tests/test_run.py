@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from katbench.run import MIXER_NAMES, UsageError, compose, main, task_names, tasks_dir
+from katbench.run import MIXER_NAMES, compose, main, task_names, tasks_dir
 
 FAST = ["task.n_train=64", "task.n_val=64", "task.n_test=64", "task.grid_size=8",
         "trainer.progress=none"]
@@ -267,18 +267,15 @@ def test_a_type_error_in_training_is_a_defect_with_its_traceback(tmp_path, monke
     assert isinstance(info.value.__cause__, TypeError)
 
 
-def test_a_folder_named_like_a_key_beside_the_tasks_is_a_one_line_error(tmp_path, monkeypatch):
-    (tmp_path / "tasks").mkdir()
-    (tmp_path / "tasks" / "fit_xy.yaml").write_text((tasks_dir() / "fit_xy.yaml").read_text())
-    monkeypatch.setenv("KATBENCH_TASKS_DIR", str(tmp_path / "tasks"))
-    assert compose(["tasks=fit_xy", "mixer=mlp", "resume=true"]).resume is True
-    (tmp_path / "resume").mkdir()   # Hydra would read resume=true as a config group's choice
-    with pytest.raises(UsageError, match=r"resume is a folder beside the tasks folder, so "
-                                         r"`resume=...` would choose from it"):
-        compose(["tasks=fit_xy", "mixer=mlp", "resume=true"])
-
-
-def test_no_folder_of_the_checkout_shadows_a_config_key():
-    keys = set(compose(["tasks=fit_xy", "mixer=mlp"]))
-    folders = {p.name for p in tasks_dir().parent.iterdir() if p.is_dir()}
-    assert not keys & folders, "rename these folders: Hydra reads them as config groups"
+def test_folders_beside_the_tasks_folder_are_not_config_groups(tmp_path, monkeypatch):
+    """Hydra would read a folder beside the tasks folder named like a key (``resume/``) as a
+    config group, and ``resume=true`` as a choice from it: its search path holds only tasks."""
+    tasks = tmp_path / "my_tasks"   # any name: it is linked as tasks/
+    tasks.mkdir()
+    (tasks / "fit_xy.yaml").write_text((tasks_dir() / "fit_xy.yaml").read_text())
+    for key in ("resume", "seed", "trainer"):
+        (tmp_path / key).mkdir()
+        (tmp_path / key / "x.yaml").write_text("a: 1\n")
+    monkeypatch.setenv("KATBENCH_TASKS_DIR", str(tasks))
+    cfg = compose(["tasks=fit_xy", "mixer=mlp", "resume=true", "seed=3", "trainer.epochs=2"])
+    assert (cfg.resume, cfg.seed, cfg.trainer.epochs) == (True, 3, 2)
