@@ -45,6 +45,8 @@
 set -uo pipefail
 mode=${1:?tab, graph, resume, more, probe, speed, watch or finish}; wait_s=${2:-0}
 start_time=$(date +%s)
+export TORCHINDUCTOR_COMPILE_THREADS=${TORCHINDUCTOR_COMPILE_THREADS:-4}   # many compiling
+                                                                           # processes share the cores
 home=${KB_HOME:-/tmp/kb}
 elapsed() { echo $(( $(date +%s) - start_time )); }
 say() { echo "[$(elapsed) s] $*"; }
@@ -80,7 +82,6 @@ until_idle() {
 }
 # start_mps: the CUDA MPS daemon (kernels of different runs overlap), unless MPS=0
 start_mps() {
-    export TORCHINDUCTOR_COMPILE_THREADS=4   # many compiling processes share the cores
     if [ "${MPS:-1}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
         nvidia-cuda-mps-control -d && say "MPS daemon started"
     elif [ "${MPS:-1}" = 1 ]; then
@@ -134,7 +135,6 @@ graph)
     fi
     sleep_until "$wait_s"; report ;;
 more)
-    export TORCHINDUCTOR_COMPILE_THREADS=4   # many compiling processes share the cores
     # shellcheck disable=SC2086  # GRAPH_EXTRA: whitespace-separated overrides (e.g. a data_seed)
     queue "${QUEUE:-graph3}" prepare --profile paper --tasks "$GRAPH_TASKS" ${GRAPH_EXTRA:-} |
         tail -1
