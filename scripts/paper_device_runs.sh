@@ -91,6 +91,7 @@ start_mps() {
 # unpack_resume: every $RESUME/<queue>/runs.tgz.part* into $home/<queue>; prints the queues' names
 unpack_resume() {
     for parts in "${RESUME:?RESUME=<folder of packed queues>}"/*/; do
+        compgen -G "${parts}runs.tgz.part*" > /dev/null || continue   # no pack (or no folder)
         name=$(basename "$parts"); mkdir -p "$home/$name"
         cat "$parts"runs.tgz.part* | tar xz -C "$home/$name" && say "$name: unpacked $parts" >&2 &&
             echo "$name"

@@ -60,6 +60,10 @@ bash scripts/paper_device_runs.sh finish 340   # then, per queue q: cat OUT/$q/r
 # checkpoints, whose pack is committed in unfinished/graph/ for the next lease (RESUME=unfinished):
 GRAPH_TASKS=pattern GRAPH_SEEDS=2 bash scripts/paper_device_runs.sh graph 474
 bash scripts/paper_device_runs.sh finish 430   # then: cat OUT/graph/runs.tgz.part* | tar xz -C results (finished runs)
+# 2026-12-07 (fifth lease, one H100, docs/measurements/h100-2026-12-07f/): PATTERN seed 2's mlp and kan continued
+# from their checkpoints in unfinished/graph/ (the working tree travels to the device) and finished:
+RESUME=unfinished GRAPH_TASKS=pattern GRAPH_SEEDS=2 bash scripts/paper_device_runs.sh graph 0
+bash scripts/paper_device_runs.sh finish 420   # then: cat OUT/graph/runs.tgz.part* | tar xz -C results (finished runs)
 # Learning curves of runs made before runs kept history.jsonl come from their MLflow metrics.
 # Publish (every run of the benchmark named, so that unfinished ones are listed as missing):
 python -m katbench.report results --publish docs/results $(cat docs/results/expected_runs.txt)
