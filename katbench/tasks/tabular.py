@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,8 +110,7 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
     fold = _fold(table, data, _plain(cfg.split), int(cfg.seed))
     name = mixer["name"]
     kwargs = {k: v for k, v in mixer.items() if k != "name"}
-    model = _budgeted_model(_model_factory(table, m), name, kwargs, cfg.get("param_budget"),
-                            table, m)
+    model = _model(table, m, name, kwargs, cfg.get("param_budget"))
     _announce(cfg.task.name, name, table, fold, count_parameters(model))
     metric = METRICS[kind]
 
@@ -176,19 +174,15 @@ def _fold(table: EncodedTable, data: dict[str, Any], split: dict[str, Any], seed
     return _Fold(train, val, test, tensors, scale)
 
 
-def _head_width(table: EncodedTable, m: dict[str, Any]) -> int:
-    """The head's input width: every categorical embedding and the continuous features."""
-    return len(table.cardinalities) * int(m["dim"]) + len(table.cont_names)
-
-
-def _model_factory(table: EncodedTable, m: dict[str, Any]
-                   ) -> Callable[[str, dict[str, Any], int | None], TabTransformer]:
-    """``(mixer, mixer kwargs, hidden) -> TabTransformer``; ``hidden`` (a budget's knob) is the
-    head mixer's hidden width, the FF blocks' following in proportion (multiples of their
-    groups), or without a head mixer the FF blocks' width; None keeps the task's widths."""
-    width, head_mixer = _head_width(table, m), bool(m["head_mixer"])
+def _model(table: EncodedTable, m: dict[str, Any], name: str, kwargs: dict[str, Any],
+           param_budget: Any) -> TabTransformer:
+    """The TabTransformer with ``name`` mixers at the task's widths, or with its hidden width
+    solved for ``param_budget`` (:func:`katbench.models.budget.hidden_for_budget`): the head
+    mixer's hidden width, the FF blocks' following in proportion (multiples of their groups),
+    or without a head mixer the FF blocks' width."""
+    width = len(table.cardinalities) * int(m["dim"]) + len(table.cont_names)   # head input
+    head_mixer = bool(m["head_mixer"])
     base_ff, base_head = 4 * int(m["dim"]), int(m["head_mults"][0]) * width
-    kind = table.target.kind
 
     def transformer(mixer_name: str, mixer_kwargs: dict[str, Any],
                     hidden: int | None) -> TabTransformer:
@@ -206,24 +200,15 @@ def _model_factory(table: EncodedTable, m: dict[str, Any]
             head_mults=tuple(m["head_mults"]), head_mixer=head_mixer,
             cont_norm=str(m.get("cont_norm", "layer")),
             head_mixer_kwargs=_head_kwargs(mixer_name, mixer_kwargs, width),
-            outputs=len(table.target.classes) if kind == "multiclass" else 1,
+            outputs=len(table.target.classes) if table.target.kind == "multiclass" else 1,
             ff_hidden=ff_hidden, head_hidden=head_hidden)
 
-    return transformer
-
-
-def _budgeted_model(factory: Callable[[str, dict[str, Any], int | None], TabTransformer],
-                    name: str, kwargs: dict[str, Any], param_budget: Any, table: EncodedTable,
-                    m: dict[str, Any]) -> TabTransformer:
-    """The model at the task's widths, or with its hidden width solved for ``param_budget``
-    (:func:`katbench.models.budget.hidden_for_budget`)."""
-    width, head_mixer = _head_width(table, m), bool(m["head_mixer"])
-    base = int(m["head_mults"][0]) * width if head_mixer else 4 * int(m["dim"])
     knob_kwargs = _head_kwargs(name, kwargs, width) if head_mixer else kwargs
     hidden = hidden_for_budget(param_budget, name, kwargs,
-                               lambda *a: count_parameters(factory(*a))["total"], base,
+                               lambda *a: count_parameters(transformer(*a))["total"],
+                               base_head if head_mixer else base_ff,
                                step=hidden_step(name, knob_kwargs))
-    return factory(name, kwargs, hidden)
+    return transformer(name, kwargs, hidden)
 
 
 def _announce(task: str, mixer: str, table: EncodedTable, fold: _Fold,
