@@ -24,7 +24,7 @@
 #                                                report at S s
 #   bash scripts/paper_device_runs.sh speed      issue 22 on an idle GPU (before or after the runs):
 #                                                the KAT-T block's host ops and KAT-T / ViT-T
-#                                                eager images/s into $OUT (about 4 min)
+#                                                eager images/s into $OUT (70 s on an H100)
 #   bash scripts/paper_device_runs.sh watch S    report at S s
 #   bash scripts/paper_device_runs.sh finish S   once every queue is done, or at S s, stop every
 #                                                run (they checkpoint) and pack the run folders
