@@ -13,7 +13,8 @@
 #                                                compiled, from the FX graph cache); report at S s
 #   bash scripts/paper_device_runs.sh more S     start GRAPH_SEEDS as one more queue ($QUEUE,
 #                                                default graph3) beside the running ones (once a
-#                                                report shows the GPU has room); report at S s
+#                                                report shows the GPU has room); SLOTS= at most
+#                                                that many at once (default: all); report at S s
 #   bash scripts/paper_device_runs.sh probe      a PATTERN step (mlp, grkan; padded, CUDA graphs) in
 #                                                float32, with FlexAttention, with TF32 matmuls
 #                                                and under bf16 autocast: wall, host and GPU ms
@@ -140,7 +141,7 @@ more)
     queue "${QUEUE:-graph3}" prepare --profile paper --tasks "$GRAPH_TASKS" ${GRAPH_EXTRA:-} |
         tail -1
     start_queue "${QUEUE:-graph3}" start --seeds "$GRAPH_SEEDS" \
-        --slots $(( $(count "$GRAPH_TASKS") * $(count "$GRAPH_MIXERS") * $(count "$GRAPH_SEEDS") )) \
+        --slots "${SLOTS:-$(( $(count "$GRAPH_TASKS") * $(count "$GRAPH_MIXERS") * $(count "$GRAPH_SEEDS") ))}" \
         "${GRAPH[@]}"
     sleep_until "$wait_s"; report ;;
 probe)
