@@ -29,7 +29,8 @@
 #   bash scripts/paper_device_runs.sh watch S    report at S s
 #   bash scripts/paper_device_runs.sh finish S   once every queue is done, or at S s, stop every
 #                                                run (they checkpoint) and pack the run folders
-#                                                and logs into $OUT
+#                                                and logs into $OUT; stopping and packing take up
+#                                                to 2.5 min: S = the call's limit - 150
 # GRAPH_TASKS (pattern,cluster), GRAPH_MIXERS (mlp,kan,grkan) and GRAPH_SEEDS (0,1,2,3) pick the
 # graph runs, e.g. GRAPH_TASKS=pattern GRAPH_SEEDS=0,1 for six; GRAPH_EXTRA adds overrides to
 # every graph run (e.g. "trainer.matmul_precision=high"; "task.data_seed=9" another draw of the
@@ -166,10 +167,11 @@ watch)
     sleep_until "$wait_s"; report ;;
 finish)
     until_idle "$wait_s"; report
-    for name in $(queues); do queue "$name" stop & done; wait
-    for name in $(queues); do   # unfinished runs with their checkpoints (RESUME= continues them)
-        queue "$name" pack "${OUT:?}/$name" --checkpoints
-    done
+    for name in $(queues); do   # each queue packed as soon as it has stopped (a stop may take
+                                # up to 2 min): unfinished runs with their checkpoints, which
+                                # RESUME= continues
+        (queue "$name" stop; queue "$name" pack "${OUT:?}/$name" --checkpoints) &
+    done; wait
     tar czf "$OUT/logs.tgz" "$home"-*.txt "$home"/*/logs 2>/dev/null ;;
 *)
     echo "usage: bash scripts/paper_device_runs.sh tab|graph|resume|more|probe|speed|watch|finish [seconds]" >&2

@@ -64,6 +64,13 @@ bash scripts/paper_device_runs.sh finish 430   # then: cat OUT/graph/runs.tgz.pa
 # from their checkpoints in unfinished/graph/ (the working tree travels to the device) and finished:
 RESUME=unfinished GRAPH_TASKS=pattern GRAPH_SEEDS=2 bash scripts/paper_device_runs.sh graph 0
 bash scripts/paper_device_runs.sh finish 420   # then: cat OUT/graph/runs.tgz.part* | tar xz -C results (finished runs)
+# 2026-12-07 (sixth lease, one H100, docs/measurements/h100-2026-12-07g/): PATTERN seed 3 (mlp and grkan finished;
+# kan stopped at epoch 134, its checkpoint lost because `finish` ran out of the call's time before packing that
+# queue) and CLUSTER seeds 0 (finished) and 1 (stopped with checkpoints: unfinished/cluster/), six runs at once:
+GRAPH_TASKS=pattern GRAPH_SEEDS=3 bash scripts/paper_device_runs.sh graph 0
+QUEUE=cluster SLOTS=3 GRAPH_TASKS=cluster GRAPH_SEEDS=0,1 bash scripts/paper_device_runs.sh more 0
+bash scripts/paper_device_runs.sh watch 555
+bash scripts/paper_device_runs.sh finish 430   # then: cat OUT/<queue>/runs.tgz.part* | tar xz -C <dir> (finished runs)
 # Learning curves of runs made before runs kept history.jsonl come from their MLflow metrics.
 # Publish (every run of the benchmark named, so that unfinished ones are listed as missing):
 python -m katbench.report results --publish docs/results $(cat docs/results/expected_runs.txt)
