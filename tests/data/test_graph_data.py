@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from katbench.data import graph
 from katbench.data.graph import (
     CLUSTER,
     PATTERN,
@@ -75,6 +76,19 @@ def test_generator_is_seeded():
     assert torch.equal(a["train"][1].edge_index, b["train"][1].edge_index)
     with pytest.raises(ValueError, match="unknown SBM dataset"):
         generate_sbm("sbm", CLUSTER, 0, 2)
+
+
+def test_worker_processes_give_the_same_graphs_bit_for_bit(monkeypatch):
+    params = {**CLUSTER, "n_train": 12, "n_val": 3, "n_test": 3}
+    alone = generate_sbm("cluster", params, seed=5, pe_dim=4)
+    monkeypatch.setattr(graph, "PE_GRAPHS_PER_WORKER", 6)        # 18 graphs: 2 or 3 workers
+    monkeypatch.setattr(graph, "_usable_cores", lambda: 3)
+    forked = generate_sbm("cluster", params, seed=5, pe_dim=4)
+    for split in ("train", "val", "test"):
+        assert len(forked[split]) == len(alone[split])
+        for a, b in zip(alone[split], forked[split], strict=True):
+            for key in ("x", "y", "edge_index", "lap_pe"):
+                assert torch.equal(a[key], b[key]), (split, key)
 
 
 def test_laplacian_pe_shapes_and_eigen_equation():
