@@ -57,16 +57,10 @@ def run_experiment(cfg: Any) -> dict[str, Any]:
     the MLflow run as FINISHED, or KILLED (stopped by a signal) / FAILED (with the reason as tag
     ``katbench.error``). Only rank 0 writes files and talks to MLflow.
     """
-    from omegaconf import OmegaConf
-
     from katbench import tracking
     from katbench.tasks import build_task
 
-    settings = TrainerSettings.from_config(cfg.trainer)
-    rank, device = distributed.init(settings.resolve_device())
-    settings = dataclasses.replace(settings, device=str(device))
-    if settings.threads is not None:
-        torch.set_num_threads(settings.threads)
+    settings, rank = _runtime(cfg)
     run = _RunId(str(cfg.task.name), str(cfg.get("label") or cfg.mixer.name), int(cfg.seed))
     out = tracking.run_dir(cfg.results_dir, run.task, run.mixer, run.seed)
     every = int(cfg.tracking.log_every)
@@ -76,16 +70,10 @@ def run_experiment(cfg: Any) -> dict[str, Any]:
     # The task is built first: a bad data file or setting stops the run before anything in the
     # results folder is created or moved.
     spec = build_task(cfg)
-    if cfg.resume:
-        tracking.check_resumable(out, OmegaConf.to_container(cfg, resolve=True))
-    if rank.is_main:
-        tracking.prepare_run_dir(out, resume=bool(cfg.resume), overwrite=bool(cfg.overwrite))
+    _prepare_run_dir(cfg, out, rank)
     n_params = sum(p.numel() for p in spec.model.parameters() if p.requires_grad)
     logger = _open_logger(cfg, out, run, rank)
-    logger.log_params({**tracking.flatten(OmegaConf.to_container(cfg, resolve=True)),
-                       "params": n_params, "git_commit": tracking.git_commit(),
-                       "torch_version": torch.__version__,
-                       "device": str(device), "world_size": rank.world})
+    _log_params(cfg, logger, n_params, settings.device, rank)
 
     def log(epoch: int, values: dict[str, float]) -> None:
         if epoch % every == 0 or epoch == settings.epochs:
@@ -101,21 +89,75 @@ def run_experiment(cfg: Any) -> dict[str, Any]:
         logger.finish("KILLED" if killed else "FAILED",
                       reason=f"{type(err).__name__}: {err}".strip()[:2000])
         raise
-    metrics = {"task": run.task, "family": str(cfg.task.family), "mixer": run.mixer,
-               "seed": run.seed, "metric": spec.metric,
-               "higher_is_better": spec.higher_is_better, **result, "params": n_params,
-               "wall_time_s": wall, "peak_memory_mb": _peak_memory_mb(device),
-               "device": str(device), "hardware": tracking.hardware(device),
-               "git_commit": tracking.git_commit(), "world_size": rank.world,
-               "torch_version": torch.__version__, "mlflow_run_id": logger.run_id}
+    metrics = _metrics(cfg, run, spec, result, n_params, wall, torch.device(settings.device),
+                       rank, logger.run_id)
     if rank.is_main:
-        from katbench.report import plot_run
-
-        plots = plot_run(out)
-        tracking.write_json(out / "metrics.json", metrics)
-        logger.log_artifacts([out / "config.yaml", out / "metrics.json", *exported, *plots])
+        _write_finished(out, metrics, exported, logger)
     logger.finish("FINISHED")
     return metrics
+
+
+def _runtime(cfg: Any) -> tuple[TrainerSettings, distributed.Rank]:
+    """The trainer settings (their device resolved) and this process's rank, after joining the
+    ``torchrun`` group if any and setting the CPU thread count."""
+    settings = TrainerSettings.from_config(cfg.trainer)
+    rank, device = distributed.init(settings.resolve_device())
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    return dataclasses.replace(settings, device=str(device)), rank
+
+
+def _prepare_run_dir(cfg: Any, out: Path, rank: distributed.Rank) -> None:
+    """Check that a resumed run's folder matches the config, then (rank 0) create or clear the
+    run folder as :func:`katbench.tracking.prepare_run_dir` allows."""
+    from omegaconf import OmegaConf
+
+    from katbench import tracking
+
+    if cfg.resume:
+        tracking.check_resumable(out, OmegaConf.to_container(cfg, resolve=True))
+    if rank.is_main:
+        tracking.prepare_run_dir(out, resume=bool(cfg.resume), overwrite=bool(cfg.overwrite))
+
+
+def _log_params(cfg: Any, logger: Any, n_params: int, device: str,
+                rank: distributed.Rank) -> None:
+    """The flattened config plus the parameter count, commit, torch version and device."""
+    from omegaconf import OmegaConf
+
+    from katbench import tracking
+
+    logger.log_params({**tracking.flatten(OmegaConf.to_container(cfg, resolve=True)),
+                       "params": n_params, "git_commit": tracking.git_commit(),
+                       "torch_version": torch.__version__, "device": device,
+                       "world_size": rank.world})
+
+
+def _metrics(cfg: Any, run: _RunId, spec: Any, result: dict[str, Any], n_params: int,
+             wall: float, device: torch.device, rank: distributed.Rank,
+             mlflow_run_id: str | None) -> dict[str, Any]:
+    """The content of ``metrics.json``: which run, fit's result and how and where it ran."""
+    from katbench import tracking
+
+    return {"task": run.task, "family": str(cfg.task.family), "mixer": run.mixer,
+            "seed": run.seed, "metric": spec.metric, "higher_is_better": spec.higher_is_better,
+            **result, "params": n_params, "wall_time_s": wall,
+            "peak_memory_mb": _peak_memory_mb(device), "device": str(device),
+            "hardware": tracking.hardware(device), "git_commit": tracking.git_commit(),
+            "world_size": rank.world, "torch_version": torch.__version__,
+            "mlflow_run_id": mlflow_run_id}
+
+
+def _write_finished(out: Path, metrics: dict[str, Any], exported: list[Path],
+                    logger: Any) -> None:
+    """The run's plots, then ``metrics.json`` (last: it marks the run finished), and the files
+    as MLflow artifacts."""
+    from katbench import tracking
+    from katbench.report import plot_run
+
+    plots = plot_run(out)
+    tracking.write_json(out / "metrics.json", metrics)
+    logger.log_artifacts([out / "config.yaml", out / "metrics.json", *exported, *plots])
 
 
 class _RunId(NamedTuple):
