@@ -109,25 +109,29 @@ def against_baseline(main: pd.DataFrame, families: dict[str, str]) -> list[str]:
             "`n=1`: one pair, no interval.", "", *body]
 
 
-def paper_differences(main: pd.DataFrame, paper: dict[str, Any],
-                      profiles: set[str]) -> list[str]:
-    """Markdown section: our mean per mixer against the paper's value for the same metric.
+@dataclass
+class _PaperCheck:
+    """Our means against the paper's: table rows of the values beyond what is allowed and of
+    the rankings, the values without an allowance, how many were checked, and the notes
+    (explanation -> its number, in order of first use)."""
 
-    A value is flagged when |ours − paper| exceeds the entry's ``spread[mixer]`` (the paper's
-    ±) or, without one, its ``tolerance``; entries with ``compare: ranking`` compare the
-    order of the mixers only (the order of their ``values``, or their ``ranking`` list, best
-    first, where the paper states an order without numbers). Explanations are the entry's
-    ``difference`` text.
-    """
+    flagged: list[str]
+    rankings: list[str]
+    unchecked: list[str]
+    checked: int
+    notes: dict[str, int]
+
+    def note(self, text: str) -> str:
+        return f"note {self.notes.setdefault(text, len(self.notes) + 1)}"
+
+
+def _check_against_paper(main: pd.DataFrame, paper: dict[str, Any]) -> _PaperCheck:
+    """Each paper entry whose metric is ours: its values (within ``spread`` or ``tolerance``)
+    or, with ``compare: ranking``, the order of the mixers."""
     means = main.groupby(["task", "mixer"]).value.mean()
     metric_of = main.groupby("task").metric.first()
     hib_of = main.groupby("task").higher_is_better.first()
-    flagged, rankings, unchecked, checked = [], [], [], 0
-    notes: dict[str, int] = {}   # explanation -> its note number, in order of first use
-
-    def note(text: str) -> str:
-        return f"note {notes.setdefault(text, len(notes) + 1)}"
-
+    check = _PaperCheck([], [], [], 0, {})
     for task, ref in paper.items():
         if metric_of.get(task) != ref["metric"]:
             continue
@@ -140,19 +144,35 @@ def paper_differences(main: pd.DataFrame, paper: dict[str, Any],
                 theirs = ([m for m in ref["ranking"] if m in ours] if "ranking" in ref
                           else sorted(ours, key=ref["values"].get, reverse=bool(hib_of[task])))
                 same = order == theirs
-                rankings.append(f"| {task} | {', '.join(order)} | {', '.join(theirs)} | "
-                                f"{'yes' if same else 'no'} | {'–' if same else note(why)} |")
+                check.rankings.append(f"| {task} | {', '.join(order)} | {', '.join(theirs)} | "
+                                      f"{'yes' if same else 'no'} | "
+                                      f"{'–' if same else check.note(why)} |")
             continue
         for mixer, value in ours.items():
             allowed = (ref.get("spread") or {}).get(mixer, ref.get("tolerance"))
             if allowed is None:
-                unchecked.append(f"{task}/{mixer}")
+                check.unchecked.append(f"{task}/{mixer}")
                 continue
-            checked += 1
+            check.checked += 1
             if abs(value - ref["values"][mixer]) > allowed:
-                flagged.append(f"| {task} | {mixer} | {value:.4g} | {ref['values'][mixer]:.4g} "
-                               f"| ± {allowed:.4g} | {note(why)} |")
-    if not (checked or rankings or unchecked):
+                check.flagged.append(f"| {task} | {mixer} | {value:.4g} | "
+                                     f"{ref['values'][mixer]:.4g} | ± {allowed:.4g} | "
+                                     f"{check.note(why)} |")
+    return check
+
+
+def paper_differences(main: pd.DataFrame, paper: dict[str, Any],
+                      profiles: set[str]) -> list[str]:
+    """Markdown section: our mean per mixer against the paper's value for the same metric.
+
+    A value is flagged when |ours − paper| exceeds the entry's ``spread[mixer]`` (the paper's
+    ±) or, without one, its ``tolerance``; entries with ``compare: ranking`` compare the
+    order of the mixers only (the order of their ``values``, or their ``ranking`` list, best
+    first, where the paper states an order without numbers). Explanations are the entry's
+    ``difference`` text.
+    """
+    check = _check_against_paper(main, paper)
+    if not (check.checked or check.rankings or check.unchecked):
         return []
     lines = ["## Differences from the paper", "",
              "Our mean per mixer against the paper's value for the same metric (stand-in "
@@ -162,18 +182,20 @@ def paper_differences(main: pd.DataFrame, paper: dict[str, Any],
     if "quick" in profiles:
         lines += ["Quick-profile runs are far shorter and smaller than the paper's, so "
                   "differences are expected there.", ""]
-    if checked:
-        lines += [f"{len(flagged)} of {checked} values differ by more than allowed.", ""]
-    if flagged:
+    if check.checked:
+        lines += [f"{len(check.flagged)} of {check.checked} values differ by more than "
+                  "allowed.", ""]
+    if check.flagged:
         lines += ["| task | mixer | ours | paper | allowed | explanation |",
-                  "|---|---|---|---|---|---|", *flagged, ""]
-    if rankings:
+                  "|---|---|---|---|---|---|", *check.flagged, ""]
+    if check.rankings:
         lines += ["Rankings only (best first; the paper's magnitudes are not comparable to "
                   "ours, see `katbench/paper_results.yaml`): is our order of the mixers the "
                   "paper's?", "", "| task | ours | paper | same ranking | explanation |",
-                  "|---|---|---|---|---|", *rankings, ""]
-    if notes:
-        lines += [f"{number}. {text}" for text, number in notes.items()] + [""]
-    if unchecked:
-        lines += [f"Not checked (no spread or tolerance for them): {', '.join(unchecked)}.", ""]
+                  "|---|---|---|---|---|", *check.rankings, ""]
+    if check.notes:
+        lines += [f"{number}. {text}" for text, number in check.notes.items()] + [""]
+    if check.unchecked:
+        lines += [f"Not checked (no spread or tolerance for them): "
+                  f"{', '.join(check.unchecked)}.", ""]
     return lines

@@ -61,39 +61,53 @@ def study_markdown(study: Study, table: pd.DataFrame, runs: pd.DataFrame,
     metric; the paper's row first where ``paper`` (paper_results.yaml's ``studies``) has the
     study; then mean ranks per family, cost and how to regenerate."""
     labels = [v.label for v in study.variants]
-    ours = table[table.mixer.isin(labels)]
     ran = runs[runs.mixer.isin(labels)]
-    want: dict[tuple[str, str], int] = {}
-    for run in expected or []:
-        task, label, _ = parse_run_id(run)
-        if label in labels:
-            want[(task, label)] = want.get((task, label), 0) + 1
+    want = _expected_counts(expected, labels)
     families = {**{t: (task_yaml(t).get("task") or {}).get("family", "other")
                    for t, _ in want}, **dict(zip(ran.task, ran.family, strict=True))}
-    tasks = sorted(families, key=lambda t: (families[t], t))
-    main = main_rows(ours)
+    main = main_rows(table[table.mixer.isin(labels)])
     profiles = set(ran.profile) - {UNKNOWN}
     hardware = ", ".join(sorted(set(ran.hardware.astype(str)) - {UNKNOWN})) or UNKNOWN
     lines = [f"# Study `{study.name}`", "", study.description, "",
              f"Profile **{', '.join(sorted(profiles)) or UNKNOWN}** · hardware: {hardware} · "
              f"{len(ran)} of {sum(want.values()) or len(ran)} runs finished · "
-             f"{len(tasks)} tasks · {len(labels)} variants.", "", *profile_notes(profiles),
+             f"{len(families)} tasks · {len(labels)} variants.", "", *profile_notes(profiles),
              "Test metric per task and variant: mean ± sample std over seeds and the number of "
              "seeds n (the validation-selected epoch where the task has a validation split). "
              "↑/↓: higher/lower is better; **bold**: the task's best variant. A variant "
              "`mixer[key=value]` runs as `runs/<task>/<label>/seed<k>/` with label "
              "`mixer-key=value`; settings it does not give come from the task file "
-             "(docs/studies.md).", ""]
+             "(docs/studies.md).", "",
+             *_variant_table(main, labels, want, families, paper.get(study.name)),
+             *_rank_lines(main, ran, labels, families),
+             "", "## How to regenerate", "", "```bash",
+             *study_commands(results_dir, profiles, study.name), "```", ""]
+    return "\n".join(lines)
+
+
+def _expected_counts(expected: list[str] | None, labels: list[str]) -> dict[tuple[str, str], int]:
+    """Runs asked for per (task, variant label) among the ``expected`` run ids."""
+    want: dict[tuple[str, str], int] = {}
+    for run in expected or []:
+        task, label, _ = parse_run_id(run)
+        if label in labels:
+            want[(task, label)] = want.get((task, label), 0) + 1
+    return want
+
+
+def _variant_table(main: pd.DataFrame, labels: list[str], want: dict[tuple[str, str], int],
+                   families: dict[str, str], paper_entry: dict[str, Any] | None) -> list[str]:
+    """The table of tasks x variants, the paper's row first where it has the study."""
     head = f"| family | task | metric | {' | '.join(labels)} |"
     rule = "|---|---|---|" + "---|" * len(labels)
-    if study.name in paper:
-        notes, cells = _paper_lines(paper[study.name], labels)
-        lines += [*notes, head, rule,
-                  f"| paper | ImageNet-1k ({paper[study.name]['source']}) | top-1 % ↑ | "
-                  f"{' | '.join(cells[lab] for lab in labels)} |"]
+    if paper_entry:
+        notes, cells = _paper_lines(paper_entry, labels)
+        lines = [*notes, head, rule,
+                 f"| paper | ImageNet-1k ({paper_entry['source']}) | top-1 % ↑ | "
+                 f"{' | '.join(cells[lab] for lab in labels)} |"]
     else:
-        lines += [head, rule]
-    for task in tasks:
+        lines = [head, rule]
+    for task in sorted(families, key=lambda t: (families[t], t)):
         rows = main[main.task == task]
         cells = metric_cells(rows, labels, want) if len(rows) else dict.fromkeys(labels,
                                                                                "missing")
@@ -101,23 +115,28 @@ def study_markdown(study: Study, table: pd.DataFrame, runs: pd.DataFrame,
                   if len(rows) else "–")
         lines.append(f"| {families[task]} | {task} | {metric} | "
                      f"{' | '.join(cells[lab] for lab in labels)} |")
+    return lines
+
+
+def _rank_lines(main: pd.DataFrame, ran: pd.DataFrame, labels: list[str],
+                families: dict[str, str]) -> list[str]:
+    """Mean rank of each variant per family and its mean train time; none without ranks."""
     ranks = mean_ranks(main, labels, families)
-    if ranks:
-        lines += ["", "## Mean rank per family", "",
-                  "Each task ranks the variants by their mean (1 = best; ties share the mean "
-                  "rank); the ranks are averaged over the family's tasks that every variant "
-                  "finished. Train time: mean seconds per run over all tasks (one process per "
-                  "job, cores shared; `python -m katbench.bench block` times the mixers side by "
-                  "side).", "", f"| family | tasks | {' | '.join(labels)} |",
-                  "|---|---|" + "---|" * len(labels)]
-        for family, n, mean in ranks:
-            best = min(mean.values())
-            lines.append(f"| {family} | {n} | " + " | ".join(
-                f"**{mean[lab]:.2f}**" if mean[lab] == best else f"{mean[lab]:.2f}"
-                for lab in labels) + " |")
-        seconds = ran.groupby("mixer").train_time_s.mean()
-        lines.append("| train time (s/run) | | " + " | ".join(
-            f"{seconds[lab]:.1f}" if lab in seconds.index else "–" for lab in labels) + " |")
-    lines += ["", "## How to regenerate", "", "```bash",
-              *study_commands(results_dir, profiles, study.name), "```", ""]
-    return "\n".join(lines)
+    if not ranks:
+        return []
+    lines = ["", "## Mean rank per family", "",
+             "Each task ranks the variants by their mean (1 = best; ties share the mean "
+             "rank); the ranks are averaged over the family's tasks that every variant "
+             "finished. Train time: mean seconds per run over all tasks (one process per "
+             "job, cores shared; `python -m katbench.bench block` times the mixers side by "
+             "side).", "", f"| family | tasks | {' | '.join(labels)} |",
+             "|---|---|" + "---|" * len(labels)]
+    for family, n, mean in ranks:
+        best = min(mean.values())
+        lines.append(f"| {family} | {n} | " + " | ".join(
+            f"**{mean[lab]:.2f}**" if mean[lab] == best else f"{mean[lab]:.2f}"
+            for lab in labels) + " |")
+    seconds = ran.groupby("mixer").train_time_s.mean()
+    lines.append("| train time (s/run) | | " + " | ".join(
+        f"{seconds[lab]:.1f}" if lab in seconds.index else "–" for lab in labels) + " |")
+    return lines
