@@ -192,27 +192,59 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
     t = cfg.task
     if t.dataset not in DATASETS:
         raise ValueError(f"task.dataset={t.dataset!r}; use one of {', '.join(DATASETS)}")
-    name = mixer["name"]
-    node_types, outputs, published = DATASETS[t.dataset]
-    params = None
-    if published is not None:
-        params = {**published, **OmegaConf.to_container(t.get("generator") or {}, resolve=True)}
-    target = None
-    if t.dataset == "csv":
-        data, target = _molecules(cfg)
-    else:
-        data = {s: load_split(t.dataset, s, int(t.pe_dim), params, int(t.data_seed))
-                for s in SPLITS}
-    pad = pad_nodes(t.get("pad_nodes"), data)
-    loaders = {s: GraphLoader(data[s], int(t.batch_size), shuffle=s == "train", pad_nodes=pad)
-               for s in SPLITS}
-    kwargs = {k: v for k, v in mixer.items() if k != "name"}
-    regression = outputs == 1
-    flex = bool(t.get("flex_attention", False))
-    if flex and regression:
+    regression = DATASETS[t.dataset][1] == 1
+    if t.get("flex_attention", False) and regression:
         raise ValueError(f"task.flex_attention=true: {t.name}'s molecules have bond features, "
                          "which take the attention over the edge list; set it for PATTERN and "
                          "CLUSTER only")
+    data, target = _load_data(cfg)
+    pad = pad_nodes(t.get("pad_nodes"), data)
+    loaders = {s: GraphLoader(data[s], int(t.batch_size), shuffle=s == "train", pad_nodes=pad)
+               for s in SPLITS}
+    model = _model(cfg, mixer)
+    label = stand_in(t)
+    print(f"graph_transformer[{t.name}/{mixer['name']}]: {count_parameters(model)} parameters, "
+          f"FFN hidden {model.ffn_hidden}" + (f" (data: {label} stand-in)" if label else "")
+          + (f"; {'/'.join(str(len(data[s])) for s in SPLITS)} molecules, "
+             f"{target.describe()}" if target else ""), file=sys.stderr)
+    splits = {"model": model, "train": loaders["train"], "val": loaders["val"],
+              "test": loaders["test"]}
+    if target is not None:
+        return TaskSpec(**splits, **_molecule_spec(torch.cat([g.y for g in data["train"]]),
+                                                   loaders["test"], target))
+    metric = "mae" if regression else "weighted_acc"
+    if regression:
+        def loss(m: nn.Module, b: Any) -> torch.Tensor:
+            return F.l1_loss(m(b), b.y)
+    else:
+        def loss(m: nn.Module, b: Any) -> torch.Tensor:
+            return weighted_cross_entropy(m(b), b.y, b.node_mask)
+    return TaskSpec(**splits, loss=loss, evaluate=mae if regression else sbm_accuracy,
+                    metric=f"{metric}_{label}" if label else metric,
+                    higher_is_better=not regression)
+
+
+def _load_data(cfg: Any) -> tuple[dict[str, Any], Target | None]:
+    """Every split of ``task.dataset`` (generated with the published settings updated by
+    ``task.generator``), and the target of your own molecules (``csv``; else None)."""
+    t = cfg.task
+    if t.dataset == "csv":
+        return _molecules(cfg)
+    published = DATASETS[t.dataset][2]
+    params = None
+    if published is not None:
+        params = {**published, **OmegaConf.to_container(t.get("generator") or {}, resolve=True)}
+    return ({s: load_split(t.dataset, s, int(t.pe_dim), params, int(t.data_seed))
+             for s in SPLITS}, None)
+
+
+def _model(cfg: Any, mixer: dict[str, Any]) -> GraphTransformer:
+    """The Graph Transformer with ``mixer`` in its feed-forward blocks, their hidden width
+    solved for ``param_budget`` where the task sets one."""
+    t = cfg.task
+    node_types, outputs, _ = DATASETS[t.dataset]
+    regression = outputs == 1
+    name, kwargs = mixer["name"], {k: v for k, v in mixer.items() if k != "name"}
 
     def transformer(mixer_name: str, mixer_kwargs: dict[str, Any],
                     hidden: int | None) -> GraphTransformer:
@@ -221,29 +253,9 @@ def build(cfg: Any, mixer: dict[str, Any]) -> TaskSpec:
             dim=int(t.dim), layers=int(t.layers), heads=int(t.heads), pe_dim=int(t.pe_dim),
             ffn_hidden=int(t.ffn_hidden) if hidden is None else hidden,
             node_level=not regression, num_edge_types=len(ZINC_BONDS) if regression else None,
-            flex_attention=flex, pe_sign_flip=str(t.get("pe_sign_flip", "batch")))
+            flex_attention=bool(t.get("flex_attention", False)),
+            pe_sign_flip=str(t.get("pe_sign_flip", "batch")))
 
     hidden = hidden_for_budget(cfg.get("param_budget"), name, kwargs,
                                lambda *a: count_parameters(transformer(*a)), int(t.ffn_hidden))
-    model = transformer(name, kwargs, hidden)
-    label = stand_in(t)
-    print(f"graph_transformer[{t.name}/{name}]: {count_parameters(model)} parameters, FFN hidden "
-          f"{model.ffn_hidden}" + (f" (data: {label} stand-in)" if label else "")
-          + (f"; {'/'.join(str(len(data[s])) for s in SPLITS)} molecules, "
-             f"{target.describe()}" if target else ""), file=sys.stderr)
-    if target is not None:
-        return TaskSpec(model=model, train=loaders["train"], val=loaders["val"],
-                        test=loaders["test"], **_molecule_spec(
-                            torch.cat([g.y for g in data["train"]]), loaders["test"], target))
-    metric = "mae" if regression else "weighted_acc"
-    if regression:
-        def loss(m: nn.Module, b: Any) -> torch.Tensor:
-            return F.l1_loss(m(b), b.y)
-    else:
-        def loss(m: nn.Module, b: Any) -> torch.Tensor:
-            return weighted_cross_entropy(m(b), b.y, b.node_mask)
-    return TaskSpec(model=model, train=loaders["train"], val=loaders["val"],
-                    test=loaders["test"], loss=loss,
-                    evaluate=mae if regression else sbm_accuracy,
-                    metric=f"{metric}_{label}" if label else metric,
-                    higher_is_better=not regression)
+    return transformer(name, kwargs, hidden)
