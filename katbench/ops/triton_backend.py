@@ -32,7 +32,8 @@ FORWARD_PROGRAMS_PER_SM = 0   # 0: one forward program per row tile; k: a persis
                               # per multiprocessor, each loading its coefficients once
 BACKWARD_UNROLL = 2           # row tiles loaded together per backward iteration
 BACKWARD_PROGRAMS_PER_SM = 2  # (5, 4) backward on sm_90: 96 registers, 128 with a bias or F
-REDUCE_BLOCK = 128
+REDUCE_BLOCK = 1024           # partials summed at a time by each coefficient's program
+BIAS_REDUCE_ROWS, BIAS_REDUCE_BLOCK = 32, 128   # (programs, columns) per step of the bias sums
 LARGE_INPUT_CHECK = True      # False: no tile-wide |x| > 4096 test, to time its cost only
                               # (scripts/tune_triton.py --sweep); large inputs then overflow
 
@@ -153,18 +154,19 @@ def group_rational_backward_triton(
     grad_den = torch.empty(denominator.shape, **new)
     grad_bias = None if bias is None else torch.empty(problem.width, **new)
     shared = numerator.shape[0] == 1 and problem.groups > 1
-    bias_programs = 0 if bias is None else triton.cdiv(problem.width, REDUCE_BLOCK)
+    coefficients = (1 if shared else problem.groups) * (problem.m + 1) + problem.groups * problem.n
+    bias_programs = 0 if bias is None else triton.cdiv(problem.width, BIAS_REDUCE_BLOCK)
     with _on_device(x):
         kernels.backward_kernel[(programs, columns)](
             grad, problem.x, dx, y if output else None, partial, bias_partial,
             *problem.arguments(), WRITE_Y=output, BLOCK_R=block_rows, UNROLL=BACKWARD_UNROLL,
             **problem.settings)
-        kernels.reduce_kernel[(problem.groups + shared + bias_programs,)](
+        kernels.reduce_kernel[(coefficients + bias_programs,)](
             partial, bias_partial, problem.den, grad_num, grad_den, grad_bias, programs,
             problem.width, problem.width // problem.groups // problem.vec, problem.groups,
             problem.den.stride(0), VEC=problem.vec, M=problem.m, N=problem.n,
             SUM_ABS=problem.settings["SUM_ABS"], SHARED_NUMERATOR=shared,
-            HAS_BIAS=bias is not None,
-            SLOTS=triton.next_power_of_2(problem.m + 1 + problem.n), BLOCK=REDUCE_BLOCK)
+            HAS_BIAS=bias is not None, BLOCK=REDUCE_BLOCK, BIAS_ROWS=BIAS_REDUCE_ROWS,
+            BIAS_BLOCK=BIAS_REDUCE_BLOCK)
     return (dx, grad_num.to(numerator.dtype), grad_den.to(denominator.dtype),
             empty if bias is None else grad_bias.to(bias.dtype), y)

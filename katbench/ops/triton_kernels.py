@@ -13,8 +13,9 @@ x is viewed as (rows, D) and tiled as [rows, packs, VEC]: a pack is VEC channels
 one group, so a thread holds one set of coefficients and sums its gradient terms over a pack in
 registers. The backward uses no atomics: each program accumulates the coefficient gradients of
 its packs over its strided rows and writes one partial per (slot, program, pack), and the bias
-gradient one per (program, column); :func:`reduce_kernel` sums each coefficient's partials
-(its group's packs, all packs for a shared numerator) and each column's in a fixed order.
+gradient one per (program, column); :func:`reduce_kernel`, one program per coefficient, sums
+each coefficient's partials (its group's packs, all packs for a shared numerator) and each
+column's in a fixed order.
 """
 
 from __future__ import annotations
@@ -286,43 +287,46 @@ def backward_kernel(grad_ptr, x_ptr, dx_ptr, y_ptr, partial_ptr, bias_partial_pt
 def reduce_kernel(partial_ptr, bias_partial_ptr, den_ptr, grad_num_ptr, grad_den_ptr,
                   grad_bias_ptr, programs, width, packs_per_group, groups, den_stride,
                   VEC: tl.constexpr, M: tl.constexpr, N: tl.constexpr, SUM_ABS: tl.constexpr,
-                  SHARED_NUMERATOR: tl.constexpr, HAS_BIAS: tl.constexpr, SLOTS: tl.constexpr,
-                  BLOCK: tl.constexpr):
-    """Program g < groups: group g's coefficient gradients, each the sum of its partials over the
-    backward's programs and the group's packs; then, for a numerator shared by all groups, one
-    program for its gradient (all packs); then one program per BLOCK columns of the bias
-    gradient (over the backward's programs; ``HAS_BIAS``: without a bias its pointers are None
-    and the branch is not compiled). Fixed order throughout."""
+                  SHARED_NUMERATOR: tl.constexpr, HAS_BIAS: tl.constexpr,
+                  BLOCK: tl.constexpr, BIAS_ROWS: tl.constexpr, BIAS_BLOCK: tl.constexpr):
+    """One program per coefficient gradient, in the order of the flattened numerator gradient
+    (one row when shared, else one per group) and then the denominator's: the sum of its slot's
+    partials over the backward's programs and its group's packs (all packs for a shared
+    numerator), BLOCK at a time; then, with a bias (``HAS_BIAS``: otherwise its pointers are
+    None and the branch is not compiled), one program per BIAS_BLOCK columns of the bias
+    gradient, BIAS_ROWS of the backward's programs at a time. Fixed order throughout."""
     pid = tl.program_id(0)
     packs = width // VEC
-    slot = tl.arange(0, SLOTS)
-    numerator = slot <= M
-    pooled = SHARED_NUMERATOR and pid == groups
-    if pid < groups or pooled:
-        count = tl.where(pooled, packs, packs_per_group)
-        first = tl.where(pooled, 0, pid * packs_per_group)
+    numerators = (1 if SHARED_NUMERATOR else groups) * (M + 1)
+    coefficients = numerators + groups * N
+    if pid < coefficients:
+        is_numerator = pid < numerators
+        index = tl.where(is_numerator, pid, pid - numerators)  # in its flattened gradient
+        order = tl.where(is_numerator, index % (M + 1), index % N)
+        group = tl.where(is_numerator, index // (M + 1), index // N)
+        slot = tl.where(is_numerator, order, M + 1 + order)
+        count = packs_per_group
+        first = group * packs_per_group
         if SHARED_NUMERATOR:
-            wanted = tl.where(pooled, numerator, ~numerator & (slot < M + 1 + N))
-        else:
-            wanted = slot < M + 1 + N
-        total = tl.full([SLOTS, BLOCK], 0.0, partial_ptr.dtype.element_ty)
+            count = tl.where(is_numerator, packs, packs_per_group)
+            first = tl.where(is_numerator, 0, first)
+        total = tl.full([BLOCK], 0.0, partial_ptr.dtype.element_ty)
         for e0 in range(0, programs * count, BLOCK):
-            e = e0 + tl.arange(0, BLOCK)[None, :]
-            at = (slot[:, None] * programs + e // count) * packs + first + e % count
-            total += tl.load(partial_ptr + at, mask=wanted[:, None] & (e < programs * count),
-                             other=0.0)
-        value = tl.sum(total, axis=1)
-        row = tl.where(pooled, 0, pid)
-        tl.store(grad_num_ptr + row * (M + 1) + slot, value, mask=wanted & numerator)
-        k = slot - (M + 1)
+            e = e0 + tl.arange(0, BLOCK)
+            at = (slot * programs + e // count) * packs + first + e % count
+            total += tl.load(partial_ptr + at, mask=e < programs * count, other=0.0)
+        value = tl.sum(total, axis=0)
+        tl.store(grad_num_ptr + index, value, mask=is_numerator)
         if SUM_ABS:  # dL/db = sign(b) dL/d|b|, +1 at b = 0
-            b = tl.load(den_ptr + pid * den_stride + k, mask=wanted & ~numerator, other=0.0)
+            b = tl.load(den_ptr + group * den_stride + order, mask=~is_numerator, other=0.0)
             value = tl.where(b < 0, -value, value)
-        tl.store(grad_den_ptr + pid * N + k, value, mask=wanted & ~numerator)
+        tl.store(grad_den_ptr + index, value, mask=~is_numerator)
     elif HAS_BIAS:
-        columns = (pid - groups - SHARED_NUMERATOR) * BLOCK + tl.arange(0, BLOCK)
-        column_total = tl.full([BLOCK], 0.0, partial_ptr.dtype.element_ty)  # fp32 or fp64
-        for row in range(programs):
-            column_total += tl.load(bias_partial_ptr + row * width + columns,
-                                    mask=columns < width, other=0.0)
-        tl.store(grad_bias_ptr + columns, column_total, mask=columns < width)
+        columns = (pid - coefficients) * BIAS_BLOCK + tl.arange(0, BIAS_BLOCK)
+        column_total = tl.full([BIAS_ROWS, BIAS_BLOCK], 0.0, partial_ptr.dtype.element_ty)
+        for r0 in range(0, programs, BIAS_ROWS):
+            row = r0 + tl.arange(0, BIAS_ROWS)
+            column_total += tl.load(bias_partial_ptr + row[:, None] * width + columns[None, :],
+                             mask=(row < programs)[:, None] & (columns < width)[None, :],
+                             other=0.0)
+        tl.store(grad_bias_ptr + columns, tl.sum(column_total, axis=0), mask=columns < width)

@@ -484,3 +484,35 @@ def test_triton_kernels_without_the_large_input_test_agree_on_ordinary_inputs(mo
                                                                 bias, True))
     for a, b in zip(checked, unchecked, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("shared_numerator", [False, True])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_triton_reduction_over_many_programs_in_small_steps(monkeypatch, shared_numerator,
+                                                             with_bias):
+    """The backward's reduction with many partials per coefficient, summed a few at a time (a
+    GPU's grid: dozens of programs; here 12, in steps of 16 partials and 4 programs): the
+    gradients of the float64 reference."""
+    if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():
+        pytest.skip("needs Triton's interpreter or a CUDA GPU")
+    from katbench.ops import triton_backend
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    monkeypatch.setattr(triton_backend, "_multiprocessors", lambda _: 6)    # 12 programs
+    monkeypatch.setattr(triton_backend, "REDUCE_BLOCK", 16)
+    monkeypatch.setattr(triton_backend, "BIAS_REDUCE_ROWS", 4)
+    monkeypatch.setattr(triton_backend, "BIAS_REDUCE_BLOCK", 16)
+    num, den = coefficients(4, (5, 4), device)
+    if shared_numerator:
+        num = num[:1]
+    x, grad = torch.randn(2, 400, 40, device=device, dtype=torch.float64).unbind()
+    bias = torch.randn(40, device=device, dtype=torch.float64) if with_bias else None
+    dx, d_num, d_den, d_bias, _ = triton_backend.group_rational_backward_triton(
+        grad, x, num.double(), den.double(), "sum_abs", bias)
+    inputs = [t.detach().clone().requires_grad_() for t in (x, num.double(), den.double())]
+    shift = None if bias is None else bias.detach().clone().requires_grad_()
+    group_rational_reference(*inputs, "sum_abs", shift).backward(grad)
+    for ours, reference in zip((dx, d_num, d_den), inputs, strict=True):
+        torch.testing.assert_close(ours, reference.grad)
+    if with_bias:
+        torch.testing.assert_close(d_bias, shift.grad)

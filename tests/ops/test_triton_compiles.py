@@ -56,12 +56,14 @@ COMPILE = textwrap.dedent("""
                   **present("bias_partial_ptr bias_ptr", wide, bias), **sizes},
                  dict(settings, WRITE_Y=write_y, BLOCK_R=4, UNROLL=2,
                       **absent("y_ptr", write_y), **absent("bias_partial_ptr bias_ptr", bias)))
-        compile_(k.reduce_kernel,
-                 {**typed("partial_ptr den_ptr grad_num_ptr grad_den_ptr", wide),
-                  **present("bias_partial_ptr grad_bias_ptr", wide, bias),
-                  **typed("programs width packs_per_group groups den_stride", "i32")},
-                 dict(VEC=8, M=5, N=4, SUM_ABS=True, SHARED_NUMERATOR=True, HAS_BIAS=bias,
-                      SLOTS=16, BLOCK=128, **absent("bias_partial_ptr grad_bias_ptr", bias)))
+        for shared in (True, False):
+            compile_(k.reduce_kernel,
+                     {**typed("partial_ptr den_ptr grad_num_ptr grad_den_ptr", wide),
+                      **present("bias_partial_ptr grad_bias_ptr", wide, bias),
+                      **typed("programs width packs_per_group groups den_stride", "i32")},
+                     dict(VEC=8, M=5, N=4, SUM_ABS=True, SHARED_NUMERATOR=shared,
+                          HAS_BIAS=bias, BLOCK=1024, BIAS_ROWS=32, BIAS_BLOCK=128,
+                          **absent("bias_partial_ptr grad_bias_ptr", bias)))
     print("compiled")
 """)
 
