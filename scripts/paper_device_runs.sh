@@ -26,6 +26,10 @@
 #   bash scripts/paper_device_runs.sh speed      issue 22 on an idle GPU (before or after the runs):
 #                                                the KAT-T block's host ops and KAT-T / ViT-T
 #                                                eager images/s into $OUT (70 s on an H100)
+#   bash scripts/paper_device_runs.sh triton     issue 24 on an idle GPU: the op's CUDA tests on the
+#                                                Triton kernels, then `bench block` at T (GPU and
+#                                                wall time of grkan, grkan[triton] and mlp) into
+#                                                $OUT
 #   bash scripts/paper_device_runs.sh watch S    report at S s
 #   bash scripts/paper_device_runs.sh finish S   once every queue is done, or at S s, stop every
 #                                                run (they checkpoint) and pack the run folders
@@ -45,7 +49,7 @@
 # TAB_MODE=reduce-overhead (tab) replays the tabular steps as CUDA graphs too (default:
 # torch.compile's default mode).
 set -uo pipefail
-mode=${1:?tab, graph, resume, more, probe, speed, watch or finish}; wait_s=${2:-0}
+mode=${1:?tab, graph, resume, more, probe, speed, triton, watch or finish}; wait_s=${2:-0}
 start_time=$(date +%s)
 export TORCHINDUCTOR_COMPILE_THREADS=${TORCHINDUCTOR_COMPILE_THREADS:-4}   # many compiling
                                                                            # processes share the cores
@@ -163,6 +167,12 @@ speed)
     timeout -k 10 240 python3 -m katbench.bench model vit_tiny_patch16_224 kat_tiny_patch16_224 \
         --modes eager --json "$OUT/throughput_eager.json" 2>&1 | grep -v -i warn |
         tee "$OUT/bench_model_T_eager.txt" ;;
+triton)
+    source scripts/device_env.sh || exit 1
+    timeout -k 10 240 python3 -m pytest tests/ops -q -x -k triton 2>&1 |
+        tail -4 | tee "${OUT:?}/pytest_ops_triton.txt"
+    timeout -k 10 150 python3 -m katbench.bench block --sizes T --mixers grkan 2>&1 |
+        grep -v -i warn | tee "$OUT/bench_block_T.txt" ;;
 watch)
     sleep_until "$wait_s"; report ;;
 finish)
@@ -174,7 +184,7 @@ finish)
     done; wait
     tar czf "$OUT/logs.tgz" "$home"-*.txt "$home"/*/logs 2>/dev/null ;;
 *)
-    echo "usage: bash scripts/paper_device_runs.sh tab|graph|resume|more|probe|speed|watch|finish [seconds]" >&2
+    echo "usage: bash scripts/paper_device_runs.sh tab|graph|resume|more|probe|speed|triton|watch|finish [seconds]" >&2
     exit 2 ;;
 esac
 say "done"
