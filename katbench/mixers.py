@@ -7,8 +7,9 @@ out_features=None, act_layer, norm_layer=None, bias=True, drop=0.0``, plus timm'
 ``out_features`` default to ``in_features``; ``norm_layer`` normalises the hidden features;
 ``drop`` is applied after the hidden nonlinearity and after the output, as in timm.
 
-* ``mlp``: fc1 -> act -> drop -> norm -> fc2 -> drop (timm's ``Mlp``; ``act_layer`` may be a
-  timm activation name such as ``"gelu"``).
+* ``mlp``: fc1 -> act -> drop -> norm -> fc2 -> drop (timm's ``Mlp``: the same parameter names
+  and construction order, so its checkpoints load; ``act_layer`` may be an activation name such
+  as ``"gelu"``, timm's names).
 * ``kan``, ``fastkan``, ``chebykan``, ``fourierkan``: layer(in -> hidden) -> drop -> norm ->
   layer(hidden -> out) -> drop with the B-spline :class:`~katbench.layers.KANLinear`, Gaussian
   RBF :class:`~katbench.layers.FastKANLinear`, Chebyshev
@@ -35,12 +36,15 @@ out_features=None, act_layer, norm_layer=None, bias=True, drop=0.0``, plus timm'
   (Padé activation unit, Molina et al. 2020: a :class:`~katbench.layers.GroupRational` with one
   group, the safe ``sum_abs`` denominator), started from the rational fitted to ``act_init``
   (default ``"gelu"``). ``act_layer`` is accepted for the signature only.
-* ``swiglu``: timm's ``SwiGLU``, (SiLU(x W_g + b_g) * (x W_x + b_x)) -> drop -> norm -> fc2 ->
-  drop: two input projections of width ``hidden_features``, so 1.5x the ``mlp``'s parameters
-  at the same width. The gate is always SiLU (``act_layer`` is accepted for the signature only).
+* ``swiglu``: timm's ``SwiGLU`` (the same parameters), (SiLU(x W_g + b_g) * (x W_x + b_x)) ->
+  drop -> norm -> fc2 -> drop: two input projections of width ``hidden_features``, so 1.5x the
+  ``mlp``'s parameters at the same width. The gate is always SiLU (``act_layer`` is accepted
+  for the signature only).
 
 ``mlp``, ``pau`` and ``swiglu`` take their linear layers' initialisation from the host model
 (timm's ViT init, or torch's); the other mixers have their own, in ``reset_parameters()``.
+Importing this module does not import timm (nor torchvision through it): a run pays for them
+only where its task needs them.
 """
 
 from __future__ import annotations
@@ -51,7 +55,6 @@ from functools import partial
 from typing import Any, ClassVar
 
 import torch
-from timm.layers import Mlp, SwiGLU, get_act_layer
 from torch import nn
 
 from katbench.layers import (
@@ -64,10 +67,11 @@ from katbench.layers import (
     rational_linear,
 )
 
-__all__ = ["DEFAULT_RECOMPUTE", "MIXERS", "PER_CHANNEL", "RECOMPUTE", "ChebyKANMixer",
-           "FastKANMixer", "FourierKANMixer", "GRKANMixer", "KANMixer", "MLPMixer", "PAUMixer",
-           "SwiGLUMixer", "TwoLayerKANMixer", "build_mixer", "mixer_class", "mixer_settings",
-           "rational_activation", "register_mixer"]
+__all__ = ["ACTIVATIONS", "DEFAULT_RECOMPUTE", "MIXERS", "PER_CHANNEL", "RECOMPUTE",
+           "ChebyKANMixer", "FastKANMixer", "FourierKANMixer", "GRKANMixer", "KANMixer",
+           "MLPMixer", "PAUMixer", "SwiGLUMixer", "TwoLayerKANMixer", "activation_class",
+           "build_mixer", "mixer_class", "mixer_settings", "rational_activation",
+           "register_mixer"]
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
 MIXERS: tuple[str, ...] = ()
@@ -120,6 +124,27 @@ def build_mixer(name: str, in_features: int, hidden_features: int | None = None,
     return mixer_class(name)(in_features, hidden_features, out_features, **kwargs)
 
 
+# Activation names of timm's get_act_layer that torch provides (the same functions); any other
+# name goes to timm's.
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU, "gelu": nn.GELU, "gelu_tanh": partial(nn.GELU, approximate="tanh"),
+    "silu": nn.SiLU, "swish": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "mish": nn.Mish,
+    "elu": nn.ELU, "selu": nn.SELU, "celu": nn.CELU, "leaky_relu": nn.LeakyReLU,
+    "prelu": nn.PReLU, "relu6": nn.ReLU6, "hard_swish": nn.Hardswish,
+    "hard_sigmoid": nn.Hardsigmoid, "identity": nn.Identity}
+
+
+def activation_class(act_layer: ActLayer) -> Callable[[], nn.Module]:
+    """``act_layer`` itself, or the activation it names (timm's names)."""
+    if not isinstance(act_layer, str):
+        return act_layer
+    if act_layer in ACTIVATIONS:
+        return ACTIVATIONS[act_layer]
+    from timm.layers import get_act_layer
+
+    return get_act_layer(act_layer)
+
+
 def _hidden_tail(hidden: int, norm_layer: NormLayer, drop: float) -> tuple[nn.Module, ...]:
     """(drop1, norm, drop2) as in timm's Mlp."""
     norm = norm_layer(hidden) if norm_layer is not None else nn.Identity()
@@ -132,17 +157,25 @@ def _place(module: nn.Module, device: Any, dtype: torch.dtype | None) -> None:
 
 
 @register_mixer("mlp")
-class MLPMixer(Mlp):
-    """timm's two-layer ``Mlp``; ``act_layer`` may also be a timm activation name."""
+class MLPMixer(nn.Module):
+    """fc1 -> act -> drop -> norm -> fc2 -> drop, timm's two-layer ``Mlp`` (its parameter names
+    and construction order: the same initial weights from the same seed)."""
 
     def __init__(self, in_features: int, hidden_features: int | None = None,
                  out_features: int | None = None, act_layer: ActLayer = nn.GELU,
                  norm_layer: NormLayer = None, bias: bool = True, drop: float = 0.0,
                  device: Any = None, dtype: torch.dtype | None = None) -> None:
-        act = get_act_layer(act_layer) if isinstance(act_layer, str) else act_layer
-        super().__init__(in_features, hidden_features, out_features, act_layer=act,
-                         norm_layer=norm_layer, bias=bias, drop=drop, device=device,
-                         dtype=dtype)
+        super().__init__()
+        hidden_features = hidden_features or in_features
+        self.fc1 = nn.Linear(in_features, hidden_features, bias=bias, device=device, dtype=dtype)
+        self.act = activation_class(act_layer)()
+        self.drop1, self.norm, self.drop2 = _hidden_tail(hidden_features, norm_layer, drop)
+        self.fc2 = nn.Linear(hidden_features, out_features or in_features, bias=bias,
+                             device=device, dtype=dtype)
+        _place(self, device, dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop2(self.fc2(self.norm(self.drop1(self.act(self.fc1(x))))))
 
 
 class TwoLayerKANMixer(nn.Module):
@@ -305,13 +338,30 @@ class PAUMixer(MLPMixer):
 
 
 @register_mixer("swiglu")
-class SwiGLUMixer(SwiGLU):
-    """timm's ``SwiGLU`` (gated MLP, SiLU gate)."""
+class SwiGLUMixer(nn.Module):
+    """timm's ``SwiGLU`` (its parameter names and construction order): SiLU(fc1_g(x)) *
+    fc1_x(x) -> drop -> norm -> fc2 -> drop; ``init_weights`` is timm's gate init (weight
+    N(0, 1e-6), bias 1), which timm's ViT calls."""
 
     def __init__(self, in_features: int, hidden_features: int | None = None,
                  out_features: int | None = None, act_layer: ActLayer = nn.GELU,
                  norm_layer: NormLayer = None, bias: bool = True, drop: float = 0.0,
                  device: Any = None, dtype: torch.dtype | None = None) -> None:
-        super().__init__(in_features, hidden_features, out_features, act_layer=nn.SiLU,
-                         norm_layer=norm_layer, bias=bias, drop=drop, device=device,
-                         dtype=dtype)
+        super().__init__()
+        hidden_features = hidden_features or in_features
+        place = {"device": device, "dtype": dtype}
+        self.fc1_g = nn.Linear(in_features, hidden_features, bias=bias, **place)
+        self.fc1_x = nn.Linear(in_features, hidden_features, bias=bias, **place)
+        self.act = nn.SiLU()
+        self.drop1, self.norm, self.drop2 = _hidden_tail(hidden_features, norm_layer, drop)
+        self.fc2 = nn.Linear(hidden_features, out_features or in_features, bias=bias, **place)
+        _place(self, device, dtype)
+
+    def init_weights(self) -> None:
+        if self.fc1_g.bias is not None:
+            nn.init.ones_(self.fc1_g.bias)
+        nn.init.normal_(self.fc1_g.weight, std=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.fc1_g(x)) * self.fc1_x(x)
+        return self.drop2(self.fc2(self.norm(self.drop1(x))))

@@ -3,6 +3,9 @@ init options (first rational, random coefficients, one rational per channel)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from timm.models.vision_transformer import VisionTransformer
@@ -17,6 +20,7 @@ from katbench.layers import (
     KANLinear,
 )
 from katbench.mixers import (
+    ACTIVATIONS,
     MIXERS,
     PER_CHANNEL,
     RECOMPUTE,
@@ -28,6 +32,7 @@ from katbench.mixers import (
     MLPMixer,
     PAUMixer,
     SwiGLUMixer,
+    activation_class,
     build_mixer,
     mixer_settings,
 )
@@ -396,3 +401,44 @@ def test_mixer_settings_are_the_keywords_beyond_timms_signature():
         set(mixer_settings("grkan"))
     assert {"grid_size", "spline_order"} <= set(mixer_settings("kan"))   # KANLinear's
     assert mixer_settings("chebykan") == ["degree"]
+
+
+@pytest.mark.parametrize("norm", [None, nn.LayerNorm])
+def test_mlp_and_swiglu_are_timms_modules_weight_for_weight(norm):
+    """The same parameter names, initial weights from the same seed and outputs as timm's
+    ``Mlp`` and ``SwiGLU`` (init_weights included), so ViT checkpoints and seeds carry over."""
+    from timm.layers import Mlp, SwiGLU
+
+    x = torch.randn(3, 8)
+    for ours, theirs in ((lambda: MLPMixer(8, 16, 4, act_layer="gelu", norm_layer=norm),
+                          lambda: Mlp(8, 16, 4, act_layer=nn.GELU, norm_layer=norm)),
+                         (lambda: SwiGLUMixer(8, 16, 4, norm_layer=norm),
+                          lambda: SwiGLU(8, 16, 4, norm_layer=norm))):
+        modules = []
+        for build in (ours, theirs):
+            torch.manual_seed(0)
+            modules.append(build())
+            if hasattr(modules[-1], "init_weights"):
+                modules[-1].init_weights()
+        a, b = modules
+        assert list(a.state_dict()) == list(b.state_dict())
+        for key, value in b.state_dict().items():
+            assert torch.equal(a.state_dict()[key], value), key
+        assert torch.equal(a(x), b(x))
+
+
+def test_activation_names_are_timms():
+    from timm.layers import get_act_layer
+
+    x = torch.linspace(-4, 4, 101)
+    for name in ACTIVATIONS:
+        assert torch.equal(activation_class(name)()(x), get_act_layer(name)()(x)), name
+    assert activation_class("hard_mish") is get_act_layer("hard_mish")   # timm's own, lazily
+
+
+def test_importing_katbench_for_a_run_imports_neither_timm_nor_torchvision():
+    code = ("import sys, katbench, katbench.mixers, katbench.run, katbench.train, "
+            "katbench.tasks; print(sorted(m for m in ('timm', 'torchvision') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
+    assert result.stdout.strip() == "[]", result.stderr[-2000:]

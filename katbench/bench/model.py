@@ -187,11 +187,11 @@ def split_backend(name: str) -> tuple[str, str | None]:
 
 def throughput_table(names: list[str], **kwargs: Any) -> list[dict[str, Any]]:
     """:func:`throughput_rows` of timm models by name (``kat_*`` and ``vit_*_<mixer>`` are
-    registered by :mod:`katbench.models`; ``name[triton]`` runs its op on Triton, see the
+    registered by :mod:`katbench.models.vit`; ``name[triton]`` runs its op on Triton, see the
     module's docstring); the first name is the baseline."""
     import timm
 
-    import katbench.models  # noqa: F401  (registers kat_* / vit_*_kan)
+    import katbench.models.vit  # noqa: F401  (registers kat_* / vit_*_kan)
 
     models, backends = {}, {}
     for name, (model, backend) in zip(names, map(split_backend, names), strict=True):

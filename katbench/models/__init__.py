@@ -1,6 +1,5 @@
 """Models built from the mixer registry (small nets, ViT/KAT, TabTransformer, graph).
 
-Importing this package registers the ViT/KAT models with timm (``katbench.models.vit``).
+``import katbench.models.vit`` registers the ViT/KAT models with timm (``kat_*``,
+``vit_*_kan``); the other models do not import timm.
 """
-
-from katbench.models import vit as vit  # noqa: F401  (registers kat_* / vit_*_kan with timm)

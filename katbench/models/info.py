@@ -100,7 +100,7 @@ def model_info(name: str, img_size: int = 224, device: str = "meta",
     """
     import timm
 
-    import katbench.models  # noqa: F401  (registers the kat_* / vit_*_kan models)
+    import katbench.models.vit  # noqa: F401  (registers the kat_* / vit_*_kan models)
 
     with torch.device(device):
         model = timm.create_model(name, img_size=img_size, **kwargs)

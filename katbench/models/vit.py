@@ -11,7 +11,7 @@ mixers keep their own init (GR-KAN: fitted rationals and variance-preserving wei
 spline init), and ``attn_init="mimetic"`` applies mimetic initialisation (Trockman & Kolter 2023)
 to the attention, as the paper does for KAT (section 5.1).
 
-Registered on ``import katbench.models``: ``kat_{tiny,small,base}_patch16_224`` (second rational
+Registered on ``import katbench.models.vit``: ``kat_{tiny,small,base}_patch16_224`` (second rational
 fitted to Swish, the paper default; ``_swish_`` is an alias), ``kat_*_gelu_patch16_224``
 (second rational fitted to GELU, the ViT->KAT transfer target) and ``vit_*_kan_patch16_224``.
 """

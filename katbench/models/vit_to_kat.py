@@ -95,7 +95,7 @@ def vit_to_kat(source: str | Path | Mapping[str, torch.Tensor] | nn.Module,
     if model is None:
         import timm
 
-        import katbench.models  # noqa: F401  (registers kat_*)
+        import katbench.models.vit  # noqa: F401  (registers kat_*)
 
         num_classes = int(state["head.weight"].shape[0]) if "head.weight" in state else 0
         model = timm.create_model(f"kat_{_size_of(state)}_gelu_patch16_224",

@@ -6,7 +6,7 @@ import pytest
 import timm
 import torch
 
-import katbench.models  # noqa: F401  (registers the models)
+import katbench.models.vit  # noqa: F401  (registers the models)
 from katbench.layers import GroupRational
 from katbench.models.info import count_flops, count_params, model_info
 from katbench.models.vit import KATVisionTransformer, activation_layer, mimetic_init_, vit_mixer
