@@ -30,7 +30,9 @@
 #                                                Triton kernels, then `bench block` at T (GPU and
 #                                                wall time of grkan, grkan[triton] and mlp) into
 #                                                $OUT
-#   bash scripts/paper_device_runs.sh watch S    report at S s
+#   bash scripts/paper_device_runs.sh watch S    report at S s, then pack every queue as it stands
+#                                                (runs keep running) into $OUT, as `finish` does
+#                                                (S = the call's limit - 60)
 #   bash scripts/paper_device_runs.sh finish S   once every queue is done, or at S s, stop every
 #                                                run (they checkpoint) and pack the run folders
 #                                                and logs into $OUT; stopping and packing take up
@@ -174,7 +176,10 @@ triton)
     timeout -k 10 150 python3 -m katbench.bench block --sizes T --mixers grkan 2>&1 |
         grep -v -i warn | tee "$OUT/bench_block_T.txt" ;;
 watch)
-    sleep_until "$wait_s"; report ;;
+    sleep_until "$wait_s"; report
+    # the runs so far, with their latest checkpoints (every 300 s), so that a session cut off
+    # before `finish` loses at most that much training: commit these packs under unfinished/
+    for name in $(queues); do queue "$name" pack "${OUT:?}/$name" --checkpoints; done ;;
 finish)
     until_idle "$wait_s"; report
     for name in $(queues); do   # each queue packed as soon as it has stopped (a stop may take

@@ -214,7 +214,8 @@ def restart(args: argparse.Namespace) -> int:
 
 def pack(args: argparse.Namespace) -> int:
     """Write ``results/runs``, ``results/logs`` and ``results/queue.json`` as
-    ``OUT/runs.tgz.partNN``."""
+    ``OUT/runs.tgz.partNN``; safe while the runs go on (their checkpoints are renamed into place
+    when written, and the files being written are left out)."""
     results, out = Path(args.results), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
@@ -223,6 +224,8 @@ def pack(args: argparse.Namespace) -> int:
             finished = (path / "metrics.json").exists()
             for file in sorted(p for p in path.rglob("*") if p.is_file()):
                 if file.name.startswith("checkpoint") and (finished or not args.checkpoints):
+                    continue
+                if file.name.endswith(".tmp"):   # a checkpoint being written (renamed when done)
                     continue
                 tar.add(file, arcname=str(file.relative_to(results)))
         for file in [*sorted(results.glob("logs/*.txt")), *results.glob(QUEUE_FILE)]:

@@ -57,8 +57,11 @@ def test_deadline_stops_runs_with_a_checkpoint(tmp_path, capsys):
     assert log.endswith(f"{run_queue.EXIT_MARK}143\n") and "checkpoint saved" in log
     run_queue.main(["--results", results, "status"])
     assert capsys.readouterr().out.startswith("stopped fit_xy-mlp-s0")
+    (folder / ".checkpoint.pt.x1y2.tmp").write_bytes(b"half")  # as if caught mid-write
     run_queue.main(["--results", results, "pack", str(tmp_path / "out"), "--checkpoints"])
-    assert {"runs/fit_xy/mlp/seed0/checkpoint.pt", "queue.json"} <= _unpack(tmp_path / "out")
+    packed = _unpack(tmp_path / "out")
+    assert {"runs/fit_xy/mlp/seed0/checkpoint.pt", "queue.json"} <= packed
+    assert not any(name.endswith(".tmp") for name in packed)
 
     # elsewhere, later: the unpacked queue continues with its own arguments (a run started with
     # other settings would refuse the checkpoint and fail)
