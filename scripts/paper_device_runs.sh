@@ -26,8 +26,8 @@
 #   bash scripts/paper_device_runs.sh speed      issue 22 on an idle GPU (before or after the runs):
 #                                                the KAT-T block's host ops and KAT-T / ViT-T
 #                                                eager images/s into $OUT (70 s on an H100)
-#   bash scripts/paper_device_runs.sh triton     issue 24 on an idle GPU: the op's CUDA tests on the
-#                                                Triton kernels, then `bench block` at T (GPU and
+#   bash scripts/paper_device_runs.sh triton     issue 24 on an idle GPU: the op's gradient tests on
+#                                                the Triton kernels, then `bench block` at T (GPU and
 #                                                wall time of grkan, grkan[triton] and mlp) into
 #                                                $OUT
 #   bash scripts/paper_device_runs.sh watch S    report at S s, then pack every queue as it stands
@@ -171,7 +171,8 @@ speed)
         tee "$OUT/bench_model_T_eager.txt" ;;
 triton)
     source scripts/device_env.sh || exit 1
-    timeout -k 10 240 python3 -m pytest tests/ops -q -x -k triton 2>&1 |
+    timeout -k 10 180 python3 -m pytest tests/ops -q -x \
+        -k "triton and (backward or bias or shared or bitwise or many_programs)" 2>&1 |
         tail -4 | tee "${OUT:?}/pytest_ops_triton.txt"
     timeout -k 10 150 python3 -m katbench.bench block --sizes T --mixers grkan 2>&1 |
         grep -v -i warn | tee "$OUT/bench_block_T.txt" ;;
