@@ -23,12 +23,11 @@ from functools import partial
 from typing import Any
 
 import torch
-from timm.layers import get_act_layer
 from timm.models import build_model_with_cfg, register_model
 from timm.models._registry import generate_default_cfgs
 from timm.models.vision_transformer import Attention, VisionTransformer, checkpoint_filter_fn
 
-from katbench.mixers import build_mixer, rational_activation
+from katbench.mixers import activation_class, build_mixer, rational_activation
 
 __all__ = ["ACTIVATIONS", "ATTN_INITS", "SIZES", "KATVisionTransformer", "activation_layer",
            "mimetic_init_", "vit_mixer"]
@@ -51,7 +50,7 @@ def activation_layer(name: str) -> Any:
         raise ValueError(f"unknown activation {name!r}; use one of {ACTIVATIONS}")
     if name == "pau":
         return rational_activation("gelu")
-    return get_act_layer(name)
+    return activation_class(name)
 
 
 def _ortho_like(dim: int, alpha: float, beta: float, sign: float) -> tuple[torch.Tensor, ...]:
