@@ -54,6 +54,18 @@ def parse_run_id(run: str) -> tuple[str, str, int]:
     return match[1], match[2], int(match[3])
 
 
+def expected_counts(expected: list[str] | None, labels: list[str] | None = None
+                    ) -> dict[tuple[str, str], int]:
+    """Runs asked for per (task, mixer or variant label) among the ``expected`` run ids, only
+    those of ``labels`` where given."""
+    want: dict[tuple[str, str], int] = {}
+    for run in expected or []:
+        task, label, _ = parse_run_id(run)
+        if labels is None or label in labels:
+            want[(task, label)] = want.get((task, label), 0) + 1
+    return want
+
+
 def task_yaml(task: str) -> dict[str, Any]:
     """The task's ``tasks/<task>.yaml``, or ``{}`` when there is none."""
     path = TASKS_DIR / f"{task}.yaml"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from katbench.report.runs import UNKNOWN, main_rows, parse_run_id, task_yaml
+from katbench.report.runs import UNKNOWN, expected_counts, main_rows, task_yaml
 from katbench.report.summary import metric_cells, profile_notes
 from katbench.studies import Study, parse_variant
 
@@ -62,7 +62,7 @@ def study_markdown(study: Study, table: pd.DataFrame, runs: pd.DataFrame,
     study; then mean ranks per family, cost and how to regenerate."""
     labels = [v.label for v in study.variants]
     ran = runs[runs.mixer.isin(labels)]
-    want = _expected_counts(expected, labels)
+    want = expected_counts(expected, labels)
     families = {**{t: (task_yaml(t).get("task") or {}).get("family", "other")
                    for t, _ in want}, **dict(zip(ran.task, ran.family, strict=True))}
     main = main_rows(table[table.mixer.isin(labels)])
@@ -83,16 +83,6 @@ def study_markdown(study: Study, table: pd.DataFrame, runs: pd.DataFrame,
              "", "## How to regenerate", "", "```bash",
              *study_commands(results_dir, profiles, study.name), "```", ""]
     return "\n".join(lines)
-
-
-def _expected_counts(expected: list[str] | None, labels: list[str]) -> dict[tuple[str, str], int]:
-    """Runs asked for per (task, variant label) among the ``expected`` run ids."""
-    want: dict[tuple[str, str], int] = {}
-    for run in expected or []:
-        task, label, _ = parse_run_id(run)
-        if label in labels:
-            want[(task, label)] = want.get((task, label), 0) + 1
-    return want
 
 
 def _variant_table(main: pd.DataFrame, labels: list[str], want: dict[tuple[str, str], int],

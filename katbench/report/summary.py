@@ -12,6 +12,7 @@ from katbench.plots import mixer_key
 from katbench.report.compare import against_baseline, paper_differences
 from katbench.report.runs import (
     UNKNOWN,
+    expected_counts,
     families_of,
     main_rows,
     parse_run_id,
@@ -157,41 +158,16 @@ def markdown(table: pd.DataFrame, runs: pd.DataFrame, paper: dict[str, Any], com
     (``task/mixer/seed<k>`` ids) without any finished run still get a row; ``studies`` (the
     folder's ``studies/*.md``) are linked."""
     families, profiles = families_of(runs), profiles_of(runs)
-    want: dict[tuple[str, str], int] = {}
-    for run in expected or []:
-        task, mixer, _ = parse_run_id(run)
-        want[(task, mixer)] = want.get((task, mixer), 0) + 1
+    want = expected_counts(expected)
+    for task, _ in want:
         families.setdefault(task, (task_yaml(task).get("task") or {}).get("family", "other"))
     main = main_rows(table)
     mixers = sorted({*table.mixer.unique(), *(m for _, m in want)}, key=mixer_key)
     tasks = sorted(families, key=lambda t: (families[t], t))
     missing = missing or []
-    # Your own data has no paper number: a report of such tasks only has no paper column.
-    with_paper = any(t in paper for t in tasks)
-    paper_head = f" paper ({' / '.join(mixers)}) |" if with_paper else ""
-    lines = ["# katbench summary", "",
-             f"Profile **{', '.join(sorted(profiles)) or UNKNOWN}** · {len(runs)} runs finished "
-             f"· {len(missing)} missing · {len(tasks)} tasks in {len(set(families.values()))} "
-             f"families · mixers {', '.join(mixers)}.", "", *profile_notes(profiles),
-             "Test metric, mean ± sample std over seeds and the number of seeds n (the "
-             "validation-selected epoch where the task has a validation split, else the last"
-             + _last_epoch_note(tasks, paper) + "). "
-             "↑/↓: higher/lower is better. **Bold**: best of our mixers."
-             + (" Paper: KAT (ICLR 2025) values for the same metric, "
-                "`katbench/paper_results.yaml`; `n/a` where our metric is a stand-in, `–` where "
-                "the paper has no such task (e.g. your own data)." if with_paper else ""), "",
-             "## Overview", "",
-             f"| family | task | metric | {' | '.join(mixers)} |{paper_head}",
-             "|---|---|---|" + "---|" * (len(mixers) + with_paper)]
-    for task in tasks:
-        rows = main[main.task == task]
-        metric = rows.metric.iloc[0] if len(rows) else None
-        arrow = ("↑" if rows.higher_is_better.iloc[0] else "↓") if len(rows) else ""
-        cells = metric_cells(rows, mixers, want) if len(rows) else {m: "missing" for m in mixers}
-        lines.append(f"| {families[task]} | {task} | {metric or '–'} {arrow} | "
-                     f"{' | '.join(cells[m] for m in mixers)} |"
-                     + (f" {_paper_text(task, metric, mixers, paper)} |" if with_paper else ""))
-    lines += ["", *against_baseline(main, families), *paper_differences(main, paper, profiles)]
+    lines = [*_header(runs, tasks, families, profiles, mixers, len(missing), paper),
+             *_overview(main, tasks, families, mixers, want, paper), "",
+             *against_baseline(main, families), *paper_differences(main, paper, profiles)]
     if any(paper.get(t, {}).get("source") == TABLE9 for t in tasks):
         lines += table9(table, mixers, paper, {t for t, _ in want})
     if studies:
@@ -209,3 +185,46 @@ def markdown(table: pd.DataFrame, runs: pd.DataFrame, paper: dict[str, Any], com
     if plots:
         lines += ["## Plots", "", *[f"![{p.stem}](plots/{p.name})" for p in plots], ""]
     return "\n".join(lines)
+
+
+def _with_paper(tasks: list[str], paper: dict[str, Any]) -> bool:
+    """Whether any task has a paper number (your own data has none: no paper column then)."""
+    return any(t in paper for t in tasks)
+
+
+def _header(runs: pd.DataFrame, tasks: list[str], families: dict[str, str],
+            profiles: set[str], mixers: list[str], n_missing: int,
+            paper: dict[str, Any]) -> list[str]:
+    """The title, the counts line, the profile notes and how to read the tables."""
+    return ["# katbench summary", "",
+            f"Profile **{', '.join(sorted(profiles)) or UNKNOWN}** · {len(runs)} runs finished "
+            f"· {n_missing} missing · {len(tasks)} tasks in {len(set(families.values()))} "
+            f"families · mixers {', '.join(mixers)}.", "", *profile_notes(profiles),
+            "Test metric, mean ± sample std over seeds and the number of seeds n (the "
+            "validation-selected epoch where the task has a validation split, else the last"
+            + _last_epoch_note(tasks, paper) + "). "
+            "↑/↓: higher/lower is better. **Bold**: best of our mixers."
+            + (" Paper: KAT (ICLR 2025) values for the same metric, "
+               "`katbench/paper_results.yaml`; `n/a` where our metric is a stand-in, `–` where "
+               "the paper has no such task (e.g. your own data)."
+               if _with_paper(tasks, paper) else ""), ""]
+
+
+def _overview(main: pd.DataFrame, tasks: list[str], families: dict[str, str],
+              mixers: list[str], want: dict[tuple[str, str], int],
+              paper: dict[str, Any]) -> list[str]:
+    """One row per task: each mixer's cell, then the paper's values where it has the task."""
+    with_paper = _with_paper(tasks, paper)
+    paper_head = f" paper ({' / '.join(mixers)}) |" if with_paper else ""
+    lines = ["## Overview", "",
+             f"| family | task | metric | {' | '.join(mixers)} |{paper_head}",
+             "|---|---|---|" + "---|" * (len(mixers) + with_paper)]
+    for task in tasks:
+        rows = main[main.task == task]
+        metric = rows.metric.iloc[0] if len(rows) else None
+        arrow = ("↑" if rows.higher_is_better.iloc[0] else "↓") if len(rows) else ""
+        cells = metric_cells(rows, mixers, want) if len(rows) else {m: "missing" for m in mixers}
+        lines.append(f"| {families[task]} | {task} | {metric or '–'} {arrow} | "
+                     f"{' | '.join(cells[m] for m in mixers)} |"
+                     + (f" {_paper_text(task, metric, mixers, paper)} |" if with_paper else ""))
+    return lines
