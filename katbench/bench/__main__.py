@@ -18,13 +18,25 @@ from katbench.mixers import DEFAULT_RECOMPUTE, MIXERS, RECOMPUTE
 from katbench.ops import kernel_backend
 
 
+def _default_device() -> str:
+    """``cuda`` where a CUDA device is available, else ``cpu``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _parser() -> argparse.ArgumentParser:
     """The command line: one subcommand per benchmark."""
     parser = argparse.ArgumentParser(prog="python -m katbench.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_op, _add_block, _add_model, _add_tune):
+        add(sub)
+    return parser
+
+
+def _add_op(sub: argparse._SubParsersAction) -> None:
+    """``bench op``: the op against its baselines, a headline shape and a sweep."""
     op = sub.add_parser("op", help="time the group_rational op against baselines")
-    op.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    op.add_argument("--device", default=_default_device())
     op.add_argument("--dtypes", nargs="+", default=None, choices=sorted(DTYPES),
                     help="default: float32 on CPU; float32 bfloat16 float16 on CUDA")
     op.add_argument("--shape", type=int, nargs="+", default=None,
@@ -42,9 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     op.add_argument("--min-run-time", type=float, default=0.3, help="seconds per measurement")
     op.add_argument("--variant", default="sum_abs", choices=["sum_abs", "abs_sum"])
     op.add_argument("--out", type=Path, default=Path("results/bench"))
+
+
+def _add_block(sub: argparse._SubParsersAction) -> None:
+    """``bench block``: every mixer's block against the GELU MLP block."""
     block = sub.add_parser("block", help="every mixer's block against the GELU MLP block at "
                            "ViT-T/S/B widths")
-    block.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    block.add_argument("--device", default=_default_device())
     block.add_argument("--sizes", nargs="+", default=list(WIDTHS), choices=list(WIDTHS))
     block.add_argument("--tokens", type=int, nargs=2, default=None,
                        help="batch and sequence length (default 128 197 on CUDA, 8 197 on CPU)")
@@ -54,13 +70,17 @@ def _parser() -> argparse.ArgumentParser:
     block.add_argument("--recompute", default=DEFAULT_RECOMPUTE, choices=list(RECOMPUTE),
                        help="which rationals' outputs the grkan blocks recompute in the "
                        "backward instead of keeping (GRKANMixer's recompute)")
+
+
+def _add_model(sub: argparse._SubParsersAction) -> None:
+    """``bench model``: images/s of timm models, interleaved rounds."""
     model = sub.add_parser("model", help="training/inference images/s of timm models "
                            "(random tensors: throughput only)")
     model.add_argument("names", nargs="+",
                        help="timm model names; the first is the baseline; a [triton] or "
                             "[reference] suffix (kat_tiny_patch16_224[triton]) runs that "
                             "model's GR-KAN op on that backend")
-    model.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    model.add_argument("--device", default=_default_device())
     model.add_argument("--batch-size", type=int, nargs="+", default=[128, 256],
                        help="batch sizes, each measured in every mode")
     model.add_argument("--img-size", type=int, default=224)
@@ -74,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="eager steps, torch.compile'd steps, or one CUDA graph replayed "
                             "(no host overhead)")
     model.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+
+
+def _add_tune(sub: argparse._SubParsersAction) -> None:
+    """``bench tune``: CUDA launch settings, each a rebuild of the kernels."""
     tune = sub.add_parser("tune", help="compare CUDA launch settings (rebuilds the kernels)")
     tune.add_argument("variants", nargs="*", default=list(DEFAULT_VARIANTS),
                       help='overrides such as "BLOCKS_PER_SM=8 MIN_BLOCKS=2"; "" is the default')
@@ -83,7 +107,6 @@ def _parser() -> argparse.ArgumentParser:
     tune.add_argument("--build-root", type=Path,
                       default=Path.home() / ".cache" / "katbench" / "tune")
     tune.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
