@@ -3,9 +3,10 @@
 # command there: the first use copies the code to $KB_HOME/code (.devrun/src when present, made
 # by `git archive HEAD | tar x -C .devrun/src`: exactly the commit recorded in every run; else
 # the checkout), installs the wheels the image lacks (.whl/*.whl: hydra-core, omegaconf, antlr4;
-# .whl/wheels/*.whl: RDKit for ZINC) into $KB_HOME/site and builds the CUDA kernels once; every
-# use exports PYTHONPATH, KATBENCH_CACHE and KATBENCH_GIT_COMMIT and enters the code copy, so a
-# later call that re-sends an edited checkout cannot change runs in flight.
+# pytest-xdist and execnet for the `triton` tests; .whl/wheels/*.whl: RDKit for ZINC) into
+# $KB_HOME/site and builds the CUDA kernels once; every use exports PYTHONPATH, KATBENCH_CACHE
+# and KATBENCH_GIT_COMMIT and enters the code copy, so a later call that re-sends an edited
+# checkout cannot change runs in flight.
 #   source scripts/device_env.sh && python3 -m katbench.run task=digits mixer=grkan ...
 home=${KB_HOME:-/tmp/kb}
 if [ ! -d "$home/code" ]; then

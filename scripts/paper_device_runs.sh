@@ -27,7 +27,8 @@
 #                                                the KAT-T block's host ops and KAT-T / ViT-T
 #                                                eager images/s into $OUT (70 s on an H100)
 #   bash scripts/paper_device_runs.sh triton     issue 24 on an idle GPU: the op's gradient tests on
-#                                                the Triton kernels, then `bench block` at T (GPU and
+#                                                the Triton kernels (8 workers with pytest-xdist
+#                                                from .whl/), then `bench block` at T (GPU and
 #                                                wall time of grkan, grkan[triton] and mlp) into
 #                                                $OUT
 #   bash scripts/paper_device_runs.sh watch S    report at S s, then pack every queue as it stands
@@ -171,7 +172,11 @@ speed)
         tee "$OUT/bench_model_T_eager.txt" ;;
 triton)
     source scripts/device_env.sh || exit 1
-    timeout -k 10 180 python3 -m pytest tests/ops -q -x \
+    # each Triton test compiles its own kernels (about 6 s on one core): 8 workers where
+    # pytest-xdist is installed (.whl/), else the 59 tests outrun the 180 s (2026-12-07h)
+    workers=$(python3 -c "import xdist" 2>/dev/null && echo "-n 8")
+    # shellcheck disable=SC2086  # $workers: empty or two words
+    timeout -k 10 180 python3 -m pytest tests/ops -q -x $workers \
         -k "triton and (backward or bias or shared or bitwise or many_programs)" 2>&1 |
         tail -4 | tee "${OUT:?}/pytest_ops_triton.txt"
     timeout -k 10 150 python3 -m katbench.bench block --sizes T --mixers grkan 2>&1 |

@@ -71,6 +71,13 @@ GRAPH_TASKS=pattern GRAPH_SEEDS=3 bash scripts/paper_device_runs.sh graph 0
 QUEUE=cluster SLOTS=3 GRAPH_TASKS=cluster GRAPH_SEEDS=0,1 bash scripts/paper_device_runs.sh more 0
 bash scripts/paper_device_runs.sh watch 555
 bash scripts/paper_device_runs.sh finish 430   # then: cat OUT/<queue>/runs.tgz.part* | tar xz -C <dir> (finished runs)
+# Lease h100-2026-12-07h (one H100): CLUSTER seed 1 continued from unfinished/cluster/ and finished; CLUSTER seed 2
+# and PATTERN kan seed 3 started (stopped with checkpoints: unfinished/cluster23/, unfinished/pattern3/):
+RESUME=unfinished bash scripts/paper_device_runs.sh resume 0
+QUEUE=pattern3 GRAPH_TASKS=pattern GRAPH_MIXERS=kan GRAPH_SEEDS=3 bash scripts/paper_device_runs.sh more 0
+QUEUE=cluster23 SLOTS=3 GRAPH_TASKS=cluster GRAPH_SEEDS=2,3 bash scripts/paper_device_runs.sh more 0
+bash scripts/paper_device_runs.sh watch 550
+bash scripts/paper_device_runs.sh finish 135   # then: cat OUT/<queue>/runs.tgz.part* | tar xz -C <dir> (finished runs)
 # Learning curves of runs made before runs kept history.jsonl come from their MLflow metrics.
 # Publish (every run of the benchmark named, so that unfinished ones are listed as missing):
 python -m katbench.report results --publish docs/results $(cat docs/results/expected_runs.txt)
