@@ -67,7 +67,7 @@ class Variant:
                 *(f"mixer.{k}={v}" for k, v in values)]
 
 
-def _split_top_level(text: str) -> list[str]:
+def split_top_level(text: str) -> list[str]:
     """``"a=1, b=[3, 2]"`` -> ``["a=1", "b=[3, 2]"]``: commas outside brackets split."""
     parts, depth, start = [], 0, 0
     for i, char in enumerate(text):
@@ -93,7 +93,7 @@ def parse_variant(text: str) -> Variant:
         raise ValueError(f"variant {text!r}: unknown mixer {mixer!r}; known: "
                          f"{', '.join(MIXERS)}")
     settings = []
-    for item in _split_top_level(match["settings"] or ""):
+    for item in split_top_level(match["settings"] or ""):
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not value.strip():

@@ -7,6 +7,7 @@ minutes per command (the device), but nothing here is specific to them:
     python scripts/run_queue.py prepare --profile paper --tasks pattern,cluster [key=value ...]
     setsid python scripts/run_queue.py start --profile paper --tasks pattern,cluster \\
         --mixers mlp,kan,grkan --seeds 0,1,2,3 --slots 24 --stop-after-s 1500 &
+    python scripts/run_queue.py start --tasks cluster --mixers "grkan[act_init=swish]" ...
     python scripts/run_queue.py status              # done / running / waiting, last log lines
     python scripts/run_queue.py stop                # SIGTERM: every run checkpoints, then exits
     python scripts/run_queue.py pack OUT [--checkpoints]   # run folders -> OUT/runs.tgz.partNN
@@ -16,7 +17,9 @@ minutes per command (the device), but nothing here is specific to them:
 generate them). ``start`` launches every listed run that has no ``metrics.json`` with
 ``resume=true`` (a checkpoint left by an earlier stop is continued), ``--slots`` at a time,
 spread round-robin over the visible GPUs, the runs listed first started first; each run's log
-is ``<results>/logs/<task>-<mixer>-s<seed>.txt`` (each launch's command line first). At
+is ``<results>/logs/<task>-<label>-s<seed>.txt`` (each launch's command line first). A mixer may
+be a study variant (``grkan[act_init=swish]``, docs/studies.md): its runs go to
+``runs/<task>/<label>/seed<k>`` (``grkan-act_init=swish``), as the pipeline's do. At
 ``--stop-after-s`` (or on ``stop``) every run gets SIGTERM, writes its checkpoint and exits 143;
 ``start`` again continues them.
 ``pack`` writes the run folders as a tar.gz split into parts of ``--part-mb`` (finished runs
@@ -41,6 +44,7 @@ import tarfile
 import time
 from pathlib import Path
 
+from katbench.studies import Variant, parse_variant, split_top_level
 from katbench.tracking import init_store, run_dir
 
 STOP_WAIT_S = 120   # a run checkpoints within one training step of SIGTERM
@@ -51,8 +55,19 @@ SAVED = ("profile", "tasks", "mixers", "seeds", "slots", "overrides")
 
 
 def run_ids(tasks: list[str], mixers: list[str], seeds: list[int]) -> list[tuple[str, str, int]]:
-    """(task, mixer, seed) in launch order: task-major, then seed, then mixer."""
-    return [(t, m, s) for t in tasks for s in seeds for m in mixers]
+    """(task, label, seed) in launch order: task-major, then seed, then mixer; a plain mixer is
+    its own label, a variant's is ``Variant.label``."""
+    labels = [variants(mixers)[m].label for m in mixers]
+    return [(t, m, s) for t in tasks for s in seeds for m in labels]
+
+
+def variants(mixers: list[str]) -> dict[str, Variant]:
+    """Each ``--mixers`` item (a mixer or a study variant) parsed, by its text; a bad one exits
+    with the parser's one-line error."""
+    try:
+        return {m: parse_variant(m) for m in mixers}
+    except ValueError as error:
+        raise SystemExit(f"run_queue: {error}") from None
 
 
 def log_path(results: Path, task: str, mixer: str, seed: int) -> Path:
@@ -104,6 +119,7 @@ def start(args: argparse.Namespace) -> int:
     (results / "logs").mkdir(parents=True, exist_ok=True)
     todo = [r for r in run_ids(args.tasks, args.mixers, args.seeds)
             if not (run_dir(results, *r) / "metrics.json").exists()]
+    run_args = {v.label: v.overrides() for v in variants(args.mixers).values()}
     gpus = gpu_count()
     init_tracking_store(results)
     (results / QUEUE_FILE).write_text(json.dumps({k: getattr(args, k) for k in SAVED}, indent=1))
@@ -126,12 +142,12 @@ def start(args: argparse.Namespace) -> int:
         if stopping["now"] or (deadline is not None and time.monotonic() >= deadline):
             break
         while todo and len(running) < args.slots:
-            task, mixer, seed = run = todo.pop(0)
+            task, label, seed = run = todo.pop(0)
             env = {**os.environ, "PYTHONUNBUFFERED": "1"}
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
             slot += 1
-            cmd = [sys.executable, "-m", "katbench.run", f"task={task}", f"mixer={mixer}",
+            cmd = [sys.executable, "-m", "katbench.run", f"task={task}", *run_args[label],
                    f"seed={seed}", f"profile={args.profile}", "resume=true",
                    f"results_dir={results}", "trainer.threads=1", "trainer.progress=log",
                    *(["trainer.log_every=1"] if not any(o.startswith("trainer.log_every=")
@@ -159,12 +175,25 @@ def start(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def logged_runs(results: Path) -> list[tuple[tuple[str, str, int], Path]]:
+    """Each run with a log, in the log names' order: the queue's runs (``queue.json``) matched
+    to their logs, so that labels with dashes read right; logs of other runs by their names."""
+    queue_file = results / QUEUE_FILE
+    saved = json.loads(queue_file.read_text()) if queue_file.exists() else {}
+    known = {log_path(results, *run): run for run in
+             run_ids(saved.get("tasks", []), saved.get("mixers", []), saved.get("seeds", []))}
+    runs = []
+    for path in sorted(results.glob("logs/*.txt")):
+        task, label, seed = path.stem.rsplit("-", 2)
+        runs.append((known.get(path, (task, label, int(seed[1:]))), path))
+    return runs
+
+
 def status(args: argparse.Namespace) -> int:
     """Print finished runs with their metric, and each unfinished run's last log line."""
     results = Path(args.results)
-    for path in sorted(results.glob("logs/*.txt")):
-        task, mixer, seed = path.stem.rsplit("-", 2)
-        folder = run_dir(results, task, mixer, int(seed[1:]))
+    for (task, label, seed), path in logged_runs(results):
+        folder = run_dir(results, task, label, seed)
         if (folder / "metrics.json").exists():
             m = json.loads((folder / "metrics.json").read_text())
             best = {k: round(v, 4) for k, v in (m["best"] or {}).items()}
@@ -250,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("start", help="run the unfinished runs")
     s.add_argument("--profile", default="paper")
     s.add_argument("--tasks", type=lambda v: v.split(","), required=True)
-    s.add_argument("--mixers", type=lambda v: v.split(","), default=["mlp", "kan", "grkan"])
+    s.add_argument("--mixers", type=split_top_level, default=["mlp", "kan", "grkan"],
+                   help="comma-separated mixers or study variants (grkan[act_init=swish])")
     s.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[0])
     s.add_argument("--slots", type=int, default=8, help="runs at a time (all GPUs together)")
     s.add_argument("--stop-after-s", type=float, default=None)

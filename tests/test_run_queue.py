@@ -8,6 +8,7 @@ import io
 import tarfile
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "run_queue.py"
@@ -100,3 +101,27 @@ def test_prepare_builds_the_data_the_runs_will_use(tmp_path, monkeypatch, capsys
     default = prepared()
     assert len(default) == 1
     assert len(prepared("task.data_seed=3") - default) == 1   # the override reaches the data
+
+
+def test_study_variants_run_in_their_label_folders(tmp_path, capsys):
+    results = str(tmp_path / "res")
+    args = ["--results", results, "start", "--profile", "quick", "--tasks", "fit_xy",
+            "--mixers", "mlp,grkan[act_init=swish, num_groups=1]", "--slots", "2", *CPU,
+            "trainer.epochs=3"]
+    assert run_queue.main(args) == 0
+    label = "grkan-act_init=swish-num_groups=1"
+    folder = tmp_path / "res/runs/fit_xy" / label / "seed0"
+    config = (folder / "config.yaml").read_text()
+    assert (folder / "metrics.json").exists() and "act_init: swish" in config
+    assert (tmp_path / f"res/logs/fit_xy-{label}-s0.txt").exists()
+    assert "queue: 2 runs to do" in capsys.readouterr().out
+    run_queue.main(["--results", results, "status"])
+    assert f"done    fit_xy-{label}-s0" in capsys.readouterr().out
+
+
+def test_unknown_variant_setting_is_one_line(tmp_path):
+    args = ["--results", str(tmp_path / "res"), "start", "--profile", "quick", "--tasks",
+            "fit_xy", "--mixers", "grkan[act_inti=swish]", *CPU]
+    with pytest.raises(SystemExit, match="grkan has no setting 'act_inti'"):
+        run_queue.main(args)
+    assert not (tmp_path / "res/queue.pid").exists()
