@@ -129,36 +129,62 @@ def start(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.update(now=True))
     running: dict[tuple[str, str, int], subprocess.Popen] = {}
     failed: list[str] = []
-    slot = 0
+    launched = 0
     where = f"{gpus} GPU(s)" if gpus else "the CPU"
     print(f"queue: {len(todo)} runs to do, {args.slots} at a time on {where}", flush=True)
     while todo or running:
-        for run, proc in list(running.items()):
-            if proc.poll() is not None:
-                del running[run]
-                mark_exit(results, run, proc.returncode)
-                if proc.returncode not in (0, 130, 143):   # 130/143: stopped, checkpointed
-                    failed.append(f"{'/'.join(map(str, run))} (exit {proc.returncode})")
+        failed += _reap_finished(results, running)
         if stopping["now"] or (deadline is not None and time.monotonic() >= deadline):
             break
         while todo and len(running) < args.slots:
-            task, label, seed = run = todo.pop(0)
-            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-            if gpus:
-                env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
-            slot += 1
-            cmd = [sys.executable, "-m", "katbench.run", f"task={task}", *run_args[label],
-                   f"seed={seed}", f"profile={args.profile}", "resume=true",
-                   f"results_dir={results}", "trainer.threads=1", "trainer.progress=log",
-                   *(["trainer.log_every=1"] if not any(o.startswith("trainer.log_every=")
-                                                        for o in args.overrides) else []),
-                   *args.overrides]
-            with open(log_path(results, *run), "a") as log:
-                log.write(f"{START_MARK}{' '.join(cmd[1:])}\n")
-                log.flush()
-                running[run] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                                env=env)
+            run = todo.pop(0)
+            gpu = launched % gpus if gpus else None
+            running[run] = _launch(results, run, run_args[run[1]], args, gpu)
+            launched += 1
         time.sleep(2)
+    _stop_all(results, running)
+    left = len(todo) + len(running)
+    print(f"queue: stopped; {left} runs unfinished (start again to continue)"
+          + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
+    (results / "queue.pid").unlink(missing_ok=True)
+    return 1 if failed else 0
+
+
+def _reap_finished(results: Path, running: dict[tuple[str, str, int], subprocess.Popen]
+                   ) -> list[str]:
+    """Remove the ended runs from ``running``, marking their logs; the failed ones' names."""
+    failed = []
+    for run, proc in list(running.items()):
+        if proc.poll() is not None:
+            del running[run]
+            mark_exit(results, run, proc.returncode)
+            if proc.returncode not in (0, 130, 143):   # 130/143: stopped, checkpointed
+                failed.append(f"{'/'.join(map(str, run))} (exit {proc.returncode})")
+    return failed
+
+
+def _launch(results: Path, run: tuple[str, str, int], mixer_args: list[str],
+            args: argparse.Namespace, gpu: int | None) -> subprocess.Popen:
+    """Start one run (``mixer_args``: its variant's ``katbench.run`` arguments) on ``gpu``,
+    its output appended to its log after the command line."""
+    task, _, seed = run
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    log_every = [] if any(o.startswith("trainer.log_every=") for o in args.overrides) \
+        else ["trainer.log_every=1"]
+    cmd = [sys.executable, "-m", "katbench.run", f"task={task}", *mixer_args, f"seed={seed}",
+           f"profile={args.profile}", "resume=true", f"results_dir={results}",
+           "trainer.threads=1", "trainer.progress=log", *log_every, *args.overrides]
+    with open(log_path(results, *run), "a") as log:
+        log.write(f"{START_MARK}{' '.join(cmd[1:])}\n")
+        log.flush()
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def _stop_all(results: Path, running: dict[tuple[str, str, int], subprocess.Popen]) -> None:
+    """SIGTERM every running run, wait for its checkpoint (killed after ``STOP_WAIT_S``) and
+    mark its log."""
     for proc in running.values():
         proc.send_signal(signal.SIGTERM)
     for run, proc in running.items():
@@ -168,11 +194,6 @@ def start(args: argparse.Namespace) -> int:
             proc.kill()
             proc.wait()
         mark_exit(results, run, proc.returncode)
-    left = len(todo) + len(running)
-    print(f"queue: stopped; {left} runs unfinished (start again to continue)"
-          + (f"; failed: {', '.join(failed)}" if failed else ""), flush=True)
-    (results / "queue.pid").unlink(missing_ok=True)
-    return 1 if failed else 0
 
 
 def logged_runs(results: Path) -> list[tuple[tuple[str, str, int], Path]]:
