@@ -57,7 +57,8 @@ SAVED = ("profile", "tasks", "mixers", "seeds", "slots", "overrides")
 def run_ids(tasks: list[str], mixers: list[str], seeds: list[int]) -> list[tuple[str, str, int]]:
     """(task, label, seed) in launch order: task-major, then seed, then mixer; a plain mixer is
     its own label, a variant's is ``Variant.label``."""
-    labels = [variants(mixers)[m].label for m in mixers]
+    parsed = variants(mixers)
+    labels = [parsed[m].label for m in mixers]
     return [(t, m, s) for t in tasks for s in seeds for m in labels]
 
 
@@ -116,10 +117,10 @@ def prepare(profile: str, tasks: list[str], overrides: list[str] = ()) -> None:
 def start(args: argparse.Namespace) -> int:
     """Launch the unfinished runs, ``args.slots`` at a time, until done or the deadline."""
     results = Path(args.results)
-    (results / "logs").mkdir(parents=True, exist_ok=True)
     todo = [r for r in run_ids(args.tasks, args.mixers, args.seeds)
             if not (run_dir(results, *r) / "metrics.json").exists()]
     run_args = {v.label: v.overrides() for v in variants(args.mixers).values()}
+    (results / "logs").mkdir(parents=True, exist_ok=True)
     gpus = gpu_count()
     init_tracking_store(results)
     (results / QUEUE_FILE).write_text(json.dumps({k: getattr(args, k) for k in SAVED}, indent=1))

@@ -124,4 +124,4 @@ def test_unknown_variant_setting_is_one_line(tmp_path):
             "fit_xy", "--mixers", "grkan[act_inti=swish]", *CPU]
     with pytest.raises(SystemExit, match="grkan has no setting 'act_inti'"):
         run_queue.main(args)
-    assert not (tmp_path / "res/queue.pid").exists()
+    assert not (tmp_path / "res").exists()                 # nothing written
