@@ -340,3 +340,14 @@ def test_paper_protocol_of_the_last_epoch_selects_the_last_epoch(tmp_path, monke
     assert runs.loc["toy_last", "value"] == 0.7 and runs.loc["toy_best", "value"] == 0.9
     md = (tmp_path / "summary.md").read_text()
     assert "; the last for toy_last, whose benchmark reports the last epoch)" in md
+    # beside the reported last epoch, the test metric at the best validation epoch
+    table = pd.read_csv(tmp_path / "summary.csv").set_index(["task", "metric"])
+    assert table.loc[("toy_last", "at_best_val_test_acc"), "value"] == 0.9
+    assert ("toy_best", "at_best_val_test_acc") not in table.index   # it is the selected one
+    assert "| mlp | 0.7 | 0.7 | 0.9 | 10 |" in _section(md, "### toy_last")
+    assert "at best val" not in _section(md, "### toy_best")
+
+
+def _section(md: str, heading: str) -> str:
+    """The text of ``md`` from ``heading`` to the next heading."""
+    return md.split(heading, 1)[1].split("\n#", 1)[0]

@@ -82,15 +82,19 @@ def profile_notes(profiles: set[str]) -> list[str]:
 def _per_task(table: pd.DataFrame, tasks: list[str], mixers: list[str]) -> list[str]:
     lines = ["## Per task", "",
              "Cost and extra test metrics per mixer (means over seeds); `final` is the last "
-             "epoch's test metric.", ""]
+             "epoch's test metric; `at best val`, where the task reports the last epoch, the "
+             "test metric at the epoch of the best validation metric.", ""]
     for task in tasks:
         sub = table[table.task == task]
         if sub.empty:
             continue
         metric = main_rows(sub).metric.iloc[0]
+        at_best_val = [f"at_best_val_{metric}"] if f"at_best_val_{metric}" in set(sub.metric) \
+            else []
         extra = [m for m in sub.metric.unique() if m.startswith("test_") and m != metric]
         means = sub.pivot_table(index="mixer", columns="metric", values="value", aggfunc="mean")
-        head = [metric, f"final {metric}", *extra, "params", "train time (s)", "peak MB"]
+        head = [metric, f"final {metric}", *(f"{metric} at best val" for _ in at_best_val),
+                *extra, "params", "train time (s)", "peak MB"]
         lines += [f"### {task}", "", f"| mixer | {' | '.join(head)} |",
                   "|---|" + "---|" * len(head)]
         for mixer in mixers:
@@ -98,7 +102,7 @@ def _per_task(table: pd.DataFrame, tasks: list[str], mixers: list[str]) -> list[
                 lines.append(f"| {mixer} | " + " | ".join(["missing"] * len(head)) + " |")
                 continue
             r = means.loc[mixer]
-            vals = [f"{r[k]:.4g}" for k in (metric, f"final_{metric}", *extra)]
+            vals = [f"{r[k]:.4g}" for k in (metric, f"final_{metric}", *at_best_val, *extra)]
             vals += [f"{int(r['params']):,}", f"{r['train_time_s']:.1f}",
                      f"{r['peak_memory_mb']:.0f}"]
             lines.append(f"| {mixer} | {' | '.join(vals)} |")
