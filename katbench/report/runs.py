@@ -72,34 +72,35 @@ def task_yaml(task: str) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) if path.exists() else {}
 
 
-def _reports_last_epoch(metrics: dict[str, Any], paper: dict[str, Any]) -> bool:
-    """Whether the run's last epoch is its selected one: the paper's entry for the task says
-    ``epoch: last`` (its protocol reports the last epoch), or nothing selects on validation."""
-    return (paper.get(metrics["task"], {}).get("epoch") == "last"
-            or not metrics["selected_on"].startswith("val_"))
+def _paper_reports_last_epoch(task: str, paper: dict[str, Any]) -> bool:
+    """Whether the paper's entry for ``task`` says ``epoch: last`` (its protocol reports the
+    last epoch's test metric)."""
+    return paper.get(task, {}).get("epoch") == "last"
 
 
 def selected(metrics: dict[str, Any], paper: dict[str, Any]) -> tuple[str, float]:
     """The run's test metric name and its value at the selected epoch: the last where the
-    paper's entry for the task says ``epoch: last``, else the best on validation when
-    ``selected_on`` is a validation metric, else the last."""
+    paper reports the last epoch, else the best on validation when ``selected_on`` is a
+    validation metric, else the last."""
     key = f"test_{metrics['metric']}"
-    last = _reports_last_epoch(metrics, paper)
+    last = (_paper_reports_last_epoch(metrics["task"], paper)
+            or not metrics["selected_on"].startswith("val_"))
     return key, float((metrics["final"] if last else metrics["best"])[key])
 
 
 def run_rows(metrics: dict[str, Any], paper: dict[str, Any],
              exported: dict[str, tuple[float, bool]] | None = None) -> list[dict[str, Any]]:
-    """Tidy rows of one run: the selected test metric, the final one, where the last epoch is
-    reported although the run selects on validation the test metric at its best validation
-    epoch (``at_best_val_<metric>``: how much the protocol's choice moves the number), exported
-    extra test metrics (``{metric: (value, higher_is_better)}``; one named like the selected
-    metric is left out), size and cost."""
+    """Tidy rows of one run: the selected test metric; the final one; where the paper reports
+    the last epoch of a run that selects on validation, the test metric at the best validation
+    epoch too (``at_best_val_<metric>``: how much that choice moves the number); exported extra
+    test metrics (``{metric: (value, higher_is_better)}``; one named like the selected metric
+    is left out); size and cost."""
     hib = metrics["higher_is_better"]
     key, value = selected(metrics, paper)
     ref = paper.get(metrics["task"], {})
     at_best_val = []
-    if _reports_last_epoch(metrics, paper) and metrics["selected_on"].startswith("val_"):
+    if (_paper_reports_last_epoch(metrics["task"], paper)
+            and metrics["selected_on"].startswith("val_")):
         at_best_val = [(f"at_best_val_{key}", metrics["best"][key], hib, None)]
     rows = [(key, value, hib, ref.get("values", {}).get(metrics["mixer"])
              if ref.get("metric") == key else None),
