@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -157,9 +158,13 @@ def collect(results_dir: Path, paper: dict[str, Any]) -> tuple[pd.DataFrame, pd.
             runs.sort_values(["task", "mixer", "seed"], ignore_index=True))
 
 
-def families_of(runs: pd.DataFrame) -> dict[str, str]:
-    """``{task: family}`` of the runs table."""
-    return dict(zip(runs.task, runs.family, strict=True))
+def families_of(runs: pd.DataFrame, asked: Iterable[str] = ()) -> dict[str, str]:
+    """``{task: family}`` of the runs table, and of each ``asked`` task without a run from its
+    task file (``other`` without one)."""
+    families = dict(zip(runs.task, runs.family, strict=True))
+    for task in asked:
+        families.setdefault(task, (task_yaml(task).get("task") or {}).get("family", "other"))
+    return families
 
 
 def profiles_of(runs: pd.DataFrame) -> set[str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from katbench.report.runs import UNKNOWN, expected_counts, main_rows, task_yaml
+from katbench.report.runs import UNKNOWN, expected_counts, families_of, main_rows
 from katbench.report.summary import metric_cells, profile_notes
 from katbench.studies import Study, parse_variant
 
@@ -63,8 +63,7 @@ def study_markdown(study: Study, table: pd.DataFrame, runs: pd.DataFrame,
     labels = [v.label for v in study.variants]
     ran = runs[runs.mixer.isin(labels)]
     want = expected_counts(expected, labels)
-    families = {**{t: (task_yaml(t).get("task") or {}).get("family", "other")
-                   for t, _ in want}, **dict(zip(ran.task, ran.family, strict=True))}
+    families = families_of(ran, (t for t, _ in want))
     main = main_rows(table[table.mixer.isin(labels)])
     profiles = set(ran.profile) - {UNKNOWN}
     hardware = ", ".join(sorted(set(ran.hardware.astype(str)) - {UNKNOWN})) or UNKNOWN

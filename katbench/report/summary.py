@@ -17,7 +17,6 @@ from katbench.report.runs import (
     main_rows,
     parse_run_id,
     profiles_of,
-    task_yaml,
 )
 from katbench.report.table9 import TABLE9, table9
 
@@ -161,10 +160,8 @@ def markdown(table: pd.DataFrame, runs: pd.DataFrame, paper: dict[str, Any], com
     """``summary.md`` from the tidy table and the runs table. Tasks of ``expected``
     (``task/mixer/seed<k>`` ids) without any finished run still get a row; ``studies`` (the
     folder's ``studies/*.md``) are linked."""
-    families, profiles = families_of(runs), profiles_of(runs)
     want = expected_counts(expected)
-    for task, _ in want:
-        families.setdefault(task, (task_yaml(task).get("task") or {}).get("family", "other"))
+    families, profiles = families_of(runs, (t for t, _ in want)), profiles_of(runs)
     main = main_rows(table)
     mixers = sorted({*table.mixer.unique(), *(m for _, m in want)}, key=mixer_key)
     tasks = sorted(families, key=lambda t: (families[t], t))
