@@ -23,7 +23,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch_geometric.data import Data
@@ -38,6 +38,9 @@ from katbench.data.graph import (
 )
 from katbench.data.tabular import read_file
 from katbench.data.targets import Target, encode_target
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SPLIT_KINDS = ("scaffold", "random")
 SHOWN = 5   # skipped rows named in the warning or error
@@ -147,18 +150,11 @@ class MoleculeCSV(SealedDataset):
         return {s: [smiles_to_graph(m, t, self.pe_dim) for m, t in self.rows[s]] for s in SPLITS}
 
 
-def molecule_splits(path: str, smiles: str, target: str, *, kind: str = "auto",
-                    positive: Any = None, split: str = "scaffold", val_fraction: float = 0.1,
-                    test_fraction: float = 0.1, split_seed: int = 0,
-                    max_invalid_fraction: float = 0.1, pe_dim: int = 8) -> MoleculeSplits:
-    """The usable molecules of ``path`` as graph datasets per split, and their target.
-
-    Raises a ``ValueError`` naming the problem and the fix for a missing file or column, a
-    target with one value or more than two classes, too many unusable SMILES, or a split that
-    leaves one class in the validation or test set of a binary target.
-    """
-    if split not in SPLIT_KINDS:
-        raise ValueError(f"data.split={split!r}; choose {' or '.join(SPLIT_KINDS)}")
+def _usable_rows(path: str, smiles: str, target: str,
+                 max_invalid_fraction: float) -> tuple[pd.DataFrame, int]:
+    """The rows of ``path`` with a target and a usable SMILES, and how many were skipped for
+    their SMILES (each named on stderr); raises where a column is missing, no target is given
+    or more than ``max_invalid_fraction`` of the molecules cannot be used."""
     frame = read_file(path)
     for key, column in (("data.smiles", smiles), ("data.target", target)):
         if column is None or column not in frame.columns:
@@ -179,7 +175,22 @@ def molecule_splits(path: str, smiles: str, target: str, *, kind: str = "auto",
     if bad:
         print(f"katbench: skipped {len(bad)} of {len(frame)} molecules of {path} (rows counted "
               f"from 1 after the header): {named}", file=sys.stderr, flush=True)
-    frame = frame[[why is None for why in reasons]].reset_index(drop=True)
+    return frame[[why is None for why in reasons]].reset_index(drop=True), len(bad)
+
+
+def molecule_splits(path: str, smiles: str, target: str, *, kind: str = "auto",
+                    positive: Any = None, split: str = "scaffold", val_fraction: float = 0.1,
+                    test_fraction: float = 0.1, split_seed: int = 0,
+                    max_invalid_fraction: float = 0.1, pe_dim: int = 8) -> MoleculeSplits:
+    """The usable molecules of ``path`` as graph datasets per split, and their target.
+
+    Raises a ``ValueError`` naming the problem and the fix for a missing file or column, a
+    target with one value or more than two classes, too many unusable SMILES, or a split that
+    leaves one class in the validation or test set of a binary target.
+    """
+    if split not in SPLIT_KINDS:
+        raise ValueError(f"data.split={split!r}; choose {' or '.join(SPLIT_KINDS)}")
+    frame, skipped = _usable_rows(path, smiles, target, max_invalid_fraction)
     labels = encode_target(frame[target], kind, positive)
     if labels.kind == "multiclass":
         raise ValueError(f"target column {target!r} has {len(labels.classes)} classes; mol_csv "
@@ -202,4 +213,4 @@ def molecule_splits(path: str, smiles: str, target: str, *, kind: str = "auto",
     rows = {s: [(mols[i], float(labels.y[i])) for i in index[s]] for s in SPLITS}
     with _quiet_rdkit():
         data = {s: MoleculeCSV(key, rows, s, pe_dim) for s in SPLITS}
-    return MoleculeSplits(data, labels, len(bad))
+    return MoleculeSplits(data, labels, skipped)

@@ -322,32 +322,10 @@ def folder_splits(root: str, seed: int, batch_size: int, *, img_size: int = 32,
     classes = sorted(files)
     paths = [f for c in classes for f in files[c]]
     labels = np.array([i for i, c in enumerate(classes) for _ in files[c]])
-    sources = {}
-    if "train" in named:
-        sources = {s: named[s] for s in ("val", "test") if s in named} if "test" in named \
-            else {"test": named["val"]} if "val" in named else {}
-    held: dict[str, tuple[list[Path], np.ndarray]] = {}
-    for split, folder in sources.items():
-        other = _class_files(folder)
-        if sorted(other) != classes:
-            raise ValueError(f"{folder} has class folders {sorted(other)} but {train_dir} has "
-                             f"{classes}; use the same class folders")
-        held[split] = ([f for c in classes for f in other[c]],
-                       np.array([i for i, c in enumerate(classes) for _ in other[c]]))
-    index = np.arange(len(paths))
-    for split, fraction in (("test", test_fraction), ("val", val_fraction)):
-        if split not in held:
-            if not 0 < fraction < 1:
-                raise ValueError(f"data.{split}_fraction={fraction} must be in (0, 1)")
-            within, out = _stratified_split(labels[index], fraction, split_seed)
-            held[split] = ([paths[i] for i in index[out]], labels[index[out]])
-            index = index[within]
-    held["train"] = ([paths[i] for i in index], labels[index])
-    images = {s: _read_images(held[s][0], img_size, base) for s in SPLITS_ORDER}
-    mean = images["train"].mean((0, 2, 3), keepdim=True)
-    std = images["train"].std((0, 2, 3), keepdim=True).clamp_min(1e-3)
-    sets = {s: TensorDataset((images[s] - mean) / std, torch.as_tensor(held[s][1]))
-            for s in SPLITS_ORDER}
+    held = _split_folders(named, classes, train_dir)
+    _draw_missing_splits(held, paths, labels, {"test": test_fraction, "val": val_fraction},
+                         split_seed)
+    sets = _standardised_sets(held, img_size, base)
     print(f"images: {len(classes)} classes ({', '.join(classes[:8])}"
           f"{', ...' if len(classes) > 8 else ''}) in {base}, train/val/test "
           f"{'/'.join(str(len(sets[s])) for s in SPLITS_ORDER)} at {img_size}x{img_size}",
@@ -357,6 +335,54 @@ def folder_splits(root: str, seed: int, batch_size: int, *, img_size: int = 32,
         val=_loader(sets["val"], eval_batch_size, train=False, seed=seed),
         test=_loader(sets["test"], eval_batch_size, train=False, seed=seed),
         num_classes=len(classes), in_chans=3, img_size=img_size)
+
+
+Split = tuple[list[Path], np.ndarray]  # image paths and their class indices
+
+
+def _split_folders(named: dict[str, Path], classes: list[str], train_dir: Path) -> dict[str, Split]:
+    """The splits given as folders beside ``train/``: ``val`` and ``test``, or ``val`` as the
+    test split when there is no ``test`` (as ImageNet reports val); none without ``train/``."""
+    if "train" not in named:
+        return {}
+    sources = ({s: named[s] for s in ("val", "test") if s in named} if "test" in named
+               else {"test": named["val"]} if "val" in named else {})
+    held = {}
+    for split, folder in sources.items():
+        other = _class_files(folder)
+        if sorted(other) != classes:
+            raise ValueError(f"{folder} has class folders {sorted(other)} but {train_dir} has "
+                             f"{classes}; use the same class folders")
+        held[split] = ([f for c in classes for f in other[c]],
+                       np.array([i for i, c in enumerate(classes) for _ in other[c]]))
+    return held
+
+
+def _draw_missing_splits(held: dict[str, Split], paths: list[Path], labels: np.ndarray,
+                         fractions: dict[str, float], split_seed: int) -> None:
+    """Fill ``held`` with the test, then the validation split (each a stratified ``fractions``
+    of what is left of the training images) where no folder gave them, and ``train``."""
+    index = np.arange(len(paths))
+    for split, fraction in fractions.items():
+        if split in held:
+            continue
+        if not 0 < fraction < 1:
+            raise ValueError(f"data.{split}_fraction={fraction} must be in (0, 1)")
+        within, out = _stratified_split(labels[index], fraction, split_seed)
+        held[split] = ([paths[i] for i in index[out]], labels[index[out]])
+        index = index[within]
+    held["train"] = ([paths[i] for i in index], labels[index])
+
+
+def _standardised_sets(held: dict[str, Split], img_size: int,
+                       root: Path) -> dict[str, TensorDataset]:
+    """Each split's images, read and standardised per channel with the training split's
+    statistics, as a ``TensorDataset`` of (image, class)."""
+    images = {s: _read_images(held[s][0], img_size, root) for s in SPLITS_ORDER}
+    mean = images["train"].mean((0, 2, 3), keepdim=True)
+    std = images["train"].std((0, 2, 3), keepdim=True).clamp_min(1e-3)
+    return {s: TensorDataset((images[s] - mean) / std, torch.as_tensor(held[s][1]))
+            for s in SPLITS_ORDER}
 
 
 def mixup_fn(num_classes: int, *, mixup: float = 0.0, cutmix: float = 0.0, prob: float = 1.0,

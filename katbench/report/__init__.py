@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -42,6 +43,9 @@ from katbench.tracking import (
     read_history,
     run_dir,
 )
+
+if TYPE_CHECKING:
+    from katbench.studies import Study
 
 __all__ = ["Paired", "build_report", "collect", "markdown", "paired_difference", "paper_values",
            "plot_run", "publish", "run_record", "run_rows", "table9"]
@@ -75,27 +79,9 @@ def build_report(results_dir: str | Path, expected: list[str] | None = None,
     missing = sorted(run for key, run in asked.items() if key not in done)
     atomic_write_text(results_dir / "summary.csv", table.to_csv(index=False))
     atomic_write_text(results_dir / "runs.csv", runs.to_csv(index=False))
-    plots: list[Path] = []
-    if not table.empty:
-        families = families_of(runs)
-        plots += plot_family_bars(table, families, results_dir / "plots")
-        plots += plot_family_curves(results_dir, families, results_dir / "plots")
-        plots += plot_arrays(results_dir, results_dir / "plots", families)
-    else:
-        (results_dir / "plots").mkdir(parents=True, exist_ok=True)
-    if commands is None and (results_dir / COMMANDS).exists():
-        commands = [line for line in (results_dir / COMMANDS).read_text().splitlines()
-                    if line.strip() and not line.lstrip().startswith("#")]
-    if commands is None and chosen:
-        commands = [line for study in chosen
-                    for line in study_commands(results_dir, profiles_of(runs), study.name)]
+    plots = _write_plots(results_dir, table, runs)
     if commands is None:
-        by_family = runs.groupby("family").task.unique() if len(runs) else {}
-        commands = default_commands(results_dir, profiles_of(runs),
-                                    {f: list(t) for f, t in dict(by_family).items()})
-        if (results_dir / PUBLISHED_FROM).exists():
-            source = (results_dir / PUBLISHED_FROM).read_text().strip()
-            commands.insert(-1, f"python -m katbench.report {source} --publish {results_dir}")
+        commands = _regenerating_commands(results_dir, runs, chosen)
     for study in chosen:
         atomic_write_text(results_dir / "studies" / f"{study.name}.md",
                           study_markdown(study, table, runs, expected, paper_studies(),
@@ -104,6 +90,37 @@ def build_report(results_dir: str | Path, expected: list[str] | None = None,
     atomic_write_text(results_dir / "summary.md",
                       markdown(table, runs, paper, commands, missing, expected, plots, tables))
     return table
+
+
+def _write_plots(results_dir: Path, table: pd.DataFrame, runs: pd.DataFrame) -> list[Path]:
+    """Each family's bars, learning curves and array plots under ``results_dir/plots``."""
+    if table.empty:
+        (results_dir / "plots").mkdir(parents=True, exist_ok=True)
+        return []
+    families = families_of(runs)
+    return [*plot_family_bars(table, families, results_dir / "plots"),
+            *plot_family_curves(results_dir, families, results_dir / "plots"),
+            *plot_arrays(results_dir, results_dir / "plots", families)]
+
+
+def _regenerating_commands(results_dir: Path, runs: pd.DataFrame,
+                           chosen: list[Study]) -> list[str]:
+    """The report's "How to regenerate" lines: ``results_dir/commands.sh`` where the folder has
+    one, else each study's pipeline (for ``chosen`` studies), else the pipeline per profile and
+    family, then this report, with the publishing step where :func:`publish` recorded one."""
+    if (results_dir / COMMANDS).exists():
+        return [line for line in (results_dir / COMMANDS).read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    if chosen:
+        return [line for study in chosen
+                for line in study_commands(results_dir, profiles_of(runs), study.name)]
+    by_family = runs.groupby("family").task.unique() if len(runs) else {}
+    commands = default_commands(results_dir, profiles_of(runs),
+                                {f: list(t) for f, t in dict(by_family).items()})
+    if (results_dir / PUBLISHED_FROM).exists():
+        source = (results_dir / PUBLISHED_FROM).read_text().strip()
+        commands.insert(-1, f"python -m katbench.report {source} --publish {results_dir}")
+    return commands
 
 
 def thinned_history(history: list[dict[str, float]],
