@@ -226,6 +226,9 @@ def plot_arrays(results_dir: Path, out: Path, families: dict[str, str] | None = 
 
 
 
+Curves = dict[str, dict[tuple[str, str, bool], dict[str, list[pd.Series]]]]
+
+
 def plot_family_curves(results_dir: Path, families: dict[str, str], out: Path) -> list[Path]:
     """One figure per family, one panel per task: the test metric against the epoch, per mixer
     the mean over seeds (line) and their range (band), from each run's ``history.jsonl``.
@@ -233,11 +236,28 @@ def plot_family_curves(results_dir: Path, families: dict[str, str], out: Path) -
     The reported value is taken at the validation-selected epoch, so a curve that falls after
     an early peak shows overfitting the selection avoided. Runs without a history are skipped.
     """
+    plt, paths = _pyplot(), []
+    for family, panels in sorted(_test_curves(results_dir, families).items()):
+        cols = min(4, len(panels))
+        rows = -(-len(panels) // cols)
+        fig, axes = plt.subplots(rows, cols, squeeze=False, layout="constrained",
+                                 figsize=(3.6 * cols, 2.8 * rows + 0.4))
+        for ax, (panel, by_mixer) in zip(axes.flat, sorted(panels.items()), strict=False):
+            _plot_curve_panel(ax, panel, by_mixer)
+        for ax in list(axes.flat)[len(panels):]:
+            ax.axis("off")
+        fig.suptitle(f"{family}: test metric during training (line: mean over seeds, band: "
+                     "min to max)", fontsize=10)
+        paths.append(_save(fig, out / f"{family}_curves.png"))
+    return paths
+
+
+def _test_curves(results_dir: Path, families: dict[str, str]) -> Curves:
+    """family -> (task, metric key, higher is better) -> mixer -> one test-metric series per
+    seed (indexed by epoch), from the runs' histories."""
     from katbench.tracking import read_history
 
-    plt, paths = _pyplot(), []
-    # family -> (task, metric key, higher is better) -> mixer -> one series per seed
-    curves: dict[str, dict[tuple[str, str, bool], dict[str, list[pd.Series]]]] = {}
+    curves: Curves = {}
     for metrics_path in sorted(results_dir.glob("runs/*/*/seed*/metrics.json")):
         run = metrics_path.parent
         metrics = json.loads(metrics_path.read_text())
@@ -247,34 +267,29 @@ def plot_family_curves(results_dir: Path, families: dict[str, str], out: Path) -
             panel = (run.parts[-3], key, bool(metrics["higher_is_better"]))
             curves.setdefault(families.get(run.parts[-3], "other"), {}).setdefault(
                 panel, {}).setdefault(run.parts[-2], []).append(pd.Series(points))
-    for family, panels in sorted(curves.items()):
-        cols = min(4, len(panels))
-        rows = -(-len(panels) // cols)
-        fig, axes = plt.subplots(rows, cols, squeeze=False, layout="constrained",
-                                 figsize=(3.6 * cols, 2.8 * rows + 0.4))
-        for ax, ((task, key, hib), by_mixer) in zip(axes.flat, sorted(panels.items()),
-                                                     strict=False):
-            values = []
-            for mixer in sorted(by_mixer, key=mixer_key):
-                seeds = pd.concat(by_mixer[mixer], axis=1).sort_index()
-                values.append(seeds.stack())
-                ax.plot(seeds.index, seeds.mean(axis=1), color=COLORS.get(mixer), lw=1.2,
-                        label=f"{mixer} (n={seeds.shape[1]})")
-                if seeds.shape[1] > 1:
-                    ax.fill_between(seeds.index, seeds.min(axis=1), seeds.max(axis=1),
-                                    color=COLORS.get(mixer), alpha=0.2, lw=0)
-            every = pd.concat(values)
-            if not hib and (every > 0).all() and every.max() > 10 * every.min():
-                ax.set_yscale("log")
-            ax.set_title(task, fontsize=9)
-            ax.set_xlabel("epoch", fontsize=8)
-            ax.set_ylabel(f"{key} ({'higher' if hib else 'lower'} is better)", fontsize=8)
-            ax.tick_params(labelsize=7)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-        for ax in list(axes.flat)[len(panels):]:
-            ax.axis("off")
-        fig.suptitle(f"{family}: test metric during training (line: mean over seeds, band: "
-                     "min to max)", fontsize=10)
-        paths.append(_save(fig, out / f"{family}_curves.png"))
-    return paths
+    return curves
+
+
+def _plot_curve_panel(ax: Any, panel: tuple[str, str, bool],
+                      by_mixer: dict[str, list[pd.Series]]) -> None:
+    """One task's panel: per mixer the mean over seeds and the band from min to max; a log
+    scale for a lower-is-better metric spanning more than a decade."""
+    task, key, higher_is_better = panel
+    values = []
+    for mixer in sorted(by_mixer, key=mixer_key):
+        seeds = pd.concat(by_mixer[mixer], axis=1).sort_index()
+        values.append(seeds.stack())
+        ax.plot(seeds.index, seeds.mean(axis=1), color=COLORS.get(mixer), lw=1.2,
+                label=f"{mixer} (n={seeds.shape[1]})")
+        if seeds.shape[1] > 1:
+            ax.fill_between(seeds.index, seeds.min(axis=1), seeds.max(axis=1),
+                            color=COLORS.get(mixer), alpha=0.2, lw=0)
+    every = pd.concat(values)
+    if not higher_is_better and (every > 0).all() and every.max() > 10 * every.min():
+        ax.set_yscale("log")
+    ax.set_title(task, fontsize=9)
+    ax.set_xlabel("epoch", fontsize=8)
+    ax.set_ylabel(f"{key} ({'higher' if higher_is_better else 'lower'} is better)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)

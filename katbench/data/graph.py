@@ -151,36 +151,52 @@ def generate_sbm(name: str, params: dict[str, Any], seed: int, pe_dim: int
     training and ``eval_per_pattern`` validation and test graphs, joined to every other node
     with probability ``q_pattern``; label 1 marks pattern nodes. Nodes are shuffled.
     """
-    rng = np.random.default_rng(seed)
-    lo, hi = params["size_min"], params["size_max"]
-    out: dict[str, list[tuple[torch.Tensor, np.ndarray, np.ndarray]]] = {s: [] for s in SPLITS}
-
-    def community_graph() -> tuple[np.ndarray, np.ndarray]:
-        sizes = rng.integers(lo, hi, size=params["communities"])
-        return _block_model(rng, sizes, params["p"], params["q"])
-
-    if name == "cluster":
-        for split in SPLITS:
-            for _ in range(params[f"n_{split}"]):
-                adj, c = community_graph()
-                perm = rng.permutation(len(c))
-                adj, c = adj[perm][:, perm], c[perm]
-                x = np.zeros(len(c), dtype=np.int64)
-                for r in range(params["communities"]):
-                    x[rng.choice(np.flatnonzero(c == r))] = r + 1
-                out[split].append(_sparse(adj, x, c))
-        return _splits_to_data(out, pe_dim)
-    if name != "pattern":
+    generators = {"cluster": _cluster_graphs, "pattern": _pattern_graphs}
+    if name not in generators:
         raise ValueError(f"unknown SBM dataset {name!r}; use 'pattern' or 'cluster'")
+    return _splits_to_data(generators[name](np.random.default_rng(seed), params), pe_dim)
+
+
+SBMGraphs = dict[str, list[tuple[torch.Tensor, np.ndarray, np.ndarray]]]
+
+
+def _community_graph(rng: np.random.Generator, params: dict[str, Any]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """One graph of ``communities`` blocks (sizes uniform in ``[size_min, size_max)``, edges
+    with p within and q across): adjacency and block labels."""
+    sizes = rng.integers(params["size_min"], params["size_max"], size=params["communities"])
+    return _block_model(rng, sizes, params["p"], params["q"])
+
+
+def _cluster_graphs(rng: np.random.Generator, params: dict[str, Any]) -> SBMGraphs:
+    """CLUSTER's graphs per split: shuffled community graphs labelled by block, one random
+    node per block carrying the feature ``block + 1``."""
+    out: SBMGraphs = {s: [] for s in SPLITS}
+    for split in SPLITS:
+        for _ in range(params[f"n_{split}"]):
+            adj, c = _community_graph(rng, params)
+            perm = rng.permutation(len(c))
+            adj, c = adj[perm][:, perm], c[perm]
+            x = np.zeros(len(c), dtype=np.int64)
+            for r in range(params["communities"]):
+                x[rng.choice(np.flatnonzero(c == r))] = r + 1
+            out[split].append(_sparse(adj, x, c))
+    return out
+
+
+def _pattern_graphs(rng: np.random.Generator, params: dict[str, Any]) -> SBMGraphs:
+    """PATTERN's graphs per split: each random pattern planted in community graphs of random
+    features, joined to their nodes with probability ``q_pattern``; label 1 marks its nodes."""
+    out: SBMGraphs = {s: [] for s in SPLITS}
     counts = {"train": params["train_per_pattern"], "val": params["eval_per_pattern"],
               "test": params["eval_per_pattern"]}
     for _ in range(params["n_patterns"]):
-        m = int(rng.integers(lo, hi))
+        m = int(rng.integers(params["size_min"], params["size_max"]))
         w0, _ = _block_model(rng, np.array([m]), params["p_pattern"], params["p_pattern"])
         u0 = rng.integers(params["vocab_size"], size=m)
         for split in SPLITS:
             for _ in range(counts[split]):
-                adj, c = community_graph()
+                adj, c = _community_graph(rng, params)
                 u = rng.integers(params["vocab_size"], size=len(c))
                 link = (rng.random((m, len(c))) < params["q_pattern"]).astype(np.int8)
                 adj = np.block([[adj, link.T], [link, w0]])
@@ -188,7 +204,7 @@ def generate_sbm(name: str, params: dict[str, Any], seed: int, pe_dim: int
                 x = np.concatenate([u, u0])
                 perm = rng.permutation(len(label))
                 out[split].append(_sparse(adj[perm][:, perm], x[perm], label[perm]))
-    return _splits_to_data(out, pe_dim)
+    return out
 
 
 def largest_fragment(mol: Any) -> Any:
